@@ -1,0 +1,138 @@
+/**
+ * The application API. Each call returns a new immutable builder holding plain data, so a
+ * partially built pipeline can be shared and extended without aliasing surprises.
+ */
+import type { Payload } from "../connector/types.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
+import type { AppSpec, Key, PipelineSpec, SinkSpec, SourceSpec, StateCodec, Step } from "./spec.ts";
+
+/** What a state update may return: nothing, one output, or several as an array. */
+export type Outputs<O> = O | readonly O[] | undefined | void;
+
+export interface StateOptions<S> {
+  /** Serialises this stage's state for migration and replication; node:v8 when absent. */
+  codec?: StateCodec<S>;
+}
+
+export interface Stream<T> {
+  map<U>(fn: (value: T) => U): Stream<U>;
+  flatMap<U>(fn: (value: T) => Iterable<U>): Stream<U>;
+  filter<U extends T>(fn: (value: T) => value is U): Stream<U>;
+  filter(fn: (value: T) => boolean): Stream<T>;
+  /** Routes each value by the key fn extracts; the next stage keeps state per key. */
+  keyBy<K extends Key>(fn: (value: T) => K): KeyedStream<T, K>;
+  sink(name: string, encode?: (value: T) => Payload): PipelineSpec;
+}
+
+export interface KeyedStream<T, K extends Key> {
+  /**
+   * Keeps one state object per key, created by init the first time a key is seen and mutated in
+   * place by update. An array returned by update is several outputs; wrap it to emit one array.
+   */
+  state<S extends object, O>(
+    init: (key: K) => S,
+    update: (value: T, state: S, key: K) => Outputs<O>,
+    options?: StateOptions<S>,
+  ): Stream<O>;
+}
+
+export interface PipelineStart {
+  source(name: string): Stream<string>;
+  source<T>(name: string, decode: (bytes: Uint8Array) => T): Stream<T>;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+function checkName(what: string, name: string): void {
+  if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+    throw new KeywayError(
+      ErrorCode.BAD_APP,
+      `${what} name ${JSON.stringify(name)} must start with a letter or digit and hold only letters, digits, '_', '.', '-'`,
+    );
+  }
+}
+
+export function pipeline(name: string): PipelineStart {
+  checkName("pipeline", name);
+  return {
+    source(sourceName: string, decode?: (bytes: Uint8Array) => unknown) {
+      checkName("source", sourceName);
+      return stream(name, { name: sourceName, decode }, []) as Stream<never>;
+    },
+  };
+}
+
+function stream(name: string, source: SourceSpec, steps: readonly Step[]): Stream<unknown> {
+  const then = (step: Step) => stream(name, source, [...steps, step]);
+  return {
+    map: (fn) => then({ kind: "map", fn }),
+    flatMap: (fn) => then({ kind: "flatMap", fn }),
+    filter: (fn: (value: unknown) => boolean) => then({ kind: "filter", fn }),
+    keyBy: (fn) => ({
+      state: (init, update, options) =>
+        stream(name, source, [
+          ...steps,
+          { kind: "keyBy", fn },
+          {
+            kind: "state",
+            init: init as unknown as (key: Key) => object,
+            update: update as unknown as (value: unknown, state: object, key: Key) => unknown,
+            codec: options?.codec as unknown as StateCodec<object> | undefined,
+          },
+        ]),
+    }),
+    sink(sinkName: string, encode?: (value: unknown) => Payload): PipelineSpec {
+      checkName("sink", sinkName);
+      const sink: SinkSpec = { name: sinkName, encode };
+      return { kind: "keyway.pipeline", name, source, steps, sink };
+    },
+  } as Stream<unknown>;
+}
+
+/** Groups pipelines into one app; they run side by side and may share sinks, not sources. */
+export function app(name: string, ...pipelines: PipelineSpec[]): AppSpec {
+  checkName("app", name);
+  const spec: AppSpec = { kind: "keyway.app", name, pipelines };
+  validateApp(spec);
+  return spec;
+}
+
+export function isPipelineSpec(value: unknown): value is PipelineSpec {
+  return typeof value === "object" && value !== null && (value as PipelineSpec).kind === "keyway.pipeline";
+}
+
+export function isAppSpec(value: unknown): value is AppSpec {
+  return typeof value === "object" && value !== null && (value as AppSpec).kind === "keyway.app";
+}
+
+/** Accepts what an app module may export by default: an app, or a single pipeline. */
+export function toAppSpec(value: unknown): AppSpec | undefined {
+  if (isAppSpec(value)) return value;
+  if (isPipelineSpec(value)) return app(value.name, value);
+  return undefined;
+}
+
+function validateApp(spec: AppSpec): void {
+  if (spec.pipelines.length === 0) {
+    throw new KeywayError(ErrorCode.BAD_APP, `app "${spec.name}" has no pipelines`);
+  }
+  const pipelineNames = new Set<string>();
+  const sourceNames = new Map<string, string>();
+  for (const p of spec.pipelines) {
+    if (!isPipelineSpec(p)) {
+      throw new KeywayError(ErrorCode.BAD_APP, `app "${spec.name}" holds something that is not a pipeline`);
+    }
+    if (pipelineNames.has(p.name)) {
+      throw new KeywayError(ErrorCode.BAD_APP, `app "${spec.name}" has two pipelines named "${p.name}"`);
+    }
+    pipelineNames.add(p.name);
+    const other = sourceNames.get(p.source.name);
+    if (other !== undefined) {
+      throw new KeywayError(
+        ErrorCode.BAD_APP,
+        `pipelines "${other}" and "${p.name}" both read source "${p.source.name}"; give each its own source`,
+      );
+    }
+    sourceNames.set(p.source.name, p.name);
+  }
+}

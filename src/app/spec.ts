@@ -1,0 +1,52 @@
+/**
+ * The plain-data description of an application that the builder produces and the runtime
+ * executes. Nothing here names a worker count: the same spec runs on one process or many.
+ */
+import type { Payload } from "../connector/types.ts";
+
+/** A partition key: text, or bytes. Routing hashes its UTF-8 (or raw) bytes. */
+export type Key = string | Uint8Array;
+
+/** Turns one key's state into bytes and back, to migrate or replicate it. */
+export interface StateCodec<S> {
+  encode(state: S): Uint8Array;
+  decode(bytes: Uint8Array): S;
+}
+
+export type Step =
+  | { kind: "map"; fn: (value: unknown) => unknown }
+  | { kind: "flatMap"; fn: (value: unknown) => Iterable<unknown> }
+  | { kind: "filter"; fn: (value: unknown) => boolean }
+  | { kind: "keyBy"; fn: (value: unknown) => Key }
+  | {
+      kind: "state";
+      init: (key: Key) => object;
+      update: (value: unknown, state: object, key: Key) => unknown;
+      codec?: StateCodec<object>;
+    };
+
+export interface SourceSpec {
+  name: string;
+  /** Absent: bytes are decoded as UTF-8 text. */
+  decode?: (bytes: Uint8Array) => unknown;
+}
+
+export interface SinkSpec {
+  name: string;
+  /** Absent: strings and bytes pass as they are, anything else as JSON. */
+  encode?: (value: unknown) => Payload;
+}
+
+export interface PipelineSpec {
+  readonly kind: "keyway.pipeline";
+  name: string;
+  source: SourceSpec;
+  steps: readonly Step[];
+  sink: SinkSpec;
+}
+
+export interface AppSpec {
+  readonly kind: "keyway.app";
+  name: string;
+  pipelines: readonly PipelineSpec[];
+}

@@ -1,0 +1,64 @@
+/**
+ * The one source/sink interface every connector implements: the bundled ones in connectors/,
+ * and later the gRPC SDK, so a connector runs in-process or as a separate process unchanged.
+ */
+import type { Logger } from "../log/logger.ts";
+
+/** A record value as it crosses a connector: text, or raw bytes. */
+export type Payload = string | Uint8Array;
+
+export interface SourceBatch {
+  /** Record values in source order; never empty. */
+  values: Payload[];
+  /**
+   * The position just after the batch's last record (for a file, its byte offset). Strictly
+   * increasing across batches; resuming from it yields exactly the records after this batch.
+   */
+  position: bigint;
+}
+
+export interface SourceContext {
+  /** The source's binding name in the app, for messages and logs. */
+  name: string;
+  /** Resume after this position (a value a previous batch carried); absent: from the start. */
+  resumeFrom?: bigint;
+  log: Logger;
+}
+
+export interface Source {
+  /** True when the source ends by itself (a file); false for sources that run until closed. */
+  readonly finite: boolean;
+  /** Acquires what the source needs (opens the file, binds the port); throws a KeywayError if it cannot. */
+  open(ctx: SourceContext): Promise<void>;
+  /**
+   * The next batch, waiting until records are available. null once the source has ended or was
+   * closed. The engine calls read() again only after it has made room, which is the backpressure:
+   * a source must hold a bounded amount itself and stop taking input (pause sockets) when full.
+   */
+  read(): Promise<SourceBatch | null>;
+  /** Records up to this position are committed; a source may acknowledge its upstream up to it. */
+  commit?(position: bigint): void;
+  /** Stops the source; a pending read() resolves null. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface SinkContext {
+  name: string;
+  log: Logger;
+}
+
+export interface Sink {
+  /** Acquires what the sink needs; throws a KeywayError if it cannot. */
+  open(ctx: SinkContext): Promise<void>;
+  /**
+   * Takes ownership of a batch. Resolves once the sink has room for more; until then the engine
+   * writes nothing else to it and reads nothing more from the sources that feed it.
+   */
+  write(values: Payload[]): Promise<void>;
+  /** Resolves once every record written so far has left the engine (file written, socket sent). */
+  flush(): Promise<void>;
+  /** Records accepted by write() and not yet handed to the OS. */
+  bufferedRecords(): number;
+  /** Flushes what it can and releases resources. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,40 @@
+/**
+ * Every failure the engine reports to a user carries a code from this closed set, so callers
+ * (the CLI, tests, later the gRPC protocol) can act on it without parsing messages.
+ */
+export const ErrorCode = {
+  /** A command-line or config argument is malformed or missing. */
+  USAGE: "USAGE",
+  /** A connector URI cannot be parsed or names an unknown scheme. */
+  BAD_URI: "BAD_URI",
+  /** A binding names a source or sink the app does not have. */
+  UNKNOWN_NAME: "UNKNOWN_NAME",
+  /** The app reads a source or writes a sink that has no binding. */
+  UNBOUND_NAME: "UNBOUND_NAME",
+  /** The app module cannot be loaded or exports no pipeline or app. */
+  BAD_APP: "BAD_APP",
+  /** A file a connector needs does not exist or cannot be opened. */
+  FILE_NOT_FOUND: "FILE_NOT_FOUND",
+  /** A listening connector cannot bind its address. */
+  PORT_IN_USE: "PORT_IN_USE",
+  /** A frame is longer than the configured limit. */
+  FRAME_TOO_LARGE: "FRAME_TOO_LARGE",
+  /** Bytes that do not decode as the framing or encoding promises. */
+  MALFORMED: "MALFORMED",
+  /** An invariant of the engine broke: a bug, never a user error. */
+  INTERNAL: "INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class KeywayError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "KeywayError";
+    this.code = code;
+  }
+}
+
+export function isKeywayError(err: unknown): err is KeywayError {
+  return err instanceof KeywayError;
+}

@@ -1,0 +1,144 @@
+import { describe, expect, expectTypeOf, it } from "vitest";
+import { app, pipeline, toAppSpec, type Stream } from "../src/index.ts";
+import { ErrorCode } from "../src/errors.ts";
+import { createSlotOf } from "../src/routing/hash.ts";
+import { equalRanges } from "../src/routing/partition-map.ts";
+import { compileDataflow } from "../src/runtime/dataflow.ts";
+import type { PipelineSpec } from "../src/app/spec.ts";
+
+async function compile(p: PipelineSpec, slotCount = 64) {
+  return compileDataflow(p, { slotOf: await createSlotOf(slotCount), map: equalRanges(slotCount, ["w0"], 1), self: 0 });
+}
+
+describe("application API", () => {
+  it("lets types flow through the chain", () => {
+    const s = pipeline("p").source("in", (b) => b.length);
+    expectTypeOf(s).toEqualTypeOf<Stream<number>>();
+    expectTypeOf(s.map((n) => `${n}`)).toEqualTypeOf<Stream<string>>();
+    expectTypeOf(s.flatMap((n) => [n, n])).toEqualTypeOf<Stream<number>>();
+    const keyed = s.keyBy((n) => `${n}`).state(
+      () => ({ total: 0 }),
+      (n, st) => {
+        st.total += n;
+        return { total: st.total };
+      },
+    );
+    expectTypeOf(keyed).toEqualTypeOf<Stream<{ total: number }>>();
+    expectTypeOf(pipeline("q").source("in")).toEqualTypeOf<Stream<string>>();
+  });
+
+  it("is immutable: extending a stream twice gives two independent pipelines", () => {
+    const base = pipeline("p").source("in").map((s) => s.trim());
+    const a = base.filter((s) => s.length > 0).sink("a");
+    const b = base.sink("b");
+    expect(a.steps.map((s) => s.kind)).toEqual(["map", "filter"]);
+    expect(b.steps.map((s) => s.kind)).toEqual(["map"]);
+  });
+
+  it("runs map, flatMap, filter, keyed state and a re-keyed second state stage", async () => {
+    // Stage 1 counts words; stage 2 re-keys by the count and records which words reached it.
+    const p = pipeline("p")
+      .source("in")
+      .flatMap((line) => line.split(" "))
+      .filter((w) => w !== "")
+      .map((w) => w.toUpperCase())
+      .keyBy((w) => w)
+      .state(
+        () => ({ n: 0 }),
+        (w, s) => {
+          s.n++;
+          return { w, n: s.n };
+        },
+      )
+      .keyBy((r) => String(r.n))
+      .state(
+        () => ({ words: [] as string[] }),
+        (r, s) => {
+          s.words.push(r.w);
+          return `${r.n}:${s.words.join(",")}`;
+        },
+      )
+      .sink("out");
+    const flow = await compile(p);
+    expect(flow.process(["a b", "a  c"])).toEqual(["1:A", "1:A,B", "2:A", "1:A,B,C"]);
+    expect(flow.process([new TextEncoder().encode("b")])).toEqual(["2:A,B"]);
+    expect(flow.stores.map((s) => s.keyCount)).toEqual([3, 2]);
+  });
+
+  it("lets a state update emit nothing, one output or several", async () => {
+    const p = pipeline("p")
+      .source("in")
+      .keyBy((v) => v)
+      .state(
+        () => ({ n: 0 }),
+        (v, s) => {
+          s.n++;
+          if (s.n === 1) return undefined;
+          if (s.n === 2) return `${v} twice`;
+          return [`${v} again`, `${v} ${s.n}`];
+        },
+      )
+      .sink("out");
+    const flow = await compile(p);
+    expect(flow.process(["x", "x", "x", "y"])).toEqual(["x twice", "x again", "x 3"]);
+  });
+
+  it("uses the source decoder and the sink encoder, JSON for objects by default", async () => {
+    const decoded = pipeline("p")
+      .source("in", (b) => JSON.parse(new TextDecoder().decode(b)) as { user: string; amount: number })
+      .keyBy((m) => m.user)
+      .state(
+        () => ({ sum: 0 }),
+        (m, s) => {
+          s.sum += m.amount;
+          return { user: m.user, sum: s.sum };
+        },
+      );
+    const json = await compile(decoded.sink("out"));
+    expect(json.process(['{"user":"u1","amount":3}', '{"user":"u1","amount":4}'])).toEqual([
+      '{"user":"u1","sum":3}',
+      '{"user":"u1","sum":7}',
+    ]);
+    const custom = await compile(decoded.sink("out", (r) => `${r.user}=${r.sum}`));
+    expect(custom.process(['{"user":"u2","amount":1}'])).toEqual(["u2=1"]);
+  });
+
+  it("routes byte keys by their bytes", async () => {
+    const p = pipeline("p")
+      .source("in", (b) => b)
+      .keyBy((b) => b.subarray(0, 1))
+      .state(
+        () => ({ n: 0 }),
+        (_b, s, key) => {
+          s.n++;
+          return `${key[0]}:${s.n}`;
+        },
+      )
+      .sink("out");
+    const flow = await compile(p);
+    expect(flow.process([new Uint8Array([1, 9]), new Uint8Array([2]), new Uint8Array([1])])).toEqual(["1:1", "2:1", "1:2"]);
+  });
+
+  it("refuses a keyBy that returns neither a string nor bytes", async () => {
+    const p = pipeline("p")
+      .source("in")
+      .keyBy((v) => v.length as unknown as string)
+      .state(() => ({}), () => undefined)
+      .sink("out");
+    const flow = await compile(p);
+    expect(() => flow.process(["abc"])).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
+  });
+
+  it("groups pipelines into an app and checks their names", () => {
+    const a = pipeline("a").source("s1").sink("out");
+    const b = pipeline("b").source("s2").sink("out");
+    expect(app("both", a, b).pipelines).toHaveLength(2);
+    expect(toAppSpec(a)?.pipelines).toEqual([a]);
+    expect(toAppSpec({ default: 1 })).toBeUndefined();
+    expect(() => app("dup", a, a)).toThrow(/two pipelines named "a"/);
+    expect(() => app("shared", a, pipeline("c").source("s1").sink("x"))).toThrow(/both read source "s1"/);
+    expect(() => app("none")).toThrow(/no pipelines/);
+    expect(() => pipeline("bad name")).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
+    expect(() => pipeline("p").source("")).toThrow(/source name/);
+  });
+});

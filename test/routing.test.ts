@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { createSlotOf, SLOT_COUNT_DEFAULT } from "../src/routing/hash.ts";
+import { equalRanges, rangesOf } from "../src/routing/partition-map.ts";
+import { KeywayError } from "../src/errors.ts";
+
+describe("slotOf", () => {
+  it("takes the top bits of xxhash64 over the key's UTF-8 bytes", async () => {
+    const slotOf = await createSlotOf(SLOT_COUNT_DEFAULT);
+    // xxhash64("hello", seed 0) = 0x26c7827d889f6da3; its top 12 bits are 0x26c.
+    expect(slotOf("hello")).toBe(0x26c);
+    expect(slotOf(new TextEncoder().encode("hello"))).toBe(0x26c);
+    expect(slotOf("größe")).toBe(slotOf(new TextEncoder().encode("größe")));
+  });
+
+  it("spreads keys evenly over the slots", async () => {
+    const slotOf = await createSlotOf(16);
+    const counts = new Array(16).fill(0);
+    for (let i = 0; i < 160_000; i++) counts[slotOf(`key-${i}`)]++;
+    for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(500);
+  });
+
+  it("maps everything to slot 0 with one slot", async () => {
+    const slotOf = await createSlotOf(1);
+    expect(slotOf("a")).toBe(0);
+    expect(slotOf("zzz")).toBe(0);
+  });
+
+  it("refuses a slot count that is not a power of two", async () => {
+    await expect(createSlotOf(1000)).rejects.toThrow(KeywayError);
+    await expect(createSlotOf(0)).rejects.toThrow(/power of two/);
+    await expect(createSlotOf(131072)).rejects.toThrow(/power of two/);
+  });
+});
+
+describe("partition map", () => {
+  it("gives each worker one contiguous range of equal size", () => {
+    const map = equalRanges(4096, ["a", "b", "c"], 7);
+    expect(map.epoch).toBe(7);
+    expect(rangesOf(map, "a")).toEqual([[0, 1365]]);
+    expect(rangesOf(map, "b")).toEqual([[1365, 2730]]);
+    expect(rangesOf(map, "c")).toEqual([[2730, 4096]]);
+  });
+
+  it("gives a single worker every slot", () => {
+    const map = equalRanges(4096, ["w0"], 1);
+    expect(rangesOf(map, "w0")).toEqual([[0, 4096]]);
+    expect(map.owners.every((o) => o === 0)).toBe(true);
+  });
+});

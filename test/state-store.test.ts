@@ -1,0 +1,84 @@
+import { describe, expect, it } from "vitest";
+import { createSlotOf } from "../src/routing/hash.ts";
+import { createStageStore, dropSlot, exportSlot, importSlot, stateFor } from "../src/runtime/state-store.ts";
+import { ErrorCode } from "../src/errors.ts";
+
+const SLOTS = 4096;
+
+describe("keyed state store", () => {
+  it("creates a million keys on the fly, each once, and finds them again", async () => {
+    const slotOf = await createSlotOf(SLOTS);
+    const store = createStageStore(SLOTS);
+    let inits = 0;
+    const init = () => {
+      inits++;
+      return { n: 0 };
+    };
+    for (let i = 0; i < 1_000_000; i++) {
+      const key = `k${i}`;
+      (stateFor(store, slotOf(key), key, init) as { n: number }).n += i;
+    }
+    expect(inits).toBe(1_000_000);
+    expect(store.keyCount).toBe(1_000_000);
+    for (let i = 0; i < 1_000_000; i += 997) {
+      const key = `k${i}`;
+      expect(stateFor(store, slotOf(key), key, init)).toEqual({ n: i });
+    }
+    expect(inits).toBe(1_000_000);
+  });
+
+  it("exports one slot and imports it elsewhere, text and byte keys alike", async () => {
+    const slotOf = await createSlotOf(SLOTS);
+    const source = [createStageStore(SLOTS), createStageStore(SLOTS)];
+    const init = () => ({ values: [] as number[] });
+    const textKeys: string[] = [];
+    for (let i = 0; textKeys.length < 50; i++) if (slotOf(`t${i}`) === 42) textKeys.push(`t${i}`);
+    const byteKey = (() => {
+      for (let i = 0; ; i++) {
+        const b = new Uint8Array([0xff, 0x00, i & 0xff, i >> 8]);
+        if (slotOf(b) === 42) return b;
+      }
+    })();
+    textKeys.forEach((k, i) => (stateFor(source[0]!, 42, k, init) as { values: number[] }).values.push(i, i * 2));
+    (stateFor(source[1]!, 42, byteKey, init) as { values: number[] }).values.push(99);
+    stateFor(source[0]!, 43, "elsewhere", init);
+
+    const bytes = exportSlot(source, 42);
+    const target = [createStageStore(SLOTS), createStageStore(SLOTS)];
+    importSlot(target, 42, bytes);
+
+    expect(target[0]!.keyCount).toBe(50);
+    expect(target[1]!.keyCount).toBe(1);
+    textKeys.forEach((k, i) => expect(stateFor(target[0]!, 42, k, init)).toEqual({ values: [i, i * 2] }));
+    expect(stateFor(target[1]!, 42, byteKey, init)).toEqual({ values: [99] });
+    // The text key with the same characters as the byte key is a different key.
+    expect(stateFor(target[1]!, 42, Buffer.from(byteKey).toString("latin1"), init)).toEqual({ values: [] });
+    expect(target[0]!.slots[43]).toBeUndefined();
+
+    dropSlot(source[0]!, 42);
+    expect(source[0]!.keyCount).toBe(1);
+  });
+
+  it("encodes states with a user codec when one is given", () => {
+    const codec = {
+      encode: (s: object) => new TextEncoder().encode(String((s as { n: number }).n)),
+      decode: (b: Uint8Array) => ({ n: Number(new TextDecoder().decode(b)), decoded: true }),
+    };
+    const store = createStageStore(8, codec);
+    (stateFor(store, 3, "a", () => ({ n: 0 })) as { n: number }).n = 17;
+    const target = createStageStore(8, codec);
+    importSlot([target], 3, exportSlot([store], 3));
+    expect(stateFor(target, 3, "a", () => ({ n: 0 }))).toEqual({ n: 17, decoded: true });
+  });
+
+  it("refuses bytes that are not an exported slot with a typed error", () => {
+    const store = createStageStore(8);
+    expect(() => importSlot([store], 1, new Uint8Array([1, 2, 3]))).toThrow(expect.objectContaining({ code: ErrorCode.MALFORMED }));
+    expect(() => importSlot([store, store], 1, exportSlot([store], 1))).toThrow(expect.objectContaining({ code: ErrorCode.MALFORMED }));
+  });
+
+  it("refuses a state init that returns no object", () => {
+    const store = createStageStore(8);
+    expect(() => stateFor(store, 0, "a", () => 5 as unknown as object)).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
+  });
+});
