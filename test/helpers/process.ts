@@ -1,0 +1,69 @@
+/** Runs the real keyway CLI as a child process, as a user would. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const KEYWAY_BIN = join(ROOT, "bin/keyway.js");
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Running {
+  child: ChildProcess;
+  stderr(): string;
+  finished: Promise<Finished>;
+}
+
+export function startKeyway(args: string[], cwd = ROOT): Running {
+  const child = spawn(process.execPath, [KEYWAY_BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const finished = new Promise<Finished>((resolveFinished, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => resolveFinished({ code, signal, stdout, stderr }));
+  });
+  return { child, stderr: () => stderr, finished };
+}
+
+export function runKeyway(args: string[], cwd = ROOT): Promise<Finished> {
+  return startKeyway(args, cwd).finished;
+}
+
+/** A scratch directory inside the repository, so app modules there can import "keyway". */
+export function scratchDir(prefix: string): string {
+  const base = join(ROOT, "test/.tmp");
+  mkdirSync(base, { recursive: true });
+  return mkdtempSync(join(base, `${prefix}-`));
+}
+
+/** A port that was free a moment ago (bind to 0, read it, release it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Polls until check() returns a value other than undefined, or fails with what it waited for. */
+export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
