@@ -16,6 +16,11 @@ import { ErrorCode, KeywayError } from "../../src/errors.ts";
 export type Framing = "newline" | "length-prefixed";
 
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/**
+ * The largest maxFrameBytes accepted: well under V8's string length limit (about 2^29 UTF-16
+ * units), so any newline frame within the limit can be decoded into one string.
+ */
+export const MAX_FRAME_BYTES_LIMIT = 256 * 1024 * 1024;
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -35,14 +40,14 @@ export interface FrameDecoder<T extends Payload> {
 }
 
 export function newlineDecoder(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): FrameDecoder<string> {
-  assertFrameLimit(maxFrameBytes);
+  assertMaxFrameBytes(maxFrameBytes);
   return new NewlineDecoder(maxFrameBytes);
 }
 
 export function lengthPrefixedDecoder(
   maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES,
 ): FrameDecoder<Uint8Array> {
-  assertFrameLimit(maxFrameBytes);
+  assertMaxFrameBytes(maxFrameBytes);
   return new LengthPrefixedDecoder(maxFrameBytes);
 }
 
@@ -245,9 +250,13 @@ function tooLarge(frameBytes: number, maxFrameBytes: number, detail?: string): K
   );
 }
 
-function assertFrameLimit(maxFrameBytes: number): void {
-  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1) {
-    throw new KeywayError(ErrorCode.USAGE, `maxFrameBytes must be a positive integer, got ${maxFrameBytes}`);
+/** Throws USAGE unless maxFrameBytes is an integer from 1 to MAX_FRAME_BYTES_LIMIT. */
+export function assertMaxFrameBytes(maxFrameBytes: number): void {
+  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > MAX_FRAME_BYTES_LIMIT) {
+    throw new KeywayError(
+      ErrorCode.USAGE,
+      `maxFrameBytes must be an integer from 1 to ${MAX_FRAME_BYTES_LIMIT}, got ${maxFrameBytes}`,
+    );
   }
 }
 

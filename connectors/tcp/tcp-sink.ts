@@ -16,7 +16,7 @@ import type { Socket } from "node:net";
 import type { Payload, Sink, SinkContext } from "../../src/connector/types.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrames } from "./framing.ts";
+import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes, encodeFrames } from "./framing.ts";
 import type { Framing } from "./framing.ts";
 
 export interface TcpSinkOptions {
@@ -60,6 +60,7 @@ export function tcpSink(opts: TcpSinkOptions): Sink {
     connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     closeTimeoutMs: opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS,
   };
+  assertMaxFrameBytes(settings.maxFrameBytes);
   for (const [key, value] of Object.entries(settings)) {
     if (typeof value === "number" && key !== "port" && (!Number.isSafeInteger(value) || value < 1)) {
       throw new KeywayError(ErrorCode.USAGE, `tcp sink: ${key} must be a positive integer, got ${value}`);
@@ -96,6 +97,7 @@ class TcpConnectSink implements Sink {
   private bytesBuffered = 0;
   private roomWaiters: (() => void)[] = [];
   private flushWaiters: (() => void)[] = [];
+  private closing: Promise<void> | null = null;
 
   constructor(private readonly settings: Settings) {}
 
@@ -106,7 +108,7 @@ class TcpConnectSink implements Sink {
   }
 
   async write(values: Payload[]): Promise<void> {
-    if (this.closed || this.log === null) {
+    if (this.closing !== null || this.log === null) {
       throw new KeywayError(ErrorCode.INTERNAL, `sink "${this.name}": write() on a sink that is not open`);
     }
     if (values.length === 0) return;
@@ -128,8 +130,12 @@ class TcpConnectSink implements Sink {
     return this.recordsBuffered;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     // Waits even while disconnected: a reconnect within the timeout still delivers the rest.
     if (this.recordsBuffered > 0) await withTimeout(this.flush(), this.settings.closeTimeoutMs);
     this.closed = true;
@@ -168,6 +174,7 @@ class TcpConnectSink implements Sink {
       if (!this.connected) socket.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`));
     });
     socket.once("connect", () => {
+      if (socket !== this.socket) return; // close() gave up on this attempt
       socket.setTimeout(0);
       socket.setKeepAlive(true, KEEP_ALIVE_MS);
       // The peer sends nothing we need, but reading is how a close from its side is noticed.

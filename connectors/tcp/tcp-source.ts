@@ -16,7 +16,7 @@ import type { Server, Socket } from "node:net";
 import type { Payload, Source, SourceBatch, SourceContext } from "../../src/connector/types.ts";
 import { ErrorCode, KeywayError, isKeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
-import { DEFAULT_MAX_FRAME_BYTES, lengthPrefixedDecoder, newlineDecoder } from "./framing.ts";
+import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes, lengthPrefixedDecoder, newlineDecoder } from "./framing.ts";
 import type { FrameDecoder, Framing } from "./framing.ts";
 
 export interface TcpSourceOptions {
@@ -43,7 +43,7 @@ export const DEFAULT_BUFFER_BYTES_MAX = 16 * 1024 * 1024;
 export const DEFAULT_CONNECTIONS_MAX = 256;
 
 export function tcpSource(opts: TcpSourceOptions): TcpSource {
-  return new TcpListenSource({
+  const settings: Settings = {
     host: opts.host,
     port: opts.port,
     framing: opts.framing,
@@ -51,7 +51,18 @@ export function tcpSource(opts: TcpSourceOptions): TcpSource {
     bufferRecordsMax: opts.bufferRecordsMax ?? DEFAULT_BUFFER_RECORDS_MAX,
     bufferBytesMax: opts.bufferBytesMax ?? DEFAULT_BUFFER_BYTES_MAX,
     connectionsMax: opts.connectionsMax ?? DEFAULT_CONNECTIONS_MAX,
-  });
+  };
+  assertMaxFrameBytes(settings.maxFrameBytes);
+  for (const key of ["bufferRecordsMax", "bufferBytesMax", "connectionsMax"] as const) {
+    const value = settings[key];
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new KeywayError(ErrorCode.USAGE, `tcp source: ${key} must be a positive integer, got ${value}`);
+    }
+  }
+  if (!Number.isSafeInteger(settings.port) || settings.port < 0 || settings.port > 65535) {
+    throw new KeywayError(ErrorCode.USAGE, `tcp source: port must be 0-65535, got ${settings.port}`);
+  }
+  return new TcpListenSource(settings);
 }
 
 type Settings = Required<TcpSourceOptions>;
@@ -66,6 +77,10 @@ class TcpListenSource implements TcpSource {
   private paused = false;
   /** Frames waiting for read(); decoders append to it directly. */
   private frames: Payload[] = [];
+  /**
+   * Bytes received since the last read(). It also counts framing and partial frames, so it
+   * overstates what is held and the bound errs on the safe side.
+   */
   private framesBytes = 0;
   private delivered = 0n;
   private waitingRead: ((batch: SourceBatch | null) => void) | null = null;
@@ -76,8 +91,6 @@ class TcpListenSource implements TcpSource {
     this.name = ctx.name;
     this.log = ctx.log;
     this.delivered = ctx.resumeFrom ?? 0n;
-    // Fail early on bad limits rather than on the first connection.
-    this.newDecoder();
     const server = createServer((socket) => this.accept(socket));
     server.maxConnections = this.settings.connectionsMax;
     server.on("drop", (dropped) =>
@@ -110,7 +123,7 @@ class TcpListenSource implements TcpSource {
   address(): { host: string; port: number } {
     const bound = this.server?.address();
     if (bound === null || bound === undefined || typeof bound === "string") {
-      throw new KeywayError(ErrorCode.INTERNAL, `source "${this.name}": address() before open()`);
+      throw new KeywayError(ErrorCode.INTERNAL, `source "${this.name}": address() while not listening`);
     }
     return { host: bound.address, port: bound.port };
   }

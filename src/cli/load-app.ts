@@ -14,7 +14,9 @@ export async function loadApp(path: string): Promise<AppSpec> {
     mod = await import(pathToFileURL(file).href);
   } catch (err) {
     if (isKeywayError(err)) throw err;
-    throw new KeywayError(ErrorCode.BAD_APP, `cannot load app ${path}: ${(err as Error).message ?? err}`, { cause: err });
+    // Compilers report over several lines; the CLI promises one.
+    const reason = String((err as Error).message ?? err).replace(/\s*\n\s*/g, " ");
+    throw new KeywayError(ErrorCode.BAD_APP, `cannot load app ${path}: ${reason}`, { cause: err });
   }
   const spec = toAppSpec(mod.default);
   if (spec === undefined) {

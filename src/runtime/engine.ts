@@ -4,8 +4,10 @@
  * Backpressure is the await on sink.write: a pipeline reads its next batch only once the sink has
  * taken the last one, so engine memory is one batch in flight plus each sink's bounded buffer.
  */
-import type { AppSpec } from "../app/spec.ts";
+import { toAppSpec } from "../app/pipeline.ts";
+import type { AppSpec, PipelineSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
@@ -64,7 +66,9 @@ async function openAll(app: AppSpec, connectors: Connectors, log: Logger): Promi
   }
 }
 
-export async function startEngine(app: AppSpec, connectors: Connectors, options: EngineOptions = {}): Promise<Engine> {
+export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Connectors, options: EngineOptions = {}): Promise<Engine> {
+  const app = toAppSpec(spec);
+  if (app === undefined) throw new KeywayError(ErrorCode.BAD_APP, "startEngine needs a pipeline or an app");
   checkBindings(app, connectors.sources.keys(), connectors.sinks.keys());
   const log = options.log ?? silentLogger();
   const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
