@@ -21,7 +21,7 @@ async function writeInput(path: string): Promise<void> {
   for (let i = 0; i < LINES; i += 10_000) {
     let chunk = "";
     for (let j = i; j < i + 10_000; j++) chunk += `k${j % KEYS} ${j}\n`;
-    if (!out.write(chunk)) await new Promise((r) => out.once("drain", r));
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
   }
   await new Promise<void>((r) => out.end(() => r()));
 }
