@@ -21,6 +21,8 @@ export const ErrorCode = {
   FRAME_TOO_LARGE: "FRAME_TOO_LARGE",
   /** Bytes that do not decode as the framing or encoding promises. */
   MALFORMED: "MALFORMED",
+  /** A data dir's checkpoint cannot be read, or was written by a different app or slot count. */
+  BAD_CHECKPOINT: "BAD_CHECKPOINT",
   /** An invariant of the engine broke: a bug, never a user error. */
   INTERNAL: "INTERNAL",
 } as const;

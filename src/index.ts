@@ -1,6 +1,6 @@
 // keyway: the application API and the embeddable engine.
-export { app, pipeline, isAppSpec, isPipelineSpec, toAppSpec } from "./app/pipeline.ts";
-export type { KeyedStream, Outputs, PipelineStart, StateOptions, Stream } from "./app/pipeline.ts";
+export { app, partitioner, pipeline, isAppSpec, isPipelineSpec, toAppSpec } from "./app/pipeline.ts";
+export type { KeyedStream, Outputs, PartitionerRef, PipelineStart, StateOptions, Stream } from "./app/pipeline.ts";
 export type { AppSpec, Key, PipelineSpec, StateCodec } from "./app/spec.ts";
 export type { Payload, Sink, SinkContext, Source, SourceBatch, SourceContext } from "./connector/types.ts";
 export { ErrorCode, KeywayError, isKeywayError } from "./errors.ts";

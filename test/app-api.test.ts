@@ -1,10 +1,16 @@
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { app, pipeline, toAppSpec, type Stream } from "../src/index.ts";
+import { app, partitioner, pipeline, toAppSpec, type Stream } from "../src/index.ts";
 import { ErrorCode } from "../src/errors.ts";
 import { createSlotOf } from "../src/routing/hash.ts";
 import { equalRanges } from "../src/routing/partition-map.ts";
 import { compileDataflow } from "../src/runtime/dataflow.ts";
 import type { PipelineSpec } from "../src/app/spec.ts";
+import type { Payload } from "../src/connector/types.ts";
+
+/** Runs values through a dataflow as one source batch and returns the sink's values. */
+async function run(flow: { process: ReturnType<typeof compileDataflow>["process"] }, values: Payload[]): Promise<Payload[]> {
+  return (await flow.process({ values, position: 1n }, false)).values;
+}
 
 async function compile(p: PipelineSpec, slotCount = 64) {
   return compileDataflow(p, { slotOf: await createSlotOf(slotCount), map: equalRanges(slotCount, ["w0"], 1), self: 0 });
@@ -60,8 +66,8 @@ describe("application API", () => {
       )
       .sink("out");
     const flow = await compile(p);
-    expect(flow.process(["a b", "a  c"])).toEqual(["1:A", "1:A,B", "2:A", "1:A,B,C"]);
-    expect(flow.process([new TextEncoder().encode("b")])).toEqual(["2:A,B"]);
+    expect(await run(flow, ["a b", "a  c"])).toEqual(["1:A", "1:A,B", "2:A", "1:A,B,C"]);
+    expect(await run(flow, [new TextEncoder().encode("b")])).toEqual(["2:A,B"]);
     expect(flow.stores.map((s) => s.keyCount)).toEqual([3, 2]);
   });
 
@@ -80,7 +86,7 @@ describe("application API", () => {
       )
       .sink("out");
     const flow = await compile(p);
-    expect(flow.process(["x", "x", "x", "y"])).toEqual(["x twice", "x again", "x 3"]);
+    expect(await run(flow, ["x", "x", "x", "y"])).toEqual(["x twice", "x again", "x 3"]);
   });
 
   it("uses the source decoder and the sink encoder, JSON for objects by default", async () => {
@@ -95,12 +101,12 @@ describe("application API", () => {
         },
       );
     const json = await compile(decoded.sink("out"));
-    expect(json.process(['{"user":"u1","amount":3}', '{"user":"u1","amount":4}'])).toEqual([
+    expect(await run(json, ['{"user":"u1","amount":3}', '{"user":"u1","amount":4}'])).toEqual([
       '{"user":"u1","sum":3}',
       '{"user":"u1","sum":7}',
     ]);
     const custom = await compile(decoded.sink("out", (r) => `${r.user}=${r.sum}`));
-    expect(custom.process(['{"user":"u2","amount":1}'])).toEqual(["u2=1"]);
+    expect(await run(custom, ['{"user":"u2","amount":1}'])).toEqual(["u2=1"]);
   });
 
   it("routes byte keys by their bytes", async () => {
@@ -116,7 +122,7 @@ describe("application API", () => {
       )
       .sink("out");
     const flow = await compile(p);
-    expect(flow.process([new Uint8Array([1, 9]), new Uint8Array([2]), new Uint8Array([1])])).toEqual(["1:1", "2:1", "1:2"]);
+    expect(await run(flow, [new Uint8Array([1, 9]), new Uint8Array([2]), new Uint8Array([1])])).toEqual(["1:1", "2:1", "1:2"]);
   });
 
   it("refuses a keyBy that returns neither a string nor bytes", async () => {
@@ -126,7 +132,7 @@ describe("application API", () => {
       .state(() => ({}), () => undefined)
       .sink("out");
     const flow = await compile(p);
-    expect(() => flow.process(["abc"])).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
+    await expect(run(flow, ["abc"])).rejects.toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
   });
 
   it("groups pipelines into an app and checks their names", () => {
@@ -140,5 +146,64 @@ describe("application API", () => {
     expect(() => app("none")).toThrow(/no pipelines/);
     expect(() => pipeline("bad name")).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
     expect(() => pipeline("p").source("")).toThrow(/source name/);
+  });
+});
+
+describe("record ids and partition functions in the dataflow", () => {
+  const counter = (p: ReturnType<typeof pipeline>) =>
+    p
+      .source("in")
+      .flatMap((line) => line.split(" "))
+      .keyBy((w) => w)
+      .state(
+        () => ({ n: 0 }),
+        (w, s) => {
+          s.n++;
+          return [`${w}`, `${w} ${s.n}`];
+        },
+      )
+      .sink("out");
+
+  it("gives each output an id from its source record and its index, stable on replay", async () => {
+    const batch = { values: ["a b", "a"], position: 9n, recordIds: ["s@7", "s@8"] };
+    const first = await (await compile(counter(pipeline("wc")))).process(batch, true);
+    expect(first.ids).toEqual(["wc:s@7:0", "wc:s@7:1", "wc:s@7:2", "wc:s@7:3", "wc:s@8:0", "wc:s@8:1"]);
+    const replay = await (await compile(counter(pipeline("wc")))).process(batch, true);
+    expect(replay).toEqual(first);
+    const positional = await (await compile(counter(pipeline("wc")))).process({ values: ["x"], position: 40n }, true);
+    expect(positional.ids).toEqual(["wc:40#0:0", "wc:40#0:1"]);
+  });
+
+  it("asks the partition function for a whole batch of keys and routes by them", async () => {
+    const asked: string[][] = [];
+    const p = pipeline("p")
+      .source("in")
+      .keyBy(partitioner("first-letter"))
+      .state(
+        () => ({ n: 0 }),
+        (v, s, key) => {
+          s.n++;
+          return `${typeof key === "string" ? key : "bytes"}:${v}:${s.n}`;
+        },
+      )
+      .sink("out");
+    const slotCount = 64;
+    const flow = compileDataflow(p, {
+      slotOf: await createSlotOf(slotCount),
+      map: equalRanges(slotCount, ["w0"], 1),
+      self: 0,
+      partition: async (name, values) => {
+        const texts = values.map((v) => new TextDecoder().decode(v));
+        asked.push([name, ...texts]);
+        return texts.map((t) => t[0]!);
+      },
+    });
+    expect(await run(flow, ["apple", "avocado", "banana"])).toEqual(["a:apple:1", "a:avocado:2", "b:banana:1"]);
+    expect(asked).toEqual([["first-letter", "apple", "avocado", "banana"]]);
+  });
+
+  it("refuses to compile a partitioner stage without a partition service", async () => {
+    const p = pipeline("p").source("in").keyBy(partitioner("k")).state(() => ({}), () => undefined).sink("out");
+    await expect(compile(p)).rejects.toThrow(/no partitioner service/);
   });
 });

@@ -21,6 +21,8 @@ export interface Stream<T> {
   filter(fn: (value: T) => boolean): Stream<T>;
   /** Routes each value by the key fn extracts; the next stage keeps state per key. */
   keyBy<K extends Key>(fn: (value: T) => K): KeyedStream<T, K>;
+  /** Routes each value by the key a partition function attached over gRPC returns. */
+  keyBy(partitioner: PartitionerRef): KeyedStream<T, Key>;
   sink(name: string, encode?: (value: T) => Payload): PipelineSpec;
 }
 
@@ -39,6 +41,21 @@ export interface KeyedStream<T, K extends Key> {
 export interface PipelineStart {
   source(name: string): Stream<string>;
   source<T>(name: string, decode: (bytes: Uint8Array) => T): Stream<T>;
+}
+
+/** A partition function served over gRPC, bound by name when the app runs. */
+export interface PartitionerRef {
+  readonly kind: "keyway.partitioner";
+  readonly name: string;
+}
+
+export function partitioner(name: string): PartitionerRef {
+  checkName("partitioner", name);
+  return { kind: "keyway.partitioner", name };
+}
+
+function isPartitionerRef(value: unknown): value is PartitionerRef {
+  return typeof value === "object" && value !== null && (value as PartitionerRef).kind === "keyway.partitioner";
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -68,11 +85,11 @@ function stream(name: string, source: SourceSpec, steps: readonly Step[]): Strea
     map: (fn) => then({ kind: "map", fn }),
     flatMap: (fn) => then({ kind: "flatMap", fn }),
     filter: (fn: (value: unknown) => boolean) => then({ kind: "filter", fn }),
-    keyBy: (fn) => ({
-      state: (init, update, options) =>
+    keyBy: (by: ((value: unknown) => Key) | PartitionerRef) => ({
+      state: (init: unknown, update: unknown, options?: StateOptions<object>) =>
         stream(name, source, [
           ...steps,
-          { kind: "keyBy", fn },
+          isPartitionerRef(by) ? { kind: "keyByPartitioner", partitioner: by.name } : { kind: "keyBy", fn: by },
           {
             kind: "state",
             init: init as unknown as (key: Key) => object,

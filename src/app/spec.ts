@@ -18,6 +18,8 @@ export type Step =
   | { kind: "flatMap"; fn: (value: unknown) => Iterable<unknown> }
   | { kind: "filter"; fn: (value: unknown) => boolean }
   | { kind: "keyBy"; fn: (value: unknown) => Key }
+  /** Keys computed by a partition function attached over gRPC under this name. */
+  | { kind: "keyByPartitioner"; partitioner: string }
   | {
       kind: "state";
       init: (key: Key) => object;

@@ -15,6 +15,11 @@ export interface SourceBatch {
    * increasing across batches; resuming from it yields exactly the records after this batch.
    */
   position: bigint;
+  /**
+   * Optional: one id per record, stable across replays (the protocol's `<stream>@<position>`).
+   * Sink record ids derive from it; absent, the engine uses `<position>#<index in batch>`.
+   */
+  recordIds?: string[];
 }
 
 export interface SourceContext {
@@ -22,6 +27,8 @@ export interface SourceContext {
   name: string;
   /** Resume after this position (a value a previous batch carried); absent: from the start. */
   resumeFrom?: bigint;
+  /** For a source with checkpoint(): what it returned for the checkpoint being restored. */
+  resumeState?: unknown;
   log: Logger;
 }
 
@@ -36,8 +43,17 @@ export interface Source {
    * a source must hold a bounded amount itself and stop taking input (pause sockets) when full.
    */
   read(): Promise<SourceBatch | null>;
-  /** Records up to this position are committed; a source may acknowledge its upstream up to it. */
-  commit?(position: bigint): void;
+  /**
+   * Progress covering every batch read() has returned, as v8-serialisable data, for sources whose
+   * progress is more than one position (several streams, an idempotency window). The engine takes
+   * it between batches, stores it in checkpoints, and hands it back as ctx.resumeState.
+   */
+  checkpoint?(): unknown;
+  /**
+   * Everything up to this point is committed: a batch position, or a value checkpoint() returned.
+   * A source may acknowledge its upstream up to it.
+   */
+  commit?(upTo: unknown): void;
   /** Stops the source; a pending read() resolves null. Idempotent. */
   close(): Promise<void>;
 }
@@ -54,7 +70,9 @@ export interface Sink {
    * Takes ownership of a batch. Resolves once the sink has room for more; until then the engine
    * writes nothing else to it and reads nothing more from the sources that feed it.
    */
-  write(values: Payload[]): Promise<void>;
+  write(values: Payload[], recordIds?: string[]): Promise<void>;
+  /** True when the sink needs a stable id per record (it dedups, or forwards them over the protocol). */
+  readonly wantsRecordIds?: boolean;
   /** Resolves once every record written so far has left the engine (file written, socket sent). */
   flush(): Promise<void>;
   /** Records accepted by write() and not yet handed to the OS. */

@@ -1,36 +1,54 @@
 /**
- * Compiles a pipeline into fused stages and runs batches through them synchronously. A stage is
- * the run of steps between two keyBy boundaries: stateless steps are fused into one closure
- * chain, and every keyBy routes through the partition map into the next stage's batch.
+ * Compiles a pipeline into fused stages and runs batches through them. A stage is the run of
+ * steps between two keyBy boundaries: stateless steps are fused into one closure chain, and every
+ * keyBy routes through the partition map into the next stage's batch. Only a keyBy served by an
+ * external partition function awaits; everything else runs synchronously per batch.
+ *
+ * Each record carries its origin (its index in the source batch) through the stages, so every
+ * output can be given an id that is stable across replays: `<pipeline>:<origin id>:<n>`.
  */
 import type { Key, PipelineSpec, SinkSpec, SourceSpec, Step } from "../app/spec.ts";
-import type { Payload } from "../connector/types.ts";
+import type { Payload, SourceBatch } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
 import { createStageStore, stateFor, type StageStore } from "./state-store.ts";
 
 type Emit = (value: unknown) => void;
 type StatefulStep = Extract<Step, { kind: "state" }>;
+type KeyingStep = Extract<Step, { kind: "keyBy" | "keyByPartitioner" }>;
 
 /** Records routed into a keyed stage, as parallel arrays so a batch allocates per batch, not per record. */
 interface KeyedBatch {
   keys: Key[];
   slots: number[];
   values: unknown[];
+  origins: number[];
 }
 
 interface KeyedStage {
+  keying: KeyingStep;
   step: StatefulStep;
   store: StageStore;
   input: KeyedBatch;
   emit: Emit;
 }
 
+/** Asks the partition function named `name` for the keys of these encoded values, in order. */
+export type PartitionFn = (name: string, values: Uint8Array[]) => Promise<Key[]>;
+
 export interface Routing {
   slotOf: (key: Key) => number;
   map: PartitionMap;
   /** This worker's index in map.workers. */
   self: number;
+  /** Required when the pipeline keys by a partitioner. */
+  partition?: PartitionFn;
+}
+
+export interface DataflowOutput {
+  values: Payload[];
+  /** Present when asked for: one stable id per output value. */
+  ids?: string[];
 }
 
 export interface Dataflow {
@@ -38,7 +56,7 @@ export interface Dataflow {
   /** One store per state step, in pipeline order. */
   readonly stores: readonly StageStore[];
   /** Runs a source batch through every stage; returns the encoded records for the sink. */
-  process(values: readonly Payload[]): Payload[];
+  process(batch: SourceBatch, withIds: boolean): Promise<DataflowOutput>;
 }
 
 const utf8 = new TextDecoder();
@@ -49,10 +67,18 @@ function decoderOf(source: SourceSpec): (payload: Payload) => unknown {
   return (p) => decode(typeof p === "string" ? Buffer.from(p) : p);
 }
 
+/** The default encoding of a value leaving the app: text and bytes as they are, the rest as JSON. */
+export function defaultEncode(value: unknown): Payload {
+  return typeof value === "string" || value instanceof Uint8Array ? value : JSON.stringify(value);
+}
+
 function encoderOf(sink: SinkSpec): (value: unknown) => Payload {
-  const encode = sink.encode;
-  if (encode !== undefined) return encode;
-  return (v) => (typeof v === "string" || v instanceof Uint8Array ? v : JSON.stringify(v));
+  return sink.encode ?? defaultEncode;
+}
+
+function toBytes(value: unknown): Uint8Array {
+  const payload = defaultEncode(value);
+  return typeof payload === "string" ? Buffer.from(payload) : payload;
 }
 
 /** Fuses stateless steps in front of a terminal into one emit function. */
@@ -88,38 +114,55 @@ function fuse(steps: readonly Step[], terminal: Emit): Emit {
   return emit;
 }
 
-/** Splits steps at keyBy: [stateless head, then per keyBy: its key fn, state step and stateless tail]. */
-function splitStages(steps: readonly Step[]): { head: Step[]; keyed: Array<{ keyBy: (v: unknown) => Key; state: StatefulStep; tail: Step[] }> } {
+interface StagePlan {
+  keying: KeyingStep;
+  state: StatefulStep;
+  tail: Step[];
+}
+
+/** Splits steps at each keyBy: a stateless head, then per keyBy its state step and stateless tail. */
+function splitStages(steps: readonly Step[]): { head: Step[]; keyed: StagePlan[] } {
   const head: Step[] = [];
-  const keyed: Array<{ keyBy: (v: unknown) => Key; state: StatefulStep; tail: Step[] }> = [];
+  const keyed: StagePlan[] = [];
   for (let i = 0; i < steps.length; i++) {
     const step = steps[i]!;
-    if (step.kind !== "keyBy") {
+    if (step.kind !== "keyBy" && step.kind !== "keyByPartitioner") {
       (keyed.length === 0 ? head : keyed[keyed.length - 1]!.tail).push(step);
       continue;
     }
     const state = steps[i + 1];
     if (state?.kind !== "state") throw new KeywayError(ErrorCode.BAD_APP, "keyBy must be followed by state");
-    keyed.push({ keyBy: step.fn, state, tail: [] });
+    keyed.push({ keying: step, state, tail: [] });
     i++;
   }
   return { head, keyed };
 }
 
+/** The partitioner names a pipeline keys by. */
+export function partitionerNames(pipeline: PipelineSpec): string[] {
+  return pipeline.steps.flatMap((s) => (s.kind === "keyByPartitioner" ? [s.partitioner] : []));
+}
+
 export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataflow {
   const { head, keyed } = splitStages(pipeline.steps);
-  const { slotOf, map, self } = routing;
+  const { slotOf, map, self, partition } = routing;
+  if (partition === undefined && partitionerNames(pipeline).length > 0) {
+    throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}" keys by a partitioner, but no partitioner service runs`);
+  }
   const owners = map.owners;
   const encode = encoderOf(pipeline.sink);
   let out: Payload[] = [];
+  let outOrigins: number[] = [];
+  // The source-batch index of the record being processed; set by each stage's loop.
+  let origin = 0;
   const toSink: Emit = (v) => {
     out.push(encode(v));
+    outOrigins.push(origin);
   };
 
-  const router = (keyBy: (v: unknown) => Key, input: KeyedBatch): Emit => (v) => {
-    const key = keyBy(v);
+  const route = (input: KeyedBatch, key: Key): void => {
     if (typeof key !== "string" && !(key instanceof Uint8Array)) {
-      throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}": keyBy returned ${typeof key}, not a string or bytes`);
+      throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}": a key must be a string or bytes, got ${typeof key}`);
     }
     const slot = slotOf(key);
     if (owners[slot] !== self) {
@@ -127,53 +170,101 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     }
     input.keys.push(key);
     input.slots.push(slot);
-    input.values.push(v);
+  };
+
+  const router = (keying: KeyingStep, input: KeyedBatch): Emit => {
+    if (keying.kind === "keyByPartitioner") {
+      // Keys come later, for the whole batch at once, from the partition function.
+      return (v) => {
+        input.values.push(v);
+        input.origins.push(origin);
+      };
+    }
+    const keyBy = keying.fn;
+    return (v) => {
+      route(input, keyBy(v));
+      input.values.push(v);
+      input.origins.push(origin);
+    };
   };
 
   // Built back to front: each stage's terminal is the next stage's router, the last one's the sink.
   const stages: KeyedStage[] = [];
   let terminal = toSink;
   for (let i = keyed.length - 1; i >= 0; i--) {
-    const { keyBy, state, tail } = keyed[i]!;
+    const { keying, state, tail } = keyed[i]!;
     const stage: KeyedStage = {
+      keying,
       step: state,
       store: createStageStore(map.slotCount, state.codec),
-      input: { keys: [], slots: [], values: [] },
+      input: { keys: [], slots: [], values: [], origins: [] },
       emit: fuse(tail, terminal),
     };
     stages.unshift(stage);
-    terminal = router(keyBy, stage.input);
+    terminal = router(keying, stage.input);
   }
   const decode = decoderOf(pipeline.source);
   const headEmit = fuse(head, terminal);
 
+  const runStage = (stage: KeyedStage): void => {
+    const { input, store, emit } = stage;
+    const { init, update } = stage.step;
+    const { keys, slots, values, origins } = input;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      origin = origins[i]!;
+      const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
+      if (result === undefined) continue;
+      if (Array.isArray(result)) {
+        for (const r of result) emit(r);
+      } else {
+        emit(result);
+      }
+    }
+    keys.length = 0;
+    slots.length = 0;
+    values.length = 0;
+    origins.length = 0;
+  };
+
+  const resolveKeys = async (stage: KeyedStage, name: string): Promise<void> => {
+    const { input } = stage;
+    if (input.values.length === 0) return;
+    const keys = await partition!(name, input.values.map(toBytes));
+    if (keys.length !== input.values.length) {
+      throw new KeywayError(ErrorCode.INTERNAL, `partitioner "${name}" returned ${keys.length} keys for ${input.values.length} records`);
+    }
+    for (const key of keys) route(input, key);
+  };
+
   return {
     pipeline,
     stores: stages.map((s) => s.store),
-    process(values) {
+    async process(batch, withIds) {
       out = [];
-      for (let i = 0; i < values.length; i++) headEmit(decode(values[i]!));
-      for (const stage of stages) runKeyedStage(stage);
-      return out;
+      outOrigins = [];
+      const values = batch.values;
+      for (let i = 0; i < values.length; i++) {
+        origin = i;
+        headEmit(decode(values[i]!));
+      }
+      for (const stage of stages) {
+        if (stage.keying.kind === "keyByPartitioner") await resolveKeys(stage, stage.keying.partitioner);
+        runStage(stage);
+      }
+      return withIds ? { values: out, ids: recordIds(pipeline.name, batch, outOrigins) } : { values: out };
     },
   };
 }
 
-function runKeyedStage(stage: KeyedStage): void {
-  const { input, store, emit } = stage;
-  const { init, update } = stage.step;
-  const { keys, slots, values } = input;
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
-    if (result === undefined) continue;
-    if (Array.isArray(result)) {
-      for (const r of result) emit(r);
-    } else {
-      emit(result);
-    }
+/** `<pipeline>:<origin id>:<n>`, n counting the outputs of one input record from 0. */
+function recordIds(pipeline: string, batch: SourceBatch, origins: readonly number[]): string[] {
+  const perOrigin = new Uint32Array(batch.values.length);
+  const ids = new Array<string>(origins.length);
+  for (let j = 0; j < origins.length; j++) {
+    const o = origins[j]!;
+    const originId = batch.recordIds?.[o] ?? `${batch.position}#${o}`;
+    ids[j] = `${pipeline}:${originId}:${perOrigin[o]!++}`;
   }
-  keys.length = 0;
-  slots.length = 0;
-  values.length = 0;
+  return ids;
 }

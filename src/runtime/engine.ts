@@ -3,22 +3,35 @@
  * dataflow to its sink, and closes everything when the sources end or the engine is stopped.
  * Backpressure is the await on sink.write: a pipeline reads its next batch only once the sink has
  * taken the last one, so engine memory is one batch in flight plus each sink's bounded buffer.
+ *
+ * With a data dir, a checkpoint is taken between batches: pipelines pause, sinks flush, state and
+ * each source's progress are captured, pipelines resume, and once the file is durable the sources
+ * hear that everything up to that progress is committed. Without one, a batch is committed as
+ * soon as its sink has taken its output, and state dies with the process.
  */
 import { toAppSpec } from "../app/pipeline.ts";
 import type { AppSpec, PipelineSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
+import { readCheckpoint, writeCheckpoint, type Checkpoint } from "../durability/checkpoint-file.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
-import { compileDataflow, type Dataflow } from "./dataflow.ts";
-import type { StageStore } from "./state-store.ts";
+import { compileDataflow, type Dataflow, type PartitionFn } from "./dataflow.ts";
+import { exportSlot, importSlot, type StageStore } from "./state-store.ts";
+
+export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
 
 export interface EngineOptions {
   /** Routing slots; fixed for the life of the state (a power of two). */
   slotCount?: number;
   log?: Logger;
+  /** Serves keyBy(partitioner(name)) stages. */
+  partition?: PartitionFn;
+  /** Checkpoint state and source progress here, and restore from it at start. */
+  dataDir?: string;
+  checkpointIntervalMs?: number;
 }
 
 export interface EngineStats {
@@ -27,6 +40,7 @@ export interface EngineStats {
   keys: number;
   /** Records the sinks hold that have not yet left the engine. */
   bufferedRecords: number;
+  checkpoints: number;
 }
 
 export interface Engine {
@@ -47,7 +61,18 @@ export interface Connectors {
 
 const WORKER_ID = "w0";
 
-async function openAll(app: AppSpec, connectors: Connectors, log: Logger): Promise<void> {
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoint | undefined, log: Logger): Promise<void> {
   const opened: Array<Source | Sink> = [];
   try {
     for (const name of appSinkNames(app)) {
@@ -55,15 +80,34 @@ async function openAll(app: AppSpec, connectors: Connectors, log: Logger): Promi
       await sink.open({ name, log: log.child({ sink: name }) });
       opened.push(sink);
     }
-    for (const p of app.pipelines) {
+    for (const [i, p] of app.pipelines.entries()) {
       const source = connectors.sources.get(p.source.name)!;
-      await source.open({ name: p.source.name, log: log.child({ source: p.source.name }) });
+      const progress = restored?.sources[i]?.progress;
+      await source.open({
+        name: p.source.name,
+        log: log.child({ source: p.source.name }),
+        ...(typeof progress === "bigint" ? { resumeFrom: progress } : {}),
+        ...(progress !== undefined && typeof progress !== "bigint" ? { resumeState: progress } : {}),
+      });
       opened.push(source);
     }
   } catch (err) {
     await Promise.allSettled(opened.map((c) => c.close()));
     throw err;
   }
+}
+
+function restoreState(app: AppSpec, flows: Dataflow[], checkpoint: Checkpoint, dataDir: string, slotCount: number): void {
+  if (checkpoint.app !== app.name || checkpoint.slotCount !== slotCount || checkpoint.slots.length !== flows.length) {
+    throw new KeywayError(
+      ErrorCode.BAD_CHECKPOINT,
+      `checkpoint in ${dataDir} belongs to app "${checkpoint.app}" with ${checkpoint.slotCount} slots and ${checkpoint.slots.length} pipelines, ` +
+        `not app "${app.name}" with ${slotCount} slots and ${flows.length} pipelines`,
+    );
+  }
+  flows.forEach((flow, i) => {
+    for (const [slot, bytes] of checkpoint.slots[i]!) importSlot(flow.stores, slot, bytes);
+  });
 }
 
 export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Connectors, options: EngineOptions = {}): Promise<Engine> {
@@ -75,34 +119,108 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const slotOf = await createSlotOf(slotCount);
   // One worker owns every slot for now; records still go through the map as they will in a cluster.
   const map = equalRanges(slotCount, [WORKER_ID], 1);
-  const flows = app.pipelines.map((p) => compileDataflow(p, { slotOf, map, self: 0 }));
-  const stats = { recordsIn: 0, recordsOut: 0 };
+  const flows = app.pipelines.map((p) => compileDataflow(p, { slotOf, map, self: 0, partition: options.partition }));
+  const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0 };
   const sources = app.pipelines.map((p) => connectors.sources.get(p.source.name)!);
   const sinks = appSinkNames(app).map((name) => connectors.sinks.get(name)!);
+  const { dataDir } = options;
 
-  await openAll(app, connectors, log);
+  const restored = dataDir === undefined ? undefined : await readCheckpoint(dataDir);
+  if (restored !== undefined) {
+    restoreState(app, flows, restored, dataDir!, slotCount);
+    log.info({ dataDir, keys: flows.flatMap((f) => f.stores).reduce((n, s) => n + s.keyCount, 0) }, "restored checkpoint");
+  }
+  // Each pipeline's source progress after its last processed batch: what a checkpoint records.
+  const progress: unknown[] = app.pipelines.map((_, i) => restored?.sources[i]?.progress);
 
-  const pump = async (flow: Dataflow, source: Source, sink: Sink): Promise<void> => {
+  await openAll(app, connectors, restored, log);
+
+  // Checkpoint barrier: pipelines finish the batch in hand and wait while a checkpoint captures state.
+  let barrier: Deferred | undefined;
+  let busy = 0;
+  let idle: Deferred | undefined;
+
+  const pump = async (index: number, flow: Dataflow, source: Source, sink: Sink): Promise<void> => {
+    const withIds = sink.wantsRecordIds === true;
     for (;;) {
       const batch = await source.read();
       if (batch === null) return;
-      stats.recordsIn += batch.values.length;
-      const out = flow.process(batch.values);
-      if (out.length > 0) {
-        stats.recordsOut += out.length;
-        await sink.write(out);
+      while (barrier !== undefined) await barrier.promise;
+      busy++;
+      try {
+        stats.recordsIn += batch.values.length;
+        const out = await flow.process(batch, withIds);
+        if (out.values.length > 0) {
+          stats.recordsOut += out.values.length;
+          await sink.write(out.values, out.ids);
+        }
+        progress[index] = source.checkpoint?.() ?? batch.position;
+        if (dataDir === undefined) source.commit?.(progress[index]);
+      } finally {
+        busy--;
+        if (busy === 0) idle?.resolve();
       }
-      // Without a data dir, committed means processed.
-      source.commit?.(batch.position);
     }
+  };
+
+  const checkpoint = async (): Promise<void> => {
+    barrier = deferred();
+    let snapshot: Checkpoint;
+    try {
+      while (busy > 0) {
+        idle = deferred();
+        await idle.promise;
+      }
+      // Outputs of every batch the checkpoint covers must have left the engine before it counts.
+      await Promise.all(sinks.map((s) => s.flush()));
+      snapshot = {
+        app: app.name,
+        slotCount,
+        sources: progress.map((p) => (p === undefined ? undefined : { progress: p })),
+        slots: flows.map((flow) => occupiedSlots(flow.stores).map((slot) => [slot, exportSlot(flow.stores, slot)] as [number, Uint8Array])),
+        createdAtMs: Date.now(),
+      };
+    } finally {
+      const released = barrier;
+      barrier = undefined;
+      released.resolve();
+    }
+    await writeCheckpoint(dataDir!, snapshot);
+    stats.checkpoints++;
+    snapshot.sources.forEach((s, i) => {
+      if (s !== undefined) sources[i]!.commit?.(s.progress);
+    });
+  };
+
+  let stopping = false;
+  let checkpointTimer: NodeJS.Timeout | undefined;
+  let checkpointing: Promise<void> = Promise.resolve();
+  let checkpointFailure: unknown;
+  const scheduleCheckpoint = (): void => {
+    if (dataDir === undefined || stopping) return;
+    checkpointTimer = setTimeout(() => {
+      checkpointing = checkpoint().then(scheduleCheckpoint, (err) => {
+        checkpointFailure = err;
+        void closeSources();
+      });
+    }, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT);
   };
 
   const closeSources = () => Promise.allSettled(sources.map((s) => s.close()));
   const run = async (): Promise<void> => {
     try {
-      await Promise.all(flows.map((flow, i) => pump(flow, sources[i]!, connectors.sinks.get(flow.pipeline.sink.name)!)));
+      scheduleCheckpoint();
+      await Promise.all(flows.map((flow, i) => pump(i, flow, sources[i]!, connectors.sinks.get(flow.pipeline.sink.name)!)));
+      stopping = true;
+      clearTimeout(checkpointTimer);
+      await checkpointing;
+      if (checkpointFailure !== undefined) throw checkpointFailure;
       await Promise.all(sinks.map((s) => s.flush()));
+      // A last checkpoint, so a restart after a clean stop resumes exactly where this run ended.
+      if (dataDir !== undefined) await checkpoint();
     } catch (err) {
+      stopping = true;
+      clearTimeout(checkpointTimer);
       await closeSources();
       throw err;
     } finally {
@@ -128,4 +246,13 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       return done;
     },
   };
+}
+
+function occupiedSlots(stores: readonly StageStore[]): number[] {
+  const slots: number[] = [];
+  const slotCount = stores[0]?.slotCount ?? 0;
+  for (let slot = 0; slot < slotCount; slot++) {
+    if (stores.some((s) => s.slots[slot] !== undefined)) slots.push(slot);
+  }
+  return slots;
 }
