@@ -23,6 +23,8 @@ interface RunFlags {
   slots: number;
   maxFrameBytes?: number;
   logLevel: LogLevel;
+  dataDir?: string;
+  checkpointIntervalMs?: number;
   progress: boolean;
   verbose: boolean;
 }
@@ -52,7 +54,11 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
 
   const log = createLogger(flags.logLevel);
   const startedAt = performance.now();
-  const engine = await startEngine(app, { sources, sinks }, { slotCount: flags.slots, log });
+  const engine = await startEngine(
+    app,
+    { sources, sinks },
+    { slotCount: flags.slots, log, dataDir: flags.dataDir, checkpointIntervalMs: flags.checkpointIntervalMs },
+  );
   const stopProgress = flags.progress && process.stderr.isTTY ? startProgress(engine.stats, process.stderr) : () => {};
 
   let signals = 0;
@@ -91,6 +97,8 @@ function buildProgram(): Command {
     .option("--config <file>", 'JSON bindings: {"sources": {"NAME": "URI"}, "sinks": {"NAME": "URI"}}')
     .option("--slots <n>", "routing slots, a power of two", positiveInt("--slots"), SLOT_COUNT_DEFAULT)
     .option("--max-frame-bytes <n>", "longest frame or line a connector accepts (default 16 MiB)", positiveInt("--max-frame-bytes"))
+    .option("--data-dir <dir>", "checkpoint state and source positions here, and resume from them at start")
+    .option("--checkpoint-interval-ms <n>", "time between checkpoints with --data-dir (default 1000)", positiveInt("--checkpoint-interval-ms"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")
     .option("--verbose", "print stack traces with errors", false)
