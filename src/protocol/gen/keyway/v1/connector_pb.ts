@@ -239,8 +239,8 @@ export const RedirectSchema: GenMessage<Redirect> = /*@__PURE__*/
  */
 export type Record = Message<"keyway.v1.Record"> & {
   /**
-   * Strictly increasing per stream within a session (R-SRC-POSITION). The engine drops a record
-   * at or below the stream's resume position (a replay).
+   * At least 1, strictly increasing per stream within a session (R-SRC-POSITION). The engine
+   * drops a record at or below the stream's resume position (a replay).
    *
    * @generated from field: uint64 position = 1;
    */
@@ -428,7 +428,8 @@ export const StreamOpenedSchema: GenMessage<StreamOpened> = /*@__PURE__*/
   messageDesc(file_keyway_v1_connector, 11);
 
 /**
- * More credits for a source session: the connector may send this many more records.
+ * A credit grant, additive. Engine -> source: the source may send this many more records.
+ * Sink or partitioner -> engine: the engine may send this many more records.
  *
  * @generated from message keyway.v1.Credits
  */
@@ -557,7 +558,9 @@ export const SourceResponseSchema: GenMessage<SourceResponse> = /*@__PURE__*/
   messageDesc(file_keyway_v1_connector, 15);
 
 /**
- * Acknowledges every batch of this session with a sequence up to and including sequence.
+ * Acknowledges every batch of this session with a sequence up to and including sequence. A sink
+ * sends it only once every batch it received with a sequence up to it is written: resent batches
+ * may arrive after newer ones (R-SINK-ACK).
  *
  * @generated from message keyway.v1.Ack
  */
@@ -1027,8 +1030,8 @@ export enum ErrorCode {
   BATCH_TOO_LARGE = 9,
 
   /**
-   * An ack or answer for a sequence or request id the engine never sent, or already settled.
-   * gRPC INVALID_ARGUMENT.
+   * An ack or answer for a sequence or request id the engine did not send on this session, or
+   * already settled. gRPC INVALID_ARGUMENT.
    *
    * @generated from enum value: ERROR_CODE_UNKNOWN_SEQUENCE = 10;
    */
