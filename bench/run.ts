@@ -1,0 +1,86 @@
+/**
+ * `npm run bench`: runs every benchmark beside its baseline, prints a table and writes
+ * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
+ * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
+ *
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency]]
+ *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
+ */
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BenchContext } from "./lib/context.ts";
+import { gitInfo, machineInfo, mergeGitInfo } from "./lib/machine.ts";
+import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/report.ts";
+import { runTcpLatency } from "./tcp-latency.ts";
+import { runWordCount } from "./word-count.ts";
+
+const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchContext) => Promise<BenchResult> }> = [
+  { name: "word-count", title: "Word count", run: runWordCount },
+  { name: "tcp-latency", title: "TCP latency", run: runTcpLatency },
+];
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const root = dirname(benchDir);
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const selected = args.filter((a) => !a.startsWith("--"));
+const unknown = selected.filter((name) => !BENCHMARKS.some((b) => b.name === name));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown benchmark ${unknown.join(", ")}; known: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`);
+  process.exit(2);
+}
+
+const ctx: BenchContext = {
+  root,
+  dataDir: join(benchDir, ".data"),
+  quick,
+  log: (message) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`),
+};
+
+const startedAt = performance.now();
+const date = new Date().toISOString();
+const gitAtStart = gitInfo(root);
+const results: BenchResult[] = [];
+for (const bench of BENCHMARKS) {
+  if (selected.length > 0 && !selected.includes(bench.name)) continue;
+  const benchStartedAt = performance.now();
+  try {
+    results.push(await bench.run(ctx));
+  } catch (err) {
+    // A crash in one benchmark is reported as its result; the others still run.
+    results.push({
+      name: bench.name,
+      title: bench.title,
+      ok: false,
+      errors: [`crashed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`],
+      notes: [],
+      comparisons: [],
+      details: {},
+      durationMs: performance.now() - benchStartedAt,
+    });
+  }
+}
+
+const report: RunReport = {
+  date,
+  machine: machineInfo(),
+  git: mergeGitInfo(root, gitAtStart, gitInfo(root)),
+  quick,
+  durationMs: performance.now() - startedAt,
+  benchmarks: results,
+};
+
+const resultsDir = quick ? join(ctx.dataDir, "results") : join(benchDir, "results");
+mkdirSync(resultsDir, { recursive: true });
+const latestJson = join(resultsDir, "latest.json");
+const latestMd = join(resultsDir, "latest.md");
+writeFileSync(latestJson, `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(latestMd, markdown(report));
+// Colons are not portable in file names; the dated copy keeps a history next to "latest".
+const stamp = date.replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
+copyFileSync(latestJson, join(resultsDir, `${stamp}.json`));
+copyFileSync(latestMd, join(resultsDir, `${stamp}.md`));
+
+process.stdout.write(`${consoleTable(report)}\n\nresults: ${latestJson}, ${latestMd} (+ ${stamp}.{json,md})\n`);
+process.exitCode = results.every((r) => r.ok) ? 0 : 1;
