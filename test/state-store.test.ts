@@ -53,7 +53,7 @@ describe("keyed state store", () => {
     expect(stateFor(target[1]!, 42, byteKey, init)).toEqual({ values: [99] });
     // The text key with the same characters as the byte key is a different key.
     expect(stateFor(target[1]!, 42, Buffer.from(byteKey).toString("latin1"), init)).toEqual({ values: [] });
-    expect(target[0]!.slots[43]).toBeUndefined();
+    expect(target[0]!.text[43]).toBeUndefined();
 
     dropSlot(source[0]!, 42);
     expect(source[0]!.keyCount).toBe(1);

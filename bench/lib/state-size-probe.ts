@@ -9,7 +9,7 @@
  * usage: node --expose-gc --import tsx bench/lib/state-size-probe.ts N [N...]   (prints JSON)
  */
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../../src/routing/hash.ts";
-import { createStageStore, stateFor } from "../../src/runtime/state-store.ts";
+import { createStageStore, stateFor, dropSlot } from "../../src/runtime/state-store.ts";
 import { buildVocabulary } from "./text-gen.ts";
 
 export interface StateSizeSample {
@@ -57,7 +57,7 @@ for (const n of sizes) {
   if (store.keyCount !== n) throw new Error(`store holds ${store.keyCount} keys, expected ${n}`);
 
   // Same process, same keys: the only difference left is the structure holding them.
-  store.slots.fill(undefined);
+  for (let slot = 0; slot < store.slotCount; slot++) dropSlot(store, slot);
   before = heapAfterFullGc();
   const map = new Map<string, { count: number }>();
   for (let i = 0; i < n; i++) map.set(keys[i]!, { count: (i % 1000) + 1 });

@@ -96,7 +96,13 @@ function fuse(steps: readonly Step[], terminal: Emit): Emit {
       case "flatMap": {
         const fn = step.fn;
         emit = (v) => {
-          for (const out of fn(v)) next(out);
+          const outs = fn(v);
+          // Arrays are the common case; an indexed loop skips the iterator protocol.
+          if (Array.isArray(outs)) {
+            for (let j = 0; j < outs.length; j++) next(outs[j]);
+          } else {
+            for (const out of outs) next(out);
+          }
         };
         break;
       }
@@ -153,11 +159,13 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   const encode = encoderOf(pipeline.sink);
   let out: Payload[] = [];
   let outOrigins: number[] = [];
-  // The source-batch index of the record being processed; set by each stage's loop.
+  // The source-batch index of the record being processed, set by each stage's loop, and carried
+  // along only when the sink wants record ids.
   let origin = 0;
+  let tracking = false;
   const toSink: Emit = (v) => {
     out.push(encode(v));
-    outOrigins.push(origin);
+    if (tracking) outOrigins.push(origin);
   };
 
   const route = (input: KeyedBatch, key: Key): void => {
@@ -177,14 +185,14 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       // Keys come later, for the whole batch at once, from the partition function.
       return (v) => {
         input.values.push(v);
-        input.origins.push(origin);
+        if (tracking) input.origins.push(origin);
       };
     }
     const keyBy = keying.fn;
     return (v) => {
       route(input, keyBy(v));
       input.values.push(v);
-      input.origins.push(origin);
+      if (tracking) input.origins.push(origin);
     };
   };
 
@@ -212,7 +220,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const { keys, slots, values, origins } = input;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
-      origin = origins[i]!;
+      if (tracking) origin = origins[i]!;
       const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
       if (result === undefined) continue;
       if (Array.isArray(result)) {
@@ -243,6 +251,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     async process(batch, withIds) {
       out = [];
       outOrigins = [];
+      tracking = withIds;
       const values = batch.values;
       for (let i = 0; i < values.length; i++) {
         origin = i;

@@ -19,7 +19,7 @@ import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
 import { compileDataflow, type Dataflow, type PartitionFn } from "./dataflow.ts";
-import { exportSlot, importSlot, type StageStore } from "./state-store.ts";
+import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
 
@@ -252,7 +252,7 @@ function occupiedSlots(stores: readonly StageStore[]): number[] {
   const slots: number[] = [];
   const slotCount = stores[0]?.slotCount ?? 0;
   for (let slot = 0; slot < slotCount; slot++) {
-    if (stores.some((s) => s.slots[slot] !== undefined)) slots.push(slot);
+    if (stores.some((s) => slotOccupied(s, slot))) slots.push(slot);
   }
   return slots;
 }

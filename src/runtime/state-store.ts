@@ -6,16 +6,16 @@ import { deserialize, serialize } from "node:v8";
 import type { Key, StateCodec } from "../app/spec.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 
-/** One stage's state in one slot. Byte keys live apart, under their latin1 form, so "ab" and [97, 98] never collide. */
-interface SlotEntries {
-  text: Map<string, object>;
-  bytes: Map<string, object> | undefined;
-}
-
 export interface StageStore {
   readonly slotCount: number;
   readonly codec: StateCodec<object> | undefined;
-  readonly slots: Array<SlotEntries | undefined>;
+  /** slot -> text key -> state; a slot's Map exists once it holds a key. */
+  readonly text: Array<Map<string, object> | undefined>;
+  /**
+   * slot -> byte key (as its latin1 string, a lossless 1:1 mapping) -> state. Apart from text
+   * keys so "ab" and the bytes [97, 98] never collide.
+   */
+  readonly bytes: Array<Map<string, object> | undefined>;
   keyCount: number;
 }
 
@@ -28,28 +28,21 @@ interface ExportedStage {
 const EXPORT_VERSION = 1;
 
 export function createStageStore(slotCount: number, codec?: StateCodec<object>): StageStore {
-  return { slotCount, codec, slots: new Array(slotCount).fill(undefined), keyCount: 0 };
+  return { slotCount, codec, text: new Array(slotCount).fill(undefined), bytes: new Array(slotCount).fill(undefined), keyCount: 0 };
 }
 
 function bytesKey(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
-/** The key's state, created by init when the key is new. */
+/** The key's state, created by init when the key is new. The hot path: one array load, one Map lookup. */
 export function stateFor(store: StageStore, slot: number, key: Key, init: (key: Key) => object): object {
-  let entries = store.slots[slot];
-  if (entries === undefined) {
-    entries = { text: new Map(), bytes: undefined };
-    store.slots[slot] = entries;
-  }
-  let map: Map<string, object>;
-  let mapKey: string;
-  if (typeof key === "string") {
-    map = entries.text;
-    mapKey = key;
-  } else {
-    map = entries.bytes ??= new Map();
-    mapKey = bytesKey(key);
+  const maps = typeof key === "string" ? store.text : store.bytes;
+  const mapKey = typeof key === "string" ? key : bytesKey(key);
+  let map = maps[slot];
+  if (map === undefined) {
+    map = new Map();
+    maps[slot] = map;
   }
   let state = map.get(mapKey);
   if (state === undefined) {
@@ -63,6 +56,11 @@ export function stateFor(store: StageStore, slot: number, key: Key, init: (key: 
   return state;
 }
 
+/** Whether the stage holds any key in this slot. */
+export function slotOccupied(store: StageStore, slot: number): boolean {
+  return store.text[slot] !== undefined || store.bytes[slot] !== undefined;
+}
+
 function encodeState(store: StageStore, state: object): unknown {
   return store.codec === undefined ? state : store.codec.encode(state);
 }
@@ -72,13 +70,9 @@ function decodeState(store: StageStore, value: unknown): object {
 }
 
 function exportStage(store: StageStore, slot: number): ExportedStage {
-  const entries = store.slots[slot];
   const out: ExportedStage = { text: [], bytes: [] };
-  if (entries === undefined) return out;
-  for (const [key, state] of entries.text) out.text.push([key, encodeState(store, state)]);
-  if (entries.bytes !== undefined) {
-    for (const [key, state] of entries.bytes) out.bytes.push([Buffer.from(key, "latin1"), encodeState(store, state)]);
-  }
+  for (const [key, state] of store.text[slot] ?? []) out.text.push([key, encodeState(store, state)]);
+  for (const [key, state] of store.bytes[slot] ?? []) out.bytes.push([Buffer.from(key, "latin1"), encodeState(store, state)]);
   return out;
 }
 
@@ -101,22 +95,19 @@ export function importSlot(stores: readonly StageStore[], slot: number, bytes: U
   stores.forEach((store, i) => {
     const exported = decoded.stages[i]!;
     dropSlot(store, slot);
-    if (exported.text.length === 0 && exported.bytes.length === 0) return;
-    const entries: SlotEntries = { text: new Map(), bytes: undefined };
-    for (const [key, state] of exported.text) entries.text.set(key, decodeState(store, state));
-    if (exported.bytes.length > 0) {
-      entries.bytes = new Map();
-      for (const [key, state] of exported.bytes) entries.bytes.set(bytesKey(key), decodeState(store, state));
+    if (exported.text.length > 0) {
+      store.text[slot] = new Map(exported.text.map(([key, state]) => [key, decodeState(store, state)]));
     }
-    store.slots[slot] = entries;
-    store.keyCount += entries.text.size + (entries.bytes?.size ?? 0);
+    if (exported.bytes.length > 0) {
+      store.bytes[slot] = new Map(exported.bytes.map(([key, state]) => [bytesKey(key), decodeState(store, state)]));
+    }
+    store.keyCount += exported.text.length + exported.bytes.length;
   });
 }
 
 /** Forgets one slot's state, as when the slot has moved to another worker. */
 export function dropSlot(store: StageStore, slot: number): void {
-  const entries = store.slots[slot];
-  if (entries === undefined) return;
-  store.keyCount -= entries.text.size + (entries.bytes?.size ?? 0);
-  store.slots[slot] = undefined;
+  store.keyCount -= (store.text[slot]?.size ?? 0) + (store.bytes[slot]?.size ?? 0);
+  store.text[slot] = undefined;
+  store.bytes[slot] = undefined;
 }
