@@ -13,7 +13,7 @@ async function run(flow: { process: ReturnType<typeof compileDataflow>["process"
 }
 
 async function compile(p: PipelineSpec, slotCount = 64) {
-  return compileDataflow(p, { slotOf: await createSlotOf(slotCount), map: equalRanges(slotCount, ["w0"], 1), self: 0 });
+  return compileDataflow(p, { slotOf: await createSlotOf(slotCount), placement: { map: equalRanges(slotCount, ["w0"], 1), self: 0 } });
 }
 
 describe("application API", () => {
@@ -190,8 +190,7 @@ describe("record ids and partition functions in the dataflow", () => {
     const slotCount = 64;
     const flow = compileDataflow(p, {
       slotOf: await createSlotOf(slotCount),
-      map: equalRanges(slotCount, ["w0"], 1),
-      self: 0,
+      placement: { map: equalRanges(slotCount, ["w0"], 1), self: 0 },
       partition: async (name, values) => {
         const texts = values.map((v) => new TextDecoder().decode(v));
         asked.push([name, ...texts]);

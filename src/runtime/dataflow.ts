@@ -18,7 +18,7 @@ type StatefulStep = Extract<Step, { kind: "state" }>;
 type KeyingStep = Extract<Step, { kind: "keyBy" | "keyByPartitioner" }>;
 
 /** Records routed into a keyed stage, as parallel arrays so a batch allocates per batch, not per record. */
-interface KeyedBatch {
+export interface KeyedBatch {
   keys: Key[];
   slots: number[];
   values: unknown[];
@@ -29,20 +29,34 @@ interface KeyedStage {
   keying: KeyingStep;
   step: StatefulStep;
   store: StageStore;
-  input: KeyedBatch;
   emit: Emit;
+}
+
+/** Sink-bound output of a stage run: encoded values and, when tracked, their origins. */
+export interface Collected {
+  values: Payload[];
+  origins: number[];
 }
 
 /** Asks the partition function named `name` for the keys of these encoded values, in order. */
 export type PartitionFn = (name: string, values: Uint8Array[]) => Promise<Key[]>;
 
+/** The current partition map and this worker's index in it; the cluster swaps the map between batches. */
+export interface Placement {
+  map: PartitionMap;
+  self: number;
+}
+
+/** Runs stage `stage` and the rest of the pipeline for these records on worker `owner`. */
+export type ForwardFn = (owner: number, stage: number, batch: KeyedBatch, withOrigins: boolean) => Promise<Collected>;
+
 export interface Routing {
   slotOf: (key: Key) => number;
-  map: PartitionMap;
-  /** This worker's index in map.workers. */
-  self: number;
+  placement: Placement;
   /** Required when the pipeline keys by a partitioner. */
   partition?: PartitionFn;
+  /** Required when another worker owns slots. */
+  forward?: ForwardFn;
 }
 
 export interface DataflowOutput {
@@ -57,6 +71,8 @@ export interface Dataflow {
   readonly stores: readonly StageStore[];
   /** Runs a source batch through every stage; returns the encoded records for the sink. */
   process(batch: SourceBatch, withIds: boolean): Promise<DataflowOutput>;
+  /** Runs records another worker routed here through stage `stage` and the rest of the pipeline. */
+  runStage(stage: number, input: KeyedBatch, withOrigins: boolean): Promise<Collected>;
 }
 
 const utf8 = new TextDecoder();
@@ -151,48 +167,45 @@ export function partitionerNames(pipeline: PipelineSpec): string[] {
 
 export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataflow {
   const { head, keyed } = splitStages(pipeline.steps);
-  const { slotOf, map, self, partition } = routing;
+  const { slotOf, placement, partition, forward } = routing;
   if (partition === undefined && partitionerNames(pipeline).length > 0) {
     throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}" keys by a partitioner, but no partitioner service runs`);
   }
-  const owners = map.owners;
   const encode = encoderOf(pipeline.sink);
-  let out: Payload[] = [];
-  let outOrigins: number[] = [];
+  // Where the synchronous part of a stage run writes: the sink's collection, or the next stage's
+  // input. Swapped before each run, which never awaits, so concurrent runs cannot mix.
+  let sinkOut: Collected = emptyCollected();
+  let stageIn: KeyedBatch = emptyKeyedBatch();
   // The source-batch index of the record being processed, set by each stage's loop, and carried
   // along only when the sink wants record ids.
   let origin = 0;
   let tracking = false;
   const toSink: Emit = (v) => {
-    out.push(encode(v));
-    if (tracking) outOrigins.push(origin);
+    sinkOut.values.push(encode(v));
+    if (tracking) sinkOut.origins.push(origin);
   };
 
   const route = (input: KeyedBatch, key: Key): void => {
     if (typeof key !== "string" && !(key instanceof Uint8Array)) {
       throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}": a key must be a string or bytes, got ${typeof key}`);
     }
-    const slot = slotOf(key);
-    if (owners[slot] !== self) {
-      throw new KeywayError(ErrorCode.INTERNAL, `slot ${slot} is owned by worker ${map.workers[owners[slot]!]}, not this one`);
-    }
     input.keys.push(key);
-    input.slots.push(slot);
+    input.slots.push(slotOf(key));
   };
 
-  const router = (keying: KeyingStep, input: KeyedBatch): Emit => {
+  const router = (keying: KeyingStep): Emit => {
     if (keying.kind === "keyByPartitioner") {
       // Keys come later, for the whole batch at once, from the partition function.
       return (v) => {
-        input.values.push(v);
-        if (tracking) input.origins.push(origin);
+        stageIn.values.push(v);
+        if (tracking) stageIn.origins.push(origin);
       };
     }
     const keyBy = keying.fn;
     return (v) => {
-      route(input, keyBy(v));
-      input.values.push(v);
-      if (tracking) input.origins.push(origin);
+      route(stageIn, keyBy(v));
+      stageIn.values.push(v);
+      if (tracking) stageIn.origins.push(origin);
     };
   };
 
@@ -201,24 +214,19 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   let terminal = toSink;
   for (let i = keyed.length - 1; i >= 0; i--) {
     const { keying, state, tail } = keyed[i]!;
-    const stage: KeyedStage = {
-      keying,
-      step: state,
-      store: createStageStore(map.slotCount, state.codec),
-      input: { keys: [], slots: [], values: [], origins: [] },
-      emit: fuse(tail, terminal),
-    };
-    stages.unshift(stage);
-    terminal = router(keying, stage.input);
+    stages.unshift({ keying, step: state, store: createStageStore(placement.map.slotCount, state.codec), emit: fuse(tail, terminal) });
+    terminal = router(keying);
   }
   const decode = decoderOf(pipeline.source);
   const headEmit = fuse(head, terminal);
 
-  const runStage = (stage: KeyedStage): void => {
-    const { input, store, emit } = stage;
+  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined): void => {
+    const { store, emit } = stage;
     const { init, update } = stage.step;
     const { keys, slots, values, origins } = input;
-    for (let i = 0; i < keys.length; i++) {
+    const n = only === undefined ? keys.length : only.length;
+    for (let j = 0; j < n; j++) {
+      const i = only === undefined ? j : only[j]!;
       const key = keys[i]!;
       if (tracking) origin = origins[i]!;
       const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
@@ -229,15 +237,10 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         emit(result);
       }
     }
-    keys.length = 0;
-    slots.length = 0;
-    values.length = 0;
-    origins.length = 0;
   };
 
-  const resolveKeys = async (stage: KeyedStage, name: string): Promise<void> => {
-    const { input } = stage;
-    if (input.values.length === 0) return;
+  const resolveKeys = async (input: KeyedBatch, name: string): Promise<void> => {
+    if (input.values.length === 0 || input.keys.length === input.values.length) return;
     const keys = await partition!(name, input.values.map(toBytes));
     if (keys.length !== input.values.length) {
       throw new KeywayError(ErrorCode.INTERNAL, `partitioner "${name}" returned ${keys.length} keys for ${input.values.length} records`);
@@ -245,25 +248,96 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     for (const key of keys) route(input, key);
   };
 
+  /** Runs stage s and every later one over input, here and on the owners of other slots; collects sink output into out. */
+  const runFrom = async (s: number, input: KeyedBatch, out: Collected): Promise<void> => {
+    if (s === stages.length) {
+      throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}" has no stage ${s}`);
+    }
+    const stage = stages[s]!;
+    if (stage.keying.kind === "keyByPartitioner") await resolveKeys(input, stage.keying.partitioner);
+    const { owners } = placement.map;
+    const self = placement.self;
+    // Most batches are wholly local (always so on one worker): check before splitting.
+    let remote: Map<number, number[]> | undefined;
+    let local: number[] | undefined;
+    for (let i = 0; i < input.slots.length; i++) {
+      const owner = owners[input.slots[i]!]!;
+      if (owner === self && remote === undefined) continue;
+      if (remote === undefined) {
+        remote = new Map();
+        local = Array.from({ length: i }, (_, j) => j);
+      }
+      if (owner === self) {
+        local!.push(i);
+      } else {
+        let indexes = remote.get(owner);
+        if (indexes === undefined) remote.set(owner, (indexes = []));
+        indexes.push(i);
+      }
+    }
+    const pending: Promise<Collected>[] = [];
+    if (remote !== undefined) {
+      if (forward === undefined) throw new KeywayError(ErrorCode.INTERNAL, `slots owned by other workers, but this worker cannot forward`);
+      for (const [owner, indexes] of remote) pending.push(forward(owner, s, pick(input, indexes, tracking), tracking));
+    }
+    const last = s === stages.length - 1;
+    const next = emptyKeyedBatch();
+    if (last) sinkOut = out;
+    else stageIn = next;
+    runLocal(stage, input, local);
+    if (!last) await runFrom(s + 1, next, out);
+    for (const collected of await Promise.all(pending)) append(out, collected, tracking);
+  };
+
   return {
     pipeline,
     stores: stages.map((s) => s.store),
     async process(batch, withIds) {
-      out = [];
-      outOrigins = [];
+      const out = emptyCollected();
       tracking = withIds;
       const values = batch.values;
+      if (stages.length === 0) {
+        sinkOut = out;
+      } else {
+        stageIn = emptyKeyedBatch();
+      }
+      const first = stageIn;
       for (let i = 0; i < values.length; i++) {
         origin = i;
         headEmit(decode(values[i]!));
       }
-      for (const stage of stages) {
-        if (stage.keying.kind === "keyByPartitioner") await resolveKeys(stage, stage.keying.partitioner);
-        runStage(stage);
-      }
-      return withIds ? { values: out, ids: recordIds(pipeline.name, batch, outOrigins) } : { values: out };
+      if (stages.length > 0) await runFrom(0, first, out);
+      return withIds ? { values: out.values, ids: recordIds(pipeline.name, batch, out.origins) } : { values: out.values };
+    },
+    async runStage(s, input, withIds) {
+      const out = emptyCollected();
+      tracking = withIds;
+      await runFrom(s, input, out);
+      return out;
     },
   };
+}
+
+function emptyKeyedBatch(): KeyedBatch {
+  return { keys: [], slots: [], values: [], origins: [] };
+}
+
+function emptyCollected(): Collected {
+  return { values: [], origins: [] };
+}
+
+function pick(input: KeyedBatch, indexes: number[], withOrigins: boolean): KeyedBatch {
+  return {
+    keys: indexes.map((i) => input.keys[i]!),
+    slots: indexes.map((i) => input.slots[i]!),
+    values: indexes.map((i) => input.values[i]),
+    origins: withOrigins ? indexes.map((i) => input.origins[i]!) : [],
+  };
+}
+
+function append(out: Collected, more: Collected, withOrigins: boolean): void {
+  for (const v of more.values) out.values.push(v);
+  if (withOrigins) for (const o of more.origins) out.origins.push(o);
 }
 
 /** `<pipeline>:<origin id>:<n>`, n counting the outputs of one input record from 0. */

@@ -119,7 +119,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const slotOf = await createSlotOf(slotCount);
   // One worker owns every slot for now; records still go through the map as they will in a cluster.
   const map = equalRanges(slotCount, [WORKER_ID], 1);
-  const flows = app.pipelines.map((p) => compileDataflow(p, { slotOf, map, self: 0, partition: options.partition }));
+  const flows = app.pipelines.map((p) => compileDataflow(p, { slotOf, placement: { map, self: 0 }, partition: options.partition }));
   const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0 };
   const sources = app.pipelines.map((p) => connectors.sources.get(p.source.name)!);
   const sinks = appSinkNames(app).map((name) => connectors.sinks.get(name)!);
