@@ -4,7 +4,7 @@
  * larger than the limit, is handed to the handler as a DecodeFailure instead of failing the call
  * inside grpc-js, so the session can answer with a typed protocol error.
  */
-import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import type { ServiceDefinition } from "@grpc/grpc-js";
 
 export interface DecodeFailure {
@@ -19,7 +19,9 @@ export function isDecodeFailure(value: unknown): value is DecodeFailure {
 
 function serializer(schema: DescMessage) {
   return (message: object): Buffer => {
-    const bytes = toBinary(schema, message as never);
+    // Callers may pass a plain init object (nested plain objects included): create() completes it.
+    const complete = isMessage(message, schema) ? message : create(schema, message as never);
+    const bytes = toBinary(schema, complete as never);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }

@@ -71,6 +71,8 @@ export interface Dataflow {
   readonly stores: readonly StageStore[];
   /** Runs a source batch through every stage; returns the encoded records for the sink. */
   process(batch: SourceBatch, withIds: boolean): Promise<DataflowOutput>;
+  /** Records run through keyed stages on this worker so far. */
+  recordsRun(): number;
   /** Runs records another worker routed here through stage `stage` and the rest of the pipeline. */
   runStage(stage: number, input: KeyedBatch, withOrigins: boolean): Promise<Collected>;
 }
@@ -180,6 +182,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   // along only when the sink wants record ids.
   let origin = 0;
   let tracking = false;
+  let recordsRun = 0;
   const toSink: Emit = (v) => {
     sinkOut.values.push(encode(v));
     if (tracking) sinkOut.origins.push(origin);
@@ -225,6 +228,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const { init, update } = stage.step;
     const { keys, slots, values, origins } = input;
     const n = only === undefined ? keys.length : only.length;
+    recordsRun += n;
     for (let j = 0; j < n; j++) {
       const i = only === undefined ? j : only[j]!;
       const key = keys[i]!;
@@ -292,6 +296,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   return {
     pipeline,
     stores: stages.map((s) => s.store),
+    recordsRun: () => recordsRun,
     async process(batch, withIds) {
       const out = emptyCollected();
       tracking = withIds;

@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from "../log/logger.ts";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
-import { compileDataflow, type Dataflow, type PartitionFn } from "./dataflow.ts";
+import { compileDataflow, type Dataflow, type ForwardFn, type PartitionFn, type Placement } from "./dataflow.ts";
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
@@ -32,6 +32,12 @@ export interface EngineOptions {
   /** Checkpoint state and source progress here, and restore from it at start. */
   dataDir?: string;
   checkpointIntervalMs?: number;
+  /** In a cluster: the shared, swappable partition map and this worker's index (0 when absent). */
+  placement?: Placement;
+  /** In a cluster: pipeline i's function that runs records on the worker owning their slots. */
+  forwardFor?: (pipeline: number) => ForwardFn;
+  /** Sources are read only once this settles (a cluster waits for its workers to join). */
+  startGate?: Promise<void>;
 }
 
 export interface EngineStats {
@@ -52,6 +58,13 @@ export interface Engine {
   stores(): StageStore[];
   /** Closes the sources, flushes and closes the sinks; resolves with done. */
   stop(): Promise<void>;
+  /** The compiled pipelines, in app order, so a cluster can run stages for other workers. */
+  readonly flows: readonly Dataflow[];
+  /**
+   * Runs fn while no batch is in flight anywhere: pipelines finish the batch in hand and wait.
+   * The cluster moves slots inside it.
+   */
+  quiesce<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 export interface Connectors {
@@ -117,9 +130,9 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const log = options.log ?? silentLogger();
   const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
   const slotOf = await createSlotOf(slotCount);
-  // One worker owns every slot for now; records still go through the map as they will in a cluster.
-  const map = equalRanges(slotCount, [WORKER_ID], 1);
-  const flows = app.pipelines.map((p) => compileDataflow(p, { slotOf, placement: { map, self: 0 }, partition: options.partition }));
+  // Alone, this worker owns every slot; records still go through the map as they do in a cluster.
+  const placement = options.placement ?? { map: equalRanges(slotCount, [WORKER_ID], 1), self: 0 };
+  const flows = app.pipelines.map((p, i) => compileDataflow(p, { slotOf, placement, partition: options.partition, forward: options.forwardFor?.(i) }));
   const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0 };
   const sources = app.pipelines.map((p) => connectors.sources.get(p.source.name)!);
   const sinks = appSinkNames(app).map((name) => connectors.sinks.get(name)!);
@@ -142,6 +155,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
 
   const pump = async (index: number, flow: Dataflow, source: Source, sink: Sink): Promise<void> => {
     const withIds = sink.wantsRecordIds === true;
+    await options.startGate;
     for (;;) {
       const batch = await source.read();
       if (batch === null) return;
@@ -163,28 +177,40 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }
   };
 
-  const checkpoint = async (): Promise<void> => {
-    barrier = deferred();
-    let snapshot: Checkpoint;
-    try {
-      while (busy > 0) {
-        idle = deferred();
-        await idle.promise;
+  // One quiescent section at a time: a checkpoint and a slot move never overlap.
+  let quiescing: Promise<unknown> = Promise.resolve();
+  const quiesce = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = async (): Promise<T> => {
+      barrier = deferred();
+      try {
+        while (busy > 0) {
+          idle = deferred();
+          await idle.promise;
+        }
+        return await fn();
+      } finally {
+        const released = barrier;
+        barrier = undefined;
+        released.resolve();
       }
+    };
+    const result = quiescing.then(run, run);
+    quiescing = result.catch(() => undefined);
+    return result;
+  };
+
+  const checkpoint = async (): Promise<void> => {
+    const snapshot = await quiesce(async (): Promise<Checkpoint> => {
       // Outputs of every batch the checkpoint covers must have left the engine before it counts.
       await Promise.all(sinks.map((s) => s.flush()));
-      snapshot = {
+      return {
         app: app.name,
         slotCount,
         sources: progress.map((p) => (p === undefined ? undefined : { progress: p })),
         slots: flows.map((flow) => occupiedSlots(flow.stores).map((slot) => [slot, exportSlot(flow.stores, slot)] as [number, Uint8Array])),
         createdAtMs: Date.now(),
       };
-    } finally {
-      const released = barrier;
-      barrier = undefined;
-      released.resolve();
-    }
+    });
     await writeCheckpoint(dataDir!, snapshot);
     stats.checkpoints++;
     snapshot.sources.forEach((s, i) => {
@@ -241,6 +267,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       bufferedRecords: sinks.reduce((n, s) => n + s.bufferedRecords(), 0),
     }),
     stores,
+    flows,
+    quiesce,
     async stop() {
       await closeSources();
       return done;

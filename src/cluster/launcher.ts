@@ -1,0 +1,48 @@
+/** `keyway run --workers N`: starts the other N-1 workers as local child processes. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const KEYWAY_BIN = fileURLToPath(new URL("../../bin/keyway.js", import.meta.url));
+
+export interface LocalWorkers {
+  /** Rejects if a worker exits before it is told to leave. */
+  readonly failed: Promise<never>;
+  /** Waits for the workers to exit (they leave when told); kills those still running after graceMs. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export function launchLocalWorkers(count: number, appPath: string, join: string, token: string | undefined, logLevel: string): LocalWorkers {
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  let fail!: (err: Error) => void;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  for (let i = 0; i < count; i++) {
+    const args = [KEYWAY_BIN, "worker", appPath, "--join", join, "--listen", "127.0.0.1:0", "--log-level", logLevel];
+    // The token travels in the environment, not argv, so `ps` does not show it.
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...(token ? { KEYWAY_TOKEN: token } : {}) } });
+    child.on("exit", (code, signal) => {
+      if (!stopping) fail(new Error(`local worker process ${child.pid} exited (${signal ?? `code ${code}`}) while the cluster was running`));
+    });
+    children.push(child);
+  }
+  return {
+    failed,
+    async stop(graceMs) {
+      stopping = true;
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+              child.once("exit", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            }),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * Which slots move when membership changes. Pure functions over partition maps, so the plan is
+ * testable without processes. A new map gives each worker an equal contiguous range, in the
+ * order of the worker list, which keeps a worker's slots next to each other.
+ */
+import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
+
+export interface SlotMove {
+  slot: number;
+  /** Worker ids. */
+  from: string;
+  to: string;
+}
+
+/** The map after membership becomes `workers`, at the next epoch. */
+export function rebalance(current: PartitionMap, workers: readonly string[]): PartitionMap {
+  return equalRanges(current.slotCount, workers, current.epoch + 1);
+}
+
+/** Every slot whose owner differs between two maps. */
+export function planMoves(before: PartitionMap, after: PartitionMap): SlotMove[] {
+  const moves: SlotMove[] = [];
+  for (let slot = 0; slot < before.slotCount; slot++) {
+    const from = before.workers[before.owners[slot]!]!;
+    const to = after.workers[after.owners[slot]!]!;
+    if (from !== to) moves.push({ slot, from, to });
+  }
+  return moves;
+}
+
+/** Moves grouped by (from, to) pair, in chunks of at most chunkSlots, so each pause stays short. */
+export function chunkMoves(moves: readonly SlotMove[], chunkSlots: number): SlotMove[][] {
+  const byPair = new Map<string, SlotMove[]>();
+  for (const move of moves) {
+    const pair = `${move.from}\u0000${move.to}`;
+    let list = byPair.get(pair);
+    if (list === undefined) byPair.set(pair, (list = []));
+    list.push(move);
+  }
+  const chunks: SlotMove[][] = [];
+  for (const list of byPair.values()) {
+    for (let i = 0; i < list.length; i += chunkSlots) chunks.push(list.slice(i, i + chunkSlots));
+  }
+  return chunks;
+}
+
+/**
+ * An intermediate map where only the given moves have happened: the map in force while a
+ * migration proceeds chunk by chunk.
+ */
+export function applyMoves(current: PartitionMap, target: PartitionMap, moves: readonly SlotMove[], epoch: number): PartitionMap {
+  const workers = [...new Set([...current.workers, ...target.workers])];
+  const owners = new Uint16Array(current.slotCount);
+  for (let slot = 0; slot < current.slotCount; slot++) owners[slot] = workers.indexOf(current.workers[current.owners[slot]!]!);
+  for (const move of moves) owners[move.slot] = workers.indexOf(move.to);
+  return { epoch, slotCount: current.slotCount, workers, owners };
+}
