@@ -49,7 +49,7 @@ describe("dataflow across workers", () => {
           slotOf,
           placement: { map, self },
           forward: async (owner, stage, batch, withOrigins) => {
-            forwarded[owner]! += batch.keys.length;
+            forwarded[owner]! += batch.values.length;
             return flows[owner]!.runStage(stage, structuredClone(batch), withOrigins);
           },
         }),

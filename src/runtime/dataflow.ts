@@ -258,7 +258,13 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}" has no stage ${s}`);
     }
     const stage = stages[s]!;
-    if (stage.keying.kind === "keyByPartitioner") await resolveKeys(input, stage.keying.partitioner);
+    if (stage.keying.kind === "keyByPartitioner") {
+      await resolveKeys(input, stage.keying.partitioner);
+    } else if (input.keys.length < input.values.length) {
+      // Forwarded without keys: every worker runs the same app, so recomputing is cheaper than sending.
+      const keyBy = stage.keying.fn;
+      for (const v of input.values) route(input, keyBy(v));
+    }
     const { owners } = placement.map;
     const self = placement.self;
     // Most batches are wholly local (always so on one worker): check before splitting.
@@ -282,7 +288,8 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const pending: Promise<Collected>[] = [];
     if (remote !== undefined) {
       if (forward === undefined) throw new KeywayError(ErrorCode.INTERNAL, `slots owned by other workers, but this worker cannot forward`);
-      for (const [owner, indexes] of remote) pending.push(forward(owner, s, pick(input, indexes, tracking), tracking));
+      const withKeys = stage.keying.kind === "keyByPartitioner";
+      for (const [owner, indexes] of remote) pending.push(forward(owner, s, pick(input, indexes, withKeys, tracking), tracking));
     }
     const last = s === stages.length - 1;
     const next = emptyKeyedBatch();
@@ -331,10 +338,11 @@ function emptyCollected(): Collected {
   return { values: [], origins: [] };
 }
 
-function pick(input: KeyedBatch, indexes: number[], withOrigins: boolean): KeyedBatch {
+/** The records at indexes; keys only when the receiver cannot recompute them (a partition function's). */
+function pick(input: KeyedBatch, indexes: number[], withKeys: boolean, withOrigins: boolean): KeyedBatch {
   return {
-    keys: indexes.map((i) => input.keys[i]!),
-    slots: indexes.map((i) => input.slots[i]!),
+    keys: withKeys ? indexes.map((i) => input.keys[i]!) : [],
+    slots: withKeys ? indexes.map((i) => input.slots[i]!) : [],
     values: indexes.map((i) => input.values[i]),
     origins: withOrigins ? indexes.map((i) => input.origins[i]!) : [],
   };
