@@ -1,0 +1,137 @@
+/**
+ * The engine's connector server: gRPC `keyway.v1.ConnectorService` (Describe and one
+ * bidirectional call per source, sink or partitioner session) and grpc.health.v1, on one
+ * address. It owns the engine-side Source and Sink objects of the app names bound to
+ * `connector`, and the partition function that serves keyBy(partitioner(name)).
+ */
+import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import type { AppSpec } from "../app/spec.ts";
+import type { Sink, Source } from "../connector/types.ts";
+import { ErrorCode as KeywayCode, KeywayError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import type { PartitionFn } from "../runtime/dataflow.ts";
+import { describeResponse } from "./describe.ts";
+import { ConnectorService, ErrorCode } from "./gen/keyway/v1/connector_pb.ts";
+import { isDecodeFailure, serverDefinition, type DecodeFailure } from "./grpc-adapter.ts";
+import type { HandshakePolicy } from "./handshake.ts";
+import { resolveLimits, type ProtocolLimits } from "./limits.ts";
+import { formatListenAddress, parseListenAddress } from "./listen-address.ts";
+import { PartitionerPool, type RequestIds } from "./partition/partitioner-pool.ts";
+import { partitionerRole } from "./partition/partition-session.ts";
+import { ProtocolError } from "./protocol-error.ts";
+import { runSession, type RoleBinding, type SessionControl } from "./session.ts";
+import { ConnectorSink } from "./sink/connector-sink.ts";
+import { sinkRole } from "./sink/sink-session.ts";
+import { ConnectorSource } from "./source/connector-source.ts";
+import { sourceRole } from "./source/source-session.ts";
+
+export interface ConnectorServerOptions {
+  app: AppSpec;
+  /** HOST:PORT; port 0 binds any free port. */
+  listen: string;
+  /** When set (and not empty), every session's Hello must carry it. */
+  token?: string;
+  limits?: Partial<ProtocolLimits>;
+  /** App source names bound to `connector`. */
+  sourceTargets: readonly string[];
+  /** App sink names bound to `connector`. */
+  sinkTargets: readonly string[];
+  /** Partitioner names the app keys by. */
+  partitioners: readonly string[];
+  log: Logger;
+}
+
+export interface ConnectorServer {
+  /** The bound HOST:PORT (the real port when asked for port 0). */
+  readonly address: string;
+  readonly limits: ProtocolLimits;
+  /** The engine-side Source of a source target. */
+  sourceFor(name: string): Source;
+  /** The engine-side Sink of a sink target. */
+  sinkFor(name: string): Sink;
+  /** Serves keyBy(partitioner(name)): waits for the partitioner's sessions to answer. */
+  readonly partition: PartitionFn;
+  /** Tells every live session to reconnect to `address` (an operator's command; the cluster's later). */
+  redirectAll(address: string, reason: string): void;
+  /** Every live session gets Error SHUTTING_DOWN (status UNAVAILABLE); then the server stops. */
+  close(): Promise<void>;
+}
+
+const SERVICE_NAME = ConnectorService.typeName;
+/** grpc-js refuses messages over its own limit before our guard sees them: keep it well above ours. */
+const GRPC_RECEIVE_HEADROOM_BYTES = 1024 * 1024;
+/** How long close() lets sessions deliver their SHUTTING_DOWN before cutting every call. */
+const CLOSE_GRACE_MS = 2000;
+
+export async function startConnectorServer(options: ConnectorServerOptions): Promise<ConnectorServer> {
+  const limits = resolveLimits(options.limits);
+  const listen = parseListenAddress(options.listen);
+  const log = options.log.child({ component: "connector-server" });
+  const token = options.token === "" ? undefined : options.token;
+  const policy = (targets: readonly string[]): HandshakePolicy => ({ token, targets });
+
+  const sources = new Map(options.sourceTargets.map((name) => [name, new ConnectorSource(name, limits)]));
+  const sinks = new Map(options.sinkTargets.map((name) => [name, new ConnectorSink(name, limits)]));
+  const requestIds: RequestIds = { next: 1n };
+  const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds)]));
+  const live = new Set<SessionControl>();
+
+  const server = new Server({ "grpc.max_receive_message_length": limits.maxMessageBytes * 2 + GRPC_RECEIVE_HEADROOM_BYTES });
+  const session = <Req, K>(binding: RoleBinding<Req, K>) => (call: ServerDuplexStream<Req | DecodeFailure, object>) =>
+    runSession(call, binding, live, log);
+  const implementation: UntypedServiceImplementation = {
+    describe: (call: { request: unknown }, callback: (err: object | null, response?: object) => void) => {
+      if (isDecodeFailure(call.request)) return callback({ code: GrpcStatus.INVALID_ARGUMENT, details: call.request.reason });
+      const served = { app: options.app.name, sources: options.sourceTargets, sinks: options.sinkTargets, partitioners: options.partitioners };
+      callback(null, describeResponse(served, limits, token !== undefined));
+    },
+    source: session(sourceRole(sources, policy(options.sourceTargets), limits)),
+    sink: session(sinkRole(sinks, policy(options.sinkTargets), limits)),
+    partition: session(partitionerRole(pools, policy(options.partitioners), limits)),
+  };
+  server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
+  new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }).addToServer(server);
+
+  const requested = formatListenAddress(listen);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(requested, ServerCredentials.createInsecure(), (err, bound) => {
+      if (err === null) return resolve(bound);
+      server.forceShutdown();
+      const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
+      reject(new KeywayError(KeywayCode.PORT_IN_USE, `cannot listen on ${requested} for connectors: ${reason}`));
+    });
+  });
+  const address = formatListenAddress({ host: listen.host, port });
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    limits,
+    sourceFor: (name) => known(sources, "source", name),
+    sinkFor: (name) => known(sinks, "sink", name),
+    partition: (name, values) => known(pools, "partitioner", name).keys(values),
+    redirectAll(to, reason) {
+      for (const s of [...live]) s.redirect(to, reason);
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const s of [...live]) s.fail(new ProtocolError(ErrorCode.SHUTTING_DOWN, "the engine is shutting down"));
+        // Health watchers never end by themselves; a bounded wait, then every call is cut.
+        const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          log.info({ address }, "connector server closed");
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
+
+function known<T>(targets: ReadonlyMap<string, T>, kind: string, name: string): T {
+  const target = targets.get(name);
+  if (target === undefined) throw new KeywayError(KeywayCode.INTERNAL, `no ${kind} "${name}" is served over the connector protocol`);
+  return target;
+}

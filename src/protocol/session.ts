@@ -1,0 +1,198 @@
+/**
+ * One connector session on a bidirectional gRPC call, whatever its role: the Hello handshake,
+ * decode failures, and the three ways a session ends (a typed Error then the mapped status; a
+ * Redirect then UNAVAILABLE; the connector half-closing or going away). Each role supplies the
+ * handler for the messages after Hello.
+ */
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { status as GrpcStatus, type ServerDuplexStream } from "@grpc/grpc-js";
+import type { Logger } from "../log/logger.ts";
+import {
+  ErrorCode,
+  ErrorSchema,
+  RedirectSchema,
+  WelcomeSchema,
+  type Error as ErrorMessage,
+  type Hello,
+  type ProtocolVersion,
+  type Redirect,
+  type Welcome,
+} from "./gen/keyway/v1/connector_pb.ts";
+import { isDecodeFailure, type DecodeFailure } from "./grpc-adapter.ts";
+import { checkHello, type HandshakePolicy, type Role } from "./handshake.ts";
+import { limitsMessage, type ProtocolLimits } from "./limits.ts";
+import { errorCodeName, GRPC_STATUS_OF, ProtocolError } from "./protocol-error.ts";
+
+/** The response kinds every role's response message has. */
+export type CommonKind =
+  | { case: "welcome"; value: Welcome }
+  | { case: "redirect"; value: Redirect }
+  | { case: "error"; value: ErrorMessage };
+
+/** What a role's handler sees of its session. */
+export interface SessionChannel<K> {
+  /** The Hello's target: the source, sink or partitioner name this session serves. */
+  readonly target: string;
+  /** True once the session has ended, however it ended; sends are then dropped. */
+  readonly ended: boolean;
+  send(kind: K): void;
+  /** Sends the Error, then ends the call with the status mapped from its code. */
+  fail(error: ProtocolError): void;
+  /** Sends a Redirect, then ends the call with UNAVAILABLE. */
+  redirect(address: string, reason: string): void;
+}
+
+export interface RoleHandler<Req> {
+  /** Handles one request after the handshake; throws a ProtocolError to end the session. */
+  onMessage(request: Req): void;
+  /** Called once when the session ends, however it ended. */
+  onEnd(): void;
+}
+
+export interface RoleBinding<Req, K> {
+  role: Role;
+  policy: HandshakePolicy;
+  limits: ProtocolLimits;
+  /** Credits granted with Welcome. */
+  initialCredits: number;
+  /** The Hello a request holds, if it holds one. */
+  helloOf(request: Req): Hello | undefined;
+  /** Wraps a response kind in the role's response message. */
+  respond(kind: K | CommonKind): object;
+  /** Resolves when the target can take a session; until then the Welcome (and reading) waits. */
+  ready?(target: string): Promise<void>;
+  /** Called once Welcome is sent: the handler for the rest of the session. */
+  attach(channel: SessionChannel<K>): RoleHandler<Req>;
+}
+
+/** What the server holds of every live session, to end them all on shutdown or redirect. */
+export interface SessionControl {
+  fail(error: ProtocolError): void;
+  redirect(address: string, reason: string): void;
+}
+
+export function runSession<Req, K>(
+  call: ServerDuplexStream<Req | DecodeFailure, object>,
+  binding: RoleBinding<Req, K>,
+  live: Set<SessionControl>,
+  serverLog: Logger,
+): void {
+  const id = randomUUID();
+  let log = serverLog.child({ session: id, role: binding.role });
+  let target = "";
+  let helloSeen = false;
+  let handler: RoleHandler<Req> | undefined;
+  let ended = false;
+
+  const finish = (): void => {
+    if (ended) return;
+    ended = true;
+    live.delete(channel);
+    handler?.onEnd();
+  };
+
+  const endWith = (kind: CommonKind, status: GrpcStatus, details: string): void => {
+    if (ended) return;
+    finish();
+    call.write(binding.respond(kind));
+    // grpc-js turns an emitted error into the call's status, sent after the writes before it.
+    call.emit("error", { code: status, details });
+  };
+
+  const channel: SessionChannel<K> & SessionControl = {
+    get target() {
+      return target;
+    },
+    get ended() {
+      return ended;
+    },
+    send(kind) {
+      if (!ended) call.write(binding.respond(kind));
+    },
+    fail(error) {
+      if (ended) return;
+      const name = errorCodeName(error.code);
+      if (error.code === ErrorCode.SHUTTING_DOWN) log.info({ code: name }, error.message);
+      else log.warn({ code: name, reason: error.message }, "connector session failed");
+      const value = create(ErrorSchema, { code: error.code, message: error.message });
+      endWith({ case: "error", value }, GRPC_STATUS_OF[error.code], `${name}: ${error.message}`);
+    },
+    redirect(address, reason) {
+      log.info({ address, reason }, "connector session redirected");
+      endWith({ case: "redirect", value: create(RedirectSchema, { address, reason }) }, GrpcStatus.UNAVAILABLE, `redirected to ${address}: ${reason}`);
+    },
+  };
+  live.add(channel);
+
+  const welcome = (version: ProtocolVersion): void => {
+    const value = create(WelcomeSchema, {
+      sessionId: id,
+      version,
+      initialCredits: binding.initialCredits,
+      limits: limitsMessage(binding.limits),
+      capabilities: [],
+    });
+    call.write(binding.respond({ case: "welcome", value }));
+    handler = binding.attach(channel);
+    log.info({ version: `${version.major}.${version.minor}` }, "connector session opened");
+  };
+
+  const handshake = (hello: Hello): void => {
+    helloSeen = true;
+    const version = checkHello(binding.role, hello, binding.policy);
+    target = hello.target;
+    log = log.child({ target, connector: hello.connectorName, instance: hello.instanceId });
+    const ready = binding.ready?.(target);
+    if (ready === undefined) return welcome(version);
+    // Requests after the Hello stay in grpc-js (flow-controlled) until the session is attached.
+    call.pause();
+    void ready.then(() => {
+      if (ended) return;
+      welcome(version);
+      call.resume();
+    });
+  };
+
+  call.on("data", (message: Req | DecodeFailure) => {
+    if (ended) return;
+    try {
+      if (isDecodeFailure(message)) {
+        const code = message.decodeFailure === "too_large" ? ErrorCode.BATCH_TOO_LARGE : ErrorCode.MALFORMED;
+        throw new ProtocolError(code, message.reason);
+      }
+      const hello = binding.helloOf(message);
+      if (!helloSeen) {
+        if (hello === undefined) throw new ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "the first message of a session must be Hello");
+        handshake(hello);
+      } else if (hello !== undefined) {
+        throw new ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "a second Hello on one session");
+      } else if (handler === undefined) {
+        // Reading is paused until the Welcome, so a request cannot arrive before it.
+        throw new ProtocolError(ErrorCode.INTERNAL, "a request arrived before the session was attached");
+      } else {
+        handler.onMessage(message);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        channel.fail(err);
+      } else {
+        log.error({ err }, "engine error in a connector session");
+        channel.fail(new ProtocolError(ErrorCode.INTERNAL, `engine error: ${(err as Error).message}`));
+      }
+    }
+  });
+  // The connector half-closed: it will send nothing more, so the session is over.
+  call.on("end", () => {
+    if (ended) return;
+    finish();
+    log.info("connector session ended by the connector");
+    call.end();
+  });
+  call.on("cancelled", () => {
+    if (!ended) log.info("connector session cancelled");
+    finish();
+  });
+  call.on("error", finish);
+  call.on("close", finish);
+}

@@ -1,0 +1,178 @@
+/**
+ * The engine-side Sink for an app sink bound to `connector`: output waits here until a sink
+ * session has credits for it, goes out in SinkBatches numbered 1, 2, 3... per target, and counts
+ * as delivered only once acked. Batches a session leaves unacked when it ends are resent, with the
+ * same sequence and ids, before any new batch. The buffer (unsent plus unacked) is bounded:
+ * write() waits while it is full, which stops the pipelines that feed it.
+ */
+import { create } from "@bufbuild/protobuf";
+import type { Payload, Sink, SinkContext } from "../../connector/types.ts";
+import { ErrorCode, KeywayError } from "../../errors.ts";
+import { SinkBatchSchema, SinkRecordSchema, type SinkBatch, type SinkRecord } from "../gen/keyway/v1/connector_pb.ts";
+import { Fifo } from "../fifo.ts";
+import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, SINK_BUFFER_BATCHES, type ProtocolLimits } from "../limits.ts";
+import { Signal } from "../signal.ts";
+
+/** What the sink needs of a session to send it batches. */
+export interface SinkSessionPort {
+  readonly ended: boolean;
+  /** Credits the connector granted and the engine has not spent yet. */
+  readonly creditsAvailable: number;
+  /** The highest sequence sent to the session and not yet acked; 0n when none. */
+  readonly lastUnackedSequence: bigint;
+  /** Sends a batch, spending one credit per record. */
+  send(batch: SinkBatch): void;
+}
+
+interface PendingRecord {
+  record: SinkRecord;
+  /** The record's share of a SinkBatch message, framing included. */
+  bytes: number;
+}
+
+export class ConnectorSink implements Sink {
+  readonly wantsRecordIds = true;
+  readonly name: string;
+  private readonly limits: ProtocolLimits;
+  private readonly bufferRecordsMax: number;
+  private readonly unsent = new Fifo<PendingRecord>();
+  /** Unacked batches of ended sessions, by sequence: they go out before anything new. */
+  private resend: SinkBatch[] = [];
+  private resendRecords = 0;
+  /** Records sent to live sessions and not yet acked. */
+  private unackedRecords = 0;
+  private readonly sessions: SinkSessionPort[] = [];
+  /** Where the next round-robin search for a session with credits starts. */
+  private turn = 0;
+  private nextSequence = 1n;
+  private readonly changed = new Signal();
+  private closed = false;
+
+  constructor(name: string, limits: ProtocolLimits) {
+    this.name = name;
+    this.limits = limits;
+    this.bufferRecordsMax = SINK_BUFFER_BATCHES * limits.maxBatchRecords;
+  }
+
+  // ---- the engine's side ----
+
+  async open(_ctx: SinkContext): Promise<void> {}
+
+  async write(values: Payload[], recordIds?: string[]): Promise<void> {
+    if (this.closed) throw new KeywayError(ErrorCode.INTERNAL, `write to connector sink "${this.name}" after close`);
+    if (recordIds === undefined || recordIds.length !== values.length) {
+      throw new KeywayError(ErrorCode.INTERNAL, `connector sink "${this.name}" needs one record id per value`);
+    }
+    const roomBytes = this.limits.maxMessageBytes - BATCH_OVERHEAD_BYTES;
+    const pending = values.map((value, i) => {
+      const bytes = typeof value === "string" ? Buffer.from(value) : value;
+      const id = recordIds[i]!;
+      const size = bytes.byteLength + Buffer.byteLength(id) + RECORD_OVERHEAD_BYTES;
+      if (size > roomBytes) {
+        throw new KeywayError(
+          ErrorCode.FRAME_TOO_LARGE,
+          `connector sink "${this.name}": output record ${id} takes ${size} bytes; a message holds at most ${this.limits.maxMessageBytes} (--max-message-bytes)`,
+        );
+      }
+      return { record: create(SinkRecordSchema, { id, value: bytes }), bytes: size };
+    });
+    for (const p of pending) this.unsent.push(p);
+    this.dispatch();
+    while (!this.closed && this.bufferedRecords() >= this.bufferRecordsMax) await this.changed.wait();
+  }
+
+  async flush(): Promise<void> {
+    while (this.bufferedRecords() > 0) {
+      // Resolving would let a checkpoint cover output that never reached a sink.
+      if (this.closed) {
+        throw new KeywayError(ErrorCode.INTERNAL, `connector sink "${this.name}" was closed with ${this.bufferedRecords()} records unacknowledged`);
+      }
+      await this.changed.wait();
+    }
+  }
+
+  bufferedRecords(): number {
+    return this.unsent.length + this.resendRecords + this.unackedRecords;
+  }
+
+  /** Stops waiting for acks: a waiting write() returns, a waiting flush() fails. Buffered output is not delivered. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.changed.notify();
+  }
+
+  // ---- the sessions' side ----
+
+  attach(session: SinkSessionPort): void {
+    this.sessions.push(session);
+  }
+
+  /** The session ended: its unacked batches are resent on another session. */
+  detach(session: SinkSessionPort, unacked: readonly SinkBatch[]): void {
+    const index = this.sessions.indexOf(session);
+    if (index >= 0) this.sessions.splice(index, 1);
+    const records = unacked.reduce((n, b) => n + b.records.length, 0);
+    this.unackedRecords -= records;
+    this.resendRecords += records;
+    this.resend = [...this.resend, ...unacked].sort((a, b) => (a.sequence < b.sequence ? -1 : 1));
+    this.dispatch();
+  }
+
+  acked(records: number): void {
+    this.unackedRecords -= records;
+    this.changed.notify();
+    // A session whose unacked batches are all acked may now take resent ones.
+    if (this.resend.length > 0) this.dispatch();
+  }
+
+  /** Sends what the sessions' credits allow: resent batches first, then new ones. */
+  dispatch(): void {
+    while (this.resend.length > 0) {
+      const batch = this.resend[0]!;
+      const session = this.pick(batch.records.length, batch.sequence);
+      if (session === undefined) return;
+      this.resend.shift();
+      this.resendRecords -= batch.records.length;
+      this.unackedRecords += batch.records.length;
+      session.send(batch);
+    }
+    for (;;) {
+      if (this.unsent.length === 0) return;
+      const session = this.pick(1, this.nextSequence);
+      if (session === undefined) return;
+      const batch = this.cut(session.creditsAvailable);
+      this.unackedRecords += batch.records.length;
+      session.send(batch);
+    }
+  }
+
+  /**
+   * The next live session, round robin, with credits for `records` that may take `sequence`:
+   * sequences on one session increase in send order, so its cumulative acks never cover a batch
+   * it has not seen yet (a resent batch waits until the session has acked every later one).
+   */
+  private pick(records: number, sequence: bigint): SinkSessionPort | undefined {
+    const count = this.sessions.length;
+    for (let i = 0; i < count; i++) {
+      const index = (this.turn + i) % count;
+      const session = this.sessions[index]!;
+      if (session.ended || session.creditsAvailable < records || session.lastUnackedSequence > sequence) continue;
+      this.turn = index + 1;
+      return session;
+    }
+    return undefined;
+  }
+
+  /** A new batch from the unsent records, within the credits, maxBatchRecords and maxMessageBytes. */
+  private cut(credits: number): SinkBatch {
+    const recordsMax = Math.min(credits, this.limits.maxBatchRecords);
+    let bytes = BATCH_OVERHEAD_BYTES;
+    const records: SinkRecord[] = [];
+    while (records.length < recordsMax && this.unsent.length > 0 && bytes + this.unsent.peek()!.bytes <= this.limits.maxMessageBytes) {
+      const pending = this.unsent.shift()!;
+      bytes += pending.bytes;
+      records.push(pending.record);
+    }
+    return create(SinkBatchSchema, { sequence: this.nextSequence++, records });
+  }
+}

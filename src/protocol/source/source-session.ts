@@ -1,0 +1,155 @@
+/**
+ * One source session: checks each request against the session's own state (its open streams,
+ * the last position sent on each, its unspent credits) before anything reaches the shared
+ * ConnectorSource, so a rejected batch changes nothing: a batch is accepted whole or not at all.
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  CommittedSchema,
+  CreditsSchema,
+  ErrorCode,
+  StreamEndedSchema,
+  StreamOpenedSchema,
+  type RecordBatch,
+  type SourceRequest,
+  type SourceResponse,
+  SourceResponseSchema,
+} from "../gen/keyway/v1/connector_pb.ts";
+import type { HandshakePolicy } from "../handshake.ts";
+import { sourceCreditWindow, type ProtocolLimits } from "../limits.ts";
+import { ProtocolError } from "../protocol-error.ts";
+import type { RoleBinding, RoleHandler, SessionChannel } from "../session.ts";
+import type { ConnectorSource, SourceSessionPort } from "./connector-source.ts";
+
+type SourceKind = SourceResponse["kind"];
+
+interface OpenStream {
+  /** The last position sent on the stream in this session; positions must increase past it. */
+  lastPosition: bigint;
+  /** EndStream came: no more records on it in this session. */
+  ended: boolean;
+}
+
+const violation = (message: string) => new ProtocolError(ErrorCode.PROTOCOL_VIOLATION, message);
+
+export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionPort {
+  private readonly channel: SessionChannel<SourceKind>;
+  private readonly source: ConnectorSource;
+  private readonly limits: ProtocolLimits;
+  /** Credits granted and not yet spent. */
+  private creditsAvailable: number;
+  private readonly open = new Map<string, OpenStream>();
+
+  constructor(channel: SessionChannel<SourceKind>, source: ConnectorSource, limits: ProtocolLimits) {
+    this.channel = channel;
+    this.source = source;
+    this.limits = limits;
+    this.creditsAvailable = sourceCreditWindow(limits);
+  }
+
+  get ended(): boolean {
+    return this.channel.ended;
+  }
+
+  onMessage(request: SourceRequest): void {
+    const { kind } = request;
+    switch (kind.case) {
+      case "open":
+        return this.openStream(kind.value.stream);
+      case "batch":
+        return this.batch(kind.value);
+      case "end":
+        return this.endStream(kind.value.stream);
+      case "hello":
+        throw violation("a second Hello on one session");
+      case undefined:
+        throw violation("a SourceRequest with no message in it");
+    }
+  }
+
+  onEnd(): void {
+    this.source.detach(this, this.open.keys());
+  }
+
+  grant(records: number): void {
+    this.creditsAvailable += records;
+    this.channel.send({ case: "credits", value: create(CreditsSchema, { records }) });
+  }
+
+  committed(stream: string, position: bigint): void {
+    this.channel.send({ case: "committed", value: create(CommittedSchema, { stream, position }) });
+  }
+
+  streamEnded(stream: string, position: bigint): void {
+    this.channel.send({ case: "ended", value: create(StreamEndedSchema, { stream, position }) });
+  }
+
+  private openStream(name: string): void {
+    if (name === "") throw violation("OpenStream needs a stream name");
+    if (this.open.has(name)) throw violation(`stream "${name}" is already open on this session`);
+    const { resumeAfter, committed } = this.source.openStream(name, this);
+    this.open.set(name, { lastPosition: 0n, ended: false });
+    this.channel.send({ case: "opened", value: create(StreamOpenedSchema, { stream: name, resumeAfter, committed }) });
+  }
+
+  private batch(batch: RecordBatch): void {
+    const { stream: name, records } = batch;
+    const stream = this.open.get(name);
+    if (stream === undefined) throw violation(`records for stream "${name}", which is not open on this session`);
+    if (stream.ended) throw violation(`records for stream "${name}" after its EndStream`);
+    if (records.length > this.limits.maxBatchRecords) {
+      throw new ProtocolError(
+        ErrorCode.BATCH_TOO_LARGE,
+        `a batch of ${records.length} records; the most is ${this.limits.maxBatchRecords}`,
+      );
+    }
+    if (records.length > this.creditsAvailable) {
+      throw new ProtocolError(
+        ErrorCode.CREDITS_EXCEEDED,
+        `a batch of ${records.length} records with ${this.creditsAvailable} credits left`,
+      );
+    }
+    // Position 0 means "none" in StreamOpened, so the first record of a stream is at 1 or above.
+    let previous = stream.lastPosition;
+    for (const record of records) {
+      if (record.position <= previous) {
+        throw new ProtocolError(
+          ErrorCode.POSITION_REGRESSED,
+          `stream "${name}": position ${record.position} after ${previous}; positions must increase`,
+        );
+      }
+      previous = record.position;
+    }
+    stream.lastPosition = previous;
+    this.creditsAvailable -= records.length;
+    const replays = this.source.accept(this, name, records);
+    if (replays > 0) this.grant(replays);
+  }
+
+  private endStream(name: string): void {
+    const stream = this.open.get(name);
+    if (stream === undefined) throw violation(`EndStream for stream "${name}", which is not open on this session`);
+    if (stream.ended) throw violation(`a second EndStream for stream "${name}"`);
+    stream.ended = true;
+    this.source.endStream(name);
+  }
+}
+
+/** How source sessions bind to the connector sources of the app. */
+export function sourceRole(
+  sources: ReadonlyMap<string, ConnectorSource>,
+  policy: HandshakePolicy,
+  limits: ProtocolLimits,
+): RoleBinding<SourceRequest, SourceKind> {
+  return {
+    role: "source",
+    policy,
+    limits,
+    initialCredits: sourceCreditWindow(limits),
+    helloOf: (request) => (request.kind.case === "hello" ? request.kind.value : undefined),
+    respond: (kind) => create(SourceResponseSchema, { kind }),
+    // A session waits for the engine to open (restore) the source, so resume positions are right.
+    ready: (target) => sources.get(target)!.opened,
+    attach: (channel) => new SourceSession(channel, sources.get(channel.target)!, limits),
+  };
+}

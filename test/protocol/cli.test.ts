@@ -1,0 +1,81 @@
+/** `keyway run` with connectors attached over the protocol: a real CLI process, real sessions. */
+import { createServer, type Server } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { runKeyway, startKeyway, waitFor, type Running } from "../helpers/process.ts";
+import { TestSink, TestSource } from "./helpers/connectors.ts";
+import { closeClients } from "./helpers/raw-session.ts";
+
+const APP = "examples/word-count/app.ts";
+
+let running: Running | undefined;
+let busy: Server | undefined;
+afterEach(() => {
+  closeClients();
+  running?.child.kill("SIGKILL");
+  running = undefined;
+  busy?.close();
+  busy = undefined;
+});
+
+async function expectOneLineError(args: string[], exitCode: number, message: RegExp): Promise<void> {
+  const result = await runKeyway(args);
+  expect(result.code).toBe(exitCode);
+  const lines = result.stderr.trimEnd().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(message);
+}
+
+describe("keyway run with connector bindings", () => {
+  it("lists the protocol flags and the connector URI in its help", async () => {
+    const help = await runKeyway(["run", "--help"]);
+    expect(help.code).toBe(0);
+    for (const flag of ["--listen", "--token", "--max-batch-records", "--max-message-bytes", "--idempotency-window", "connector"]) {
+      expect(help.stdout).toContain(flag);
+    }
+  });
+
+  it("counts words from a connector source into a connector sink, logging where it serves", async () => {
+    running = startKeyway(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--token", "t0ken", "--no-progress"]);
+    const address = await waitFor("the serving address", () => {
+      const line = running!.stderr().split("\n").find((l) => l.includes("serving connectors on"));
+      return line === undefined ? undefined : (JSON.parse(line) as { address: string }).address;
+    });
+    expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+
+    const sink = await TestSink.connect(address, "counts", { token: "t0ken" });
+    const source = await TestSource.connect(address, "lines", { token: "t0ken" });
+    await source.open("book");
+    await source.send("book", [
+      { position: 1, value: "It was the best" },
+      { position: 2, value: "it was the worst" },
+    ]);
+    source.end("book");
+    expect(await source.session.next("ended")).toMatchObject({ stream: "book", position: 2n });
+    await sink.untilValues(8);
+    expect(sink.values()).toEqual(["it 1", "was 1", "the 1", "best 1", "it 2", "was 2", "the 2", "worst 1"]);
+    expect(sink.ids()[0]).toBe("word-count:book@1:0");
+
+    running.child.kill("SIGTERM");
+    const finished = await running.finished;
+    expect(finished.code).toBe(0);
+    const status = await source.session.status;
+    expect(status.details).toContain("SHUTTING_DOWN");
+  });
+
+  it("refuses a malformed --listen", () =>
+    expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "nowhere"], 2, /\[USAGE\]: --listen expects HOST:PORT/));
+
+  it("refuses limits out of range", () =>
+    expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--max-message-bytes", "10"], 2, /\[USAGE\]: --max-message-bytes must be an integer from 1024/));
+
+  it("refuses a --listen address in use", async () => {
+    busy = createServer();
+    await new Promise<void>((resolve) => busy!.listen(0, "127.0.0.1", () => resolve()));
+    const { port } = busy.address() as { port: number };
+    await expectOneLineError(
+      ["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", `127.0.0.1:${port}`],
+      1,
+      new RegExp(`\\[PORT_IN_USE\\]: cannot listen on 127\\.0\\.0\\.1:${port} for connectors: address in use$`),
+    );
+  });
+});

@@ -1,0 +1,102 @@
+/** Partitioner sessions: keys for the engine's records, shared load, waiting, resending. */
+import { afterEach, describe, expect, it } from "vitest";
+import { records, TestPartitioner, TestSink, TestSource, type TestRecord } from "./helpers/connectors.ts";
+import { startHarness, type Harness } from "./helpers/harness.ts";
+import { closeClients } from "./helpers/raw-session.ts";
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  closeClients();
+  await harness?.stop();
+  harness = undefined;
+});
+
+const firstLetter = (value: string) => value[0]!;
+
+/** Values like "a0", "b1", "c2"... over a few letters, so keys repeat. */
+function lettered(count: number): TestRecord[] {
+  return records(1, count).map((r, i) => ({ ...r, value: `${"abc"[i % 3]}${i}` }));
+}
+
+/** The keyed pipeline's outputs computed independently: value=count of its key so far. */
+function expectedCounts(input: readonly TestRecord[], keyOf: (v: string) => string): string[] {
+  const counts = new Map<string, number>();
+  return input.map(({ value }) => {
+    const n = (counts.get(keyOf(value)) ?? 0) + 1;
+    counts.set(keyOf(value), n);
+    return `${value}=${n}`;
+  });
+}
+
+describe("partitioner sessions", () => {
+  it("shares the load across sessions, within each session's credits and the batch limit", async () => {
+    harness = await startHarness({ limits: { maxBatchRecords: 4 } });
+    const kout = await TestSink.connect(harness.address, "kout");
+    const one = await TestPartitioner.connect(harness.address, { keyOf: firstLetter, credits: 3 });
+    const two = await TestPartitioner.connect(harness.address, { keyOf: firstLetter, credits: 3 });
+    const source = await TestSource.connect(harness.address, "kin");
+    await source.open("k");
+    const input = lettered(40);
+    await source.send("k", input);
+    await source.untilCommitted("k", 40);
+    await kout.untilValues(40);
+    expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
+    expect(one.requests.length).toBeGreaterThan(0);
+    expect(two.requests.length).toBeGreaterThan(0);
+    // Each value went to exactly one session, in requests of at most 3 (the credits).
+    expect(one.valuesSeen() + two.valuesSeen()).toBe(40);
+    for (const request of [...one.requests, ...two.requests]) expect(request.values.length).toBeLessThanOrEqual(3);
+    const ids = [...one.requests, ...two.requests].map((r) => r.requestId);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("holds records while no partitioner is attached, and loses none", async () => {
+    harness = await startHarness({ limits: { maxBatchRecords: 4 } });
+    const kout = await TestSink.connect(harness.address, "kout");
+    const source = await TestSource.connect(harness.address, "kin");
+    await source.open("k");
+    const input = lettered(6);
+    await source.send("k", input);
+    // Requests are handled in order: once this stream is open, the records were accepted.
+    await source.open("marker");
+    expect(kout.values()).toEqual([]);
+    expect(source.committed.get("k")).toBeUndefined();
+
+    await TestPartitioner.connect(harness.address, { keyOf: firstLetter });
+    await source.untilCommitted("k", 6);
+    await kout.untilValues(6);
+    expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
+  });
+
+  it("sends a lost session's unanswered requests to another session", async () => {
+    harness = await startHarness();
+    const kout = await TestSink.connect(harness.address, "kout");
+    const silent = await TestPartitioner.connect(harness.address);
+    const source = await TestSource.connect(harness.address, "kin");
+    await source.open("k");
+    const input = lettered(5);
+    await source.send("k", input);
+    const lost = await silent.session.next("batch");
+    silent.session.cancel();
+    await silent.session.status;
+
+    const answering = await TestPartitioner.connect(harness.address, { keyOf: firstLetter });
+    await kout.untilValues(5);
+    expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
+    // The same values, under a new request id (ids are never reused).
+    expect(answering.requests[0]!.values.map((v) => Buffer.from(v).toString())).toEqual(lost.values.map((v) => Buffer.from(v).toString()));
+    expect(answering.requests[0]!.requestId).not.toBe(lost.requestId);
+  });
+
+  it("accepts raw byte keys", async () => {
+    harness = await startHarness();
+    const kout = await TestSink.connect(harness.address, "kout");
+    await TestPartitioner.connect(harness.address, { keyOf: firstLetter, raw: true });
+    const source = await TestSource.connect(harness.address, "kin");
+    await source.open("k");
+    const input = lettered(9);
+    await source.send("k", input);
+    await kout.untilValues(9);
+    expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
+  });
+});
