@@ -2,17 +2,31 @@
  * keyway: the command line. Returns an exit code instead of exiting so tests can call it:
  * 0 success, 1 a runtime failure, 2 bad usage. Errors are one line; stacks only with --verbose.
  */
+import { setLogger as setGrpcLogger } from "@grpc/grpc-js";
 import { Command, CommanderError, Option } from "commander";
 import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
+import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
-import { createLogger, type LogLevel } from "../log/logger.ts";
+import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
+import { startConnectorServer, type ConnectorServer } from "../protocol/index.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
-import { startEngine } from "../runtime/engine.ts";
-import { collectBindings } from "./bindings.ts";
+import { partitionerNames } from "../runtime/dataflow.ts";
+import { startEngine, type Engine } from "../runtime/engine.ts";
+import { startClusterHost } from "../cluster/cluster-host.ts";
+import { launchLocalWorkers } from "../cluster/launcher.ts";
+import { addClusterCommands } from "./cluster-commands.ts";
+import { collectBindings, type BindingTable } from "./bindings.ts";
+import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
 import { formatSummary, startProgress } from "./progress.ts";
+
+/** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
+const CONNECTOR_URI = "connector";
+const LISTEN_DEFAULT = "127.0.0.1:7700";
+const WORKERS_JOIN_MS_MAX = 60_000;
+const WORKERS_EXIT_GRACE_MS = 5_000;
 
 const USAGE_CODES = new Set<string>([ErrorCode.USAGE, ErrorCode.BAD_URI, ErrorCode.UNKNOWN_NAME, ErrorCode.UNBOUND_NAME]);
 
@@ -25,6 +39,13 @@ interface RunFlags {
   logLevel: LogLevel;
   dataDir?: string;
   checkpointIntervalMs?: number;
+  listen?: string;
+  token?: string;
+  maxBatchRecords?: number;
+  maxMessageBytes?: number;
+  idempotencyWindow?: number;
+  workers: number;
+  clusterListen?: string;
   progress: boolean;
   verbose: boolean;
 }
@@ -46,19 +67,110 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   const app = await loadApp(appPath);
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
+  const log = createLogger(flags.logLevel);
+  const server = await maybeStartConnectorServer(app, table, flags, log);
+  try {
+    return await runEngine(appPath, app, table, flags, log, server);
+  } finally {
+    await server?.close();
+  }
+}
+
+/** Serves the connector protocol when a binding or partitioner needs it, or --listen asks for it. */
+async function maybeStartConnectorServer(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<ConnectorServer | undefined> {
+  const bound = (bindings: Map<string, string>) => [...bindings].filter(([, uri]) => uri === CONNECTOR_URI).map(([name]) => name);
+  const sourceTargets = bound(table.sources);
+  const sinkTargets = bound(table.sinks);
+  const partitioners = [...new Set(app.pipelines.flatMap(partitionerNames))];
+  if (sourceTargets.length + sinkTargets.length + partitioners.length === 0 && flags.listen === undefined) return undefined;
+  // grpc-js prints failures (a port in use) on stderr itself; the server reports each as one
+  // KeywayError line, so grpc-js's own lines go to the log at debug level.
+  const grpcLine = (...args: unknown[]) => log.debug({ grpc: args.join(" ") }, "grpc-js");
+  setGrpcLogger({ debug: grpcLine, info: grpcLine, error: grpcLine });
+  const server = await startConnectorServer({
+    app,
+    listen: flags.listen ?? LISTEN_DEFAULT,
+    token: flags.token ?? process.env.KEYWAY_TOKEN,
+    limits: { maxBatchRecords: flags.maxBatchRecords, maxMessageBytes: flags.maxMessageBytes, idempotencyWindow: flags.idempotencyWindow },
+    sourceTargets,
+    sinkTargets,
+    partitioners,
+    log,
+  });
+  log.info({ address: server.address, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);
+  return server;
+}
+
+/** With --workers or --cluster-listen this process is the cluster's first worker. */
+async function maybeStartCluster(appPath: string, app: AppSpec, flags: RunFlags, log: Logger, onStateLost: (err: Error) => void) {
+  if (flags.workers <= 1 && flags.clusterListen === undefined) return undefined;
+  if (flags.dataDir !== undefined) {
+    throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state survives through replication, not checkpoints");
+  }
+  const token = flags.token ?? process.env.KEYWAY_TOKEN;
+  const host = await startClusterHost({ app, slotCount: flags.slots, listen: flags.clusterListen ?? "127.0.0.1:0", token, log, onStateLost });
+  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, host.address, token, flags.logLevel) : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  // Sources wait until every local worker has joined, so the run uses them all from the start.
+  const joined =
+    locals === undefined
+      ? undefined
+      : Promise.race([
+          host.coordinator.waitForWorkers(flags.workers),
+          locals.failed,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new KeywayError(ErrorCode.INTERNAL, `the ${flags.workers - 1} local workers did not join within ${WORKERS_JOIN_MS_MAX / 1000} s`)), WORKERS_JOIN_MS_MAX);
+          }),
+        ]).finally(() => clearTimeout(timer));
+  return {
+    host,
+    joined,
+    async close() {
+      await host.close("the run is over");
+      await locals?.stop(WORKERS_EXIT_GRACE_MS);
+    },
+  };
+}
+
+async function runEngine(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined): Promise<number> {
   const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();
-  for (const [name, uri] of table.sources) sources.set(name, sourceFromUri(uri, connectorOptions));
-  for (const [name, uri] of table.sinks) sinks.set(name, sinkFromUri(uri, connectorOptions));
+  for (const [name, uri] of table.sources) sources.set(name, uri === CONNECTOR_URI ? server!.sourceFor(name) : sourceFromUri(uri, connectorOptions));
+  for (const [name, uri] of table.sinks) sinks.set(name, uri === CONNECTOR_URI ? server!.sinkFor(name) : sinkFromUri(uri, connectorOptions));
 
-  const log = createLogger(flags.logLevel);
+  let stateLost: Error | undefined;
+  let engine: Engine | undefined;
+  const cluster = await maybeStartCluster(appPath, app, flags, log, (err) => {
+    stateLost = err;
+    void engine?.stop();
+  });
   const startedAt = performance.now();
-  const engine = await startEngine(
-    app,
-    { sources, sinks },
-    { slotCount: flags.slots, log, dataDir: flags.dataDir, checkpointIntervalMs: flags.checkpointIntervalMs },
-  );
+  try {
+    engine = await startEngine(
+      app,
+      { sources, sinks },
+      {
+        slotCount: flags.slots,
+        log,
+        dataDir: flags.dataDir,
+        checkpointIntervalMs: flags.checkpointIntervalMs,
+        ...(server === undefined ? {} : { partition: server.partition }),
+        ...(cluster === undefined ? {} : { placement: cluster.host.placement, forwardFor: cluster.host.forwardFor, startGate: cluster.joined }),
+      },
+    );
+    cluster?.host.attach(engine);
+    await runToEnd(engine, flags);
+  } finally {
+    await cluster?.close();
+  }
+  if (stateLost !== undefined) throw stateLost;
+  process.stderr.write(`keyway: ${formatSummary(engine.stats(), performance.now() - startedAt)}\n`);
+  return 0;
+}
+
+/** Waits for the engine to finish, showing progress; SIGINT or SIGTERM stops it cleanly. */
+async function runToEnd(engine: Engine, flags: RunFlags): Promise<void> {
   const stopProgress = flags.progress && process.stderr.isTTY ? startProgress(engine.stats, process.stderr) : () => {};
 
   let signals = 0;
@@ -77,8 +189,6 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
-  process.stderr.write(`keyway: ${formatSummary(engine.stats(), performance.now() - startedAt)}\n`);
-  return 0;
 }
 
 function buildProgram(): Command {
@@ -90,15 +200,22 @@ function buildProgram(): Command {
 
   program
     .command("run")
-    .description("Run an app on the embedded single-process engine.")
+    .description("Run an app: on one process by default, or as the first worker of a cluster.")
     .argument("<app>", "a .ts or .js module whose default export is a pipeline or an app")
-    .option("--source <name=uri>", "bind a source: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT (repeatable)", collect, [])
-    .option("--sink <name=uri>", "bind a sink: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT (repeatable)", collect, [])
+    .option("--source <name=uri>", "bind a source: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
+    .option("--sink <name=uri>", "bind a sink: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
     .option("--config <file>", 'JSON bindings: {"sources": {"NAME": "URI"}, "sinks": {"NAME": "URI"}}')
     .option("--slots <n>", "routing slots, a power of two", positiveInt("--slots"), SLOT_COUNT_DEFAULT)
     .option("--max-frame-bytes <n>", "longest frame or line a connector accepts (default 16 MiB)", positiveInt("--max-frame-bytes"))
     .option("--data-dir <dir>", "checkpoint state and source positions here, and resume from them at start")
     .option("--checkpoint-interval-ms <n>", "time between checkpoints with --data-dir (default 1000)", positiveInt("--checkpoint-interval-ms"))
+    .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
+    .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
+    .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))
+    .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
+    .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
+    .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
+    .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")
     .option("--verbose", "print stack traces with errors", false)
@@ -106,6 +223,8 @@ function buildProgram(): Command {
     .action(async (appPath: string, flags: RunFlags) => {
       program.setOptionValue("exitCode", await run(appPath, flags));
     });
+  addConnectorCommand(program);
+  addClusterCommands(program, (code) => program.setOptionValue("exitCode", code));
   return program;
 }
 

@@ -1,0 +1,150 @@
+/**
+ * `keyway connector <kind>`: the bundled connectors (connectors/) as processes of their own,
+ * attached to a running engine over the connector protocol through the SDK. The engine binds the
+ * name with `--source NAME=connector` or `--sink NAME=connector`.
+ */
+import { resolve } from "node:path";
+import { Command, Option } from "commander";
+import { fileSource, parseConnectorUri, tcpSink, tcpSource, type Framing, type TcpUri } from "../../connectors/index.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
+import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
+import { openExactlyOnceFileSink } from "../sdk/exactly-once-file-sink.ts";
+import { ConnectorError, isConnectorError, runSink, runSource, type ConnectOptions } from "../sdk/index.ts";
+
+export const ENGINE_ADDRESS_DEFAULT = "127.0.0.1:7700";
+/** Matches the engine's default idempotency window: enough for about two checkpoint intervals of output. */
+export const DEDUP_WINDOW_IDS_DEFAULT = 100_000;
+
+interface CommonFlags {
+  engine: string;
+  target: string;
+  token?: string;
+  instanceId?: string;
+  logLevel: LogLevel;
+}
+
+export function addConnectorCommand(program: Command): void {
+  const connector = program
+    .command("connector")
+    .description("Run a bundled connector as its own process, attached to a running engine over gRPC.");
+
+  common(connector.command("file-source"))
+    .description("Send the lines of a file to an app source bound to `connector`; exits once the engine has committed them all.")
+    .requiredOption("--path <file>", "the file to read")
+    .option("--stream <name>", "the stream name, which the engine keeps positions under (default: the file's absolute path)")
+    .action((flags: CommonFlags & { path: string; stream?: string }) =>
+      run(program, flags, "file-source", (options) =>
+        runSource({ ...options, stream: flags.stream ?? resolve(flags.path) }, fileSource(flags.path)),
+      ),
+    );
+
+  common(connector.command("file-sink"))
+    .description("Append an app sink's output to a file, each output exactly once across restarts (ids kept in PATH.ids).")
+    .requiredOption("--path <file>", "the file to append to")
+    .option("--dedup-window <ids>", "how many recent record ids to remember", positiveInt("--dedup-window"), DEDUP_WINDOW_IDS_DEFAULT)
+    .action((flags: CommonFlags & { path: string; dedupWindow: number }) =>
+      run(program, flags, "file-sink", async (options, log) => {
+        const { sink, window } = await openExactlyOnceFileSink(flags.path, flags.dedupWindow, log);
+        await runSink({ ...options, dedup: window }, sink);
+      }),
+    );
+
+  common(connector.command("tcp-source"))
+    .description("Listen for TCP clients and send their frames to an app source bound to `connector`.")
+    .requiredOption("--listen <host:port>", "where to listen (port 0: any free port)")
+    .addOption(framingOption())
+    .option("--max-frame-bytes <n>", "the longest frame accepted (default 16 MiB)", positiveInt("--max-frame-bytes"))
+    .option("--stream <name>", "the stream name (default: tcp:HOST:PORT as given)")
+    .action((flags: CommonFlags & { listen: string; framing: Framing; maxFrameBytes?: number; stream?: string }) =>
+      run(program, flags, "tcp-source", (options) => {
+        const { host, port } = address("--listen", flags.listen);
+        const source = tcpSource({ host, port, framing: flags.framing, ...(flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes }) });
+        return runSource({ ...options, stream: flags.stream ?? `tcp:${flags.listen}` }, source);
+      }),
+    );
+
+  common(connector.command("tcp-sink"))
+    .description("Write an app sink's output as frames to a TCP peer (at most once across a dropped connection).")
+    .requiredOption("--connect <host:port>", "the peer to connect to")
+    .addOption(framingOption())
+    .action((flags: CommonFlags & { connect: string; framing: Framing }) =>
+      run(program, flags, "tcp-sink", (options) => {
+        const { host, port } = address("--connect", flags.connect);
+        if (port === 0) throw new KeywayError(ErrorCode.USAGE, "--connect needs the peer's port, not 0");
+        return runSink(options, tcpSink({ host, port, framing: flags.framing }));
+      }),
+    );
+}
+
+function common(command: Command): Command {
+  return command
+    .option("--engine <host:port>", "the engine's connector address", ENGINE_ADDRESS_DEFAULT)
+    .requiredOption("--target <name>", "the app's source or sink name this connector serves")
+    .addOption(new Option("--token <token>", "the engine's shared secret").env("KEYWAY_TOKEN"))
+    .option("--instance-id <id>", "this instance's id, stable across its reconnects (default: host and pid)")
+    .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
+    .option("--verbose", "print stack traces with errors", false);
+}
+
+function framingOption(): Option {
+  return new Option("--framing <framing>", "frames on the wire").choices(["newline", "length-prefixed"]).default("newline");
+}
+
+/**
+ * Runs a connector until it finishes, or until SIGINT/SIGTERM stops it gracefully (a second
+ * signal exits at once), and records the exit code on the program as `keyway run` does.
+ * Connector errors print as one line with their protocol code; others go to main's handler.
+ */
+async function run(
+  program: Command,
+  flags: CommonFlags,
+  connectorName: string,
+  body: (options: ConnectOptions, log: Logger) => Promise<void>,
+): Promise<void> {
+  const log = createLogger(flags.logLevel).child({ connector: connectorName, target: flags.target });
+  const stop = new AbortController();
+  let signals = 0;
+  const onSignal = (): void => {
+    if (++signals > 1) process.exit(130);
+    stop.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const options: ConnectOptions = {
+    engine: flags.engine,
+    target: flags.target,
+    connectorName,
+    log,
+    signal: stop.signal,
+    ...(flags.token === undefined ? {} : { token: flags.token }),
+    ...(flags.instanceId === undefined ? {} : { instanceId: flags.instanceId }),
+  };
+  try {
+    await body(options, log);
+    program.setOptionValue("exitCode", 0);
+  } catch (err) {
+    if (!isConnectorError(err)) throw err;
+    process.stderr.write(`keyway: error [${(err as ConnectorError).codeName}]: ${err.message}\n`);
+    program.setOptionValue("exitCode", 1);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function address(flag: string, value: string): Pick<TcpUri, "host" | "port"> {
+  try {
+    const parsed = parseConnectorUri(`tcp://${value}`) as TcpUri;
+    return { host: parsed.host, port: parsed.port };
+  } catch {
+    throw new KeywayError(ErrorCode.USAGE, `${flag} expects HOST:PORT, got "${value}"`);
+  }
+}
+
+function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new KeywayError(ErrorCode.USAGE, `${flag} expects a positive integer, got "${value}"`);
+    return n;
+  };
+}

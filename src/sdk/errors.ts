@@ -1,0 +1,53 @@
+/**
+ * The SDK's one error type. A session that ends carries the engine's protocol code (sent in an
+ * Error message before the engine ends the call) and the gRPC status the call ended with; a
+ * session that ends without an Error (the engine is down, the network broke) carries only the
+ * status, with code UNSPECIFIED.
+ */
+import { status as GrpcStatus } from "@grpc/grpc-js";
+import { ErrorCode } from "../protocol/gen/keyway/v1/connector_pb.ts";
+
+export { ErrorCode as ProtocolErrorCode, GrpcStatus };
+
+/**
+ * Codes that mean the connector is configured wrong: retrying cannot help, so the SDK stops and
+ * rejects instead of reconnecting (docs/protocol.md, R-ERROR-CONFIG-FATAL).
+ */
+const CONFIGURATION_CODES: ReadonlySet<ErrorCode> = new Set([
+  ErrorCode.UNAUTHENTICATED,
+  ErrorCode.UNSUPPORTED_VERSION,
+  ErrorCode.UNKNOWN_TARGET,
+]);
+
+export class ConnectorError extends Error {
+  /** The protocol code from the engine's Error message; UNSPECIFIED when it sent none. */
+  readonly code: ErrorCode;
+  /** The gRPC status the session ended with. */
+  readonly grpcStatus: GrpcStatus;
+
+  constructor(code: ErrorCode, grpcStatus: GrpcStatus, message: string) {
+    super(message);
+    this.name = "ConnectorError";
+    this.code = code;
+    this.grpcStatus = grpcStatus;
+  }
+
+  /** The code's enum name without its prefix, e.g. "UNKNOWN_TARGET", for messages and logs. */
+  get codeName(): string {
+    return ErrorCode[this.code] ?? String(this.code);
+  }
+
+  /**
+   * True when reconnecting cannot help: a wrong token, version or target name. A code this SDK
+   * does not know, or an ending without one, is judged by its gRPC status (protocol §11).
+   */
+  get isConfigurationError(): boolean {
+    if (CONFIGURATION_CODES.has(this.code)) return true;
+    if (ErrorCode[this.code] !== undefined && this.code !== ErrorCode.UNSPECIFIED) return false;
+    return this.grpcStatus === GrpcStatus.UNAUTHENTICATED || this.grpcStatus === GrpcStatus.NOT_FOUND;
+  }
+}
+
+export function isConnectorError(err: unknown): err is ConnectorError {
+  return err instanceof ConnectorError;
+}
