@@ -15,7 +15,7 @@
  *   records are numbered on from resume_after + 1 and the replay buffer covers reconnects.
  */
 import type { Source } from "../connector/types.ts";
-import { silentLogger } from "../log/logger.ts";
+import { silentLogger, type Logger } from "../log/logger.ts";
 import { Deque } from "./deque.ts";
 import { DRAIN_TIMEOUT_MS_DEFAULT, startSourceClient, type SendOptions, type SourceClient, type SourceOptions } from "./source.ts";
 
@@ -40,53 +40,82 @@ export type SourceProducer = (client: SourceClient, signal: AbortSignal) => Prom
  * Rejects with a ConnectorError on a configuration error, or with the source's own failure.
  */
 export async function runSource(options: RunSourceOptions, source: Source | SourceProducer): Promise<void> {
-  // The signal is handled here, so the source stops before the client drains and closes.
-  const { client, welcomed } = startSourceClient({ ...options, signal: undefined });
   const signal = options.signal ?? new AbortController().signal;
   const drainTimeoutMs = options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS_DEFAULT;
+  if (typeof source === "function") {
+    const client = await connect(options, signal, drainTimeoutMs);
+    if (client === null) return;
+    // Closing on abort abandons a send the producer may be blocked in; the client still drains.
+    const stop = (): void => void client.close({ drainTimeoutMs });
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      await source(client, signal);
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    } finally {
+      signal.removeEventListener("abort", stop);
+      await client.close({ drainTimeoutMs });
+    }
+    return;
+  }
+  const log = options.log ?? silentLogger();
+  const stream = options.stream ?? options.target;
+  const replayable = options.replayable ?? source.finite;
+  let client: SourceClient | null = null;
+  // Stopping closes the source (ending a read that may never return) and the client (abandoning a
+  // send that waits for room in a full buffer while no engine commits); the client still drains.
+  const stop = (): void => {
+    void source.close();
+    void client?.close({ drainTimeoutMs });
+  };
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    // A replayable source needs no resume point to open, so a missing file fails before dialling.
+    if (replayable) await source.open({ name: stream, log });
+    client = await connect(options, signal, drainTimeoutMs);
+    if (client === null || signal.aborted) return;
+    // A configuration error ends the client; closing the source ends its read too.
+    client.done.catch(() => void source.close());
+    await pump(source, client, signal, { log, stream, replayable });
+  } catch (err) {
+    // After an abort, a failure is the abandoned send or read the stop caused.
+    if (!signal.aborted) throw err;
+  } finally {
+    signal.removeEventListener("abort", stop);
+    await source.close();
+    await client?.close({ drainTimeoutMs });
+  }
+}
+
+/**
+ * A client once the engine has welcomed it, or null if the signal aborted first. The client is
+ * given no signal of its own: runSource stops the source first, then drains and closes it.
+ */
+async function connect(options: RunSourceOptions, signal: AbortSignal, drainTimeoutMs: number): Promise<SourceClient | null> {
+  const { client, welcomed } = startSourceClient({ ...options, signal: undefined });
   const abandon = (): void => void client.close({ drainTimeoutMs });
   signal.addEventListener("abort", abandon, { once: true });
   if (signal.aborted) abandon();
   try {
     await welcomed;
+    return client;
   } catch (err) {
     // Stopped while still dialling: nothing was sent, so there is nothing to drain.
-    if (signal.aborted) return;
+    if (signal.aborted) return null;
     throw err;
   } finally {
     signal.removeEventListener("abort", abandon);
   }
-  if (typeof source === "function") {
-    try {
-      await source(client, signal);
-    } finally {
-      await client.close({ drainTimeoutMs });
-    }
-    return;
-  }
-  const stop = (): void => void source.close();
-  signal.addEventListener("abort", stop, { once: true });
-  // A configuration error ends the client; closing the source ends a read that may never return.
-  client.done.catch(stop);
-  try {
-    if (!signal.aborted) await pump(options, source, client, signal);
-  } finally {
-    signal.removeEventListener("abort", stop);
-    await source.close();
-    await client.close({ drainTimeoutMs });
-  }
 }
 
-async function pump(options: RunSourceOptions, source: Source, client: SourceClient, signal: AbortSignal): Promise<void> {
-  const log = options.log ?? silentLogger();
-  const stream = options.stream ?? options.target;
-  const replayable = options.replayable ?? source.finite;
+async function pump(
+  source: Source,
+  client: SourceClient,
+  signal: AbortSignal,
+  { log, stream, replayable }: { log: Logger; stream: string; replayable: boolean },
+): Promise<void> {
   const { resumeAfter } = await client.open(stream);
-  await source.open({
-    name: stream,
-    log,
-    ...(replayable || resumeAfter === 0n ? {} : { resumeFrom: resumeAfter }),
-  });
+  if (!replayable) await source.open({ name: stream, log, ...(resumeAfter === 0n ? {} : { resumeFrom: resumeAfter }) });
   log.info({ stream, resumeAfter: resumeAfter.toString(), replayable }, "source opened");
 
   // Batches whose records are not all committed, to tell the Source what it may acknowledge.

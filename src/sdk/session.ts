@@ -128,10 +128,7 @@ export class Session<Req> {
   closeReason: string | undefined;
   private halfCloseTimer: NodeJS.Timeout | undefined;
 
-  constructor(
-    readonly number: number,
-    private readonly call: grpc.ClientDuplexStream<Req, unknown>,
-  ) {}
+  constructor(private readonly call: grpc.ClientDuplexStream<Req, unknown>) {}
 
   /** False once the session has ended, or we have begun ending it. */
   get live(): boolean {
@@ -181,6 +178,8 @@ type Outcome =
  * target may have moved again, or back).
  */
 const REDIRECT_FAILURES_MAX = 3;
+/** Consecutive failures between two warnings while the engine stays unreachable. */
+const FAILURES_PER_WARNING = 10;
 
 /**
  * Keeps one session of a role open until stop() or a configuration error. `done` resolves after
@@ -192,7 +191,6 @@ export class SessionLoop<Req, Own extends RoleResponse> {
   /** Consecutive sessions that ended without staying up long enough to count as healthy. */
   private failures = 0;
   private failuresAtAddress = 0;
-  private sessions = 0;
   private stopped = false;
   private failure: unknown;
   private current: Session<Req> | null = null;
@@ -260,7 +258,9 @@ export class SessionLoop<Req, Own extends RoleResponse> {
         }
         delayMs = backoffDelayMs(this.options.backoff, this.failures);
         const fields = { role: this.role, engine: this.address, attempt: this.failures, retryInMs: delayMs, code: error.codeName, err: error.message };
+        // R-ERROR-RETRY: repeated failures stay visible without a line per attempt.
         if (this.failures === 1) this.log.warn(fields, "session ended; reconnecting");
+        else if (this.failures % FAILURES_PER_WARNING === 0) this.log.warn(fields, "still failing to keep a session; retrying");
         else this.log.debug(fields, "reconnect attempt failed; retrying");
       }
       if (delayMs > 0) await this.sleep(delayMs);
@@ -296,7 +296,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
       method.requestSerialize as (request: Req) => Buffer,
       method.responseDeserialize as (bytes: Buffer) => Own,
     );
-    const session = new Session<Req>(++this.sessions, call as grpc.ClientDuplexStream<Req, unknown>);
+    const session = new Session<Req>(call as grpc.ClientDuplexStream<Req, unknown>);
     this.current = session;
     let engineError: { code: ErrorCode; message: string } | undefined;
     let redirect: { address: string; reason: string } | undefined;

@@ -20,7 +20,7 @@ import {
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
 import { Deque } from "./deque.ts";
 import type { IdWindow } from "./id-window.ts";
-import { positiveInteger, resolveConnectOptions, SessionLoop, type ConnectOptions, type RoleHandler, type Session } from "./session.ts";
+import { positiveInteger, resolveConnectOptions, SessionLoop, withTimeout, type ConnectOptions, type RoleHandler, type Session } from "./session.ts";
 
 export type { SinkRecord } from "../protocol/gen/keyway/v1/connector_pb.ts";
 
@@ -36,9 +36,12 @@ export interface SinkOptions extends ConnectOptions {
    * sink writes each output once across redeliveries; without one, at least once.
    */
   dedup?: IdWindow;
+  /** On abort, how long to wait for the writes in progress before ending the session anyway. */
+  drainTimeoutMs?: number;
 }
 
 export const SINK_CREDIT_WINDOW_RECORDS_DEFAULT = 1000;
+export const SINK_DRAIN_TIMEOUT_MS_DEFAULT = 10_000;
 
 /** One batch handed to a handler: the records not already written (with dedup), in order. */
 export interface OutputBatch {
@@ -59,7 +62,8 @@ export async function runSink(options: SinkOptions, sink: Sink | SinkHandler): P
   const window = positiveInteger("creditWindowRecords", options.creditWindowRecords ?? SINK_CREDIT_WINDOW_RECORDS_DEFAULT);
   if (typeof sink !== "function") await sink.open({ name: resolved.target, log: resolved.log });
   try {
-    const connection = new SinkConnection(resolved.log, window, options.dedup, sink);
+    const drainTimeoutMs = options.drainTimeoutMs ?? SINK_DRAIN_TIMEOUT_MS_DEFAULT;
+    const connection = new SinkConnection(resolved.log, window, options.dedup, sink, drainTimeoutMs);
     const loop = new SessionLoop(resolved, "Sink", connection);
     connection.attach(loop);
     const signal = resolved.signal;
@@ -96,6 +100,7 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
     private readonly creditWindowRecords: number,
     private readonly dedup: IdWindow | undefined,
     private readonly sink: Sink | SinkHandler,
+    private readonly drainTimeoutMs: number,
   ) {}
 
   attach(loop: SessionLoop<SinkRequest, SinkResponse>): void {
@@ -134,12 +139,23 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
     this.received.clear();
   }
 
-  /** Stops granting credits, finishes writing what was received, acks it, half-closes. */
+  /**
+   * Stops granting credits, finishes writing what was received, acks it and half-closes. A write
+   * still stuck after drainTimeoutMs (a downstream that is gone) is left unacked: the session is
+   * cancelled and the engine resends those batches to the next session.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
-    while (this.writing !== null) await this.writing;
-    this.session?.halfClose("the sink is stopping");
-    this.loop.stop("half-close");
+    const drained = (async () => {
+      while (this.writing !== null) await this.writing;
+      return true;
+    })();
+    if ((await withTimeout(drained, this.drainTimeoutMs)) === true) {
+      this.loop.stop("half-close");
+    } else {
+      this.log.warn({ drainTimeoutMs: this.drainTimeoutMs }, "sink writes still in progress at stop; ending the session without acking them");
+      this.loop.stop("cancel");
+    }
   }
 
   private async writeAll(): Promise<void> {

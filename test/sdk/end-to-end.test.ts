@@ -5,10 +5,10 @@
  * so a lost, duplicated or reordered output fails the verdict, whatever was killed meanwhile.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort, ROOT, runKeyway, scratchDir, startKeyway, waitFor, type Finished, type Running } from "../helpers/process.ts";
 import { countWords, generateText } from "../helpers/text.ts";
 
@@ -32,6 +32,11 @@ beforeAll(async () => {
   const expectedLines = [...countWords(text).values()].reduce((a, b) => a + b, 0);
   expect(plainOutput.toString("utf8").split("\n").length - 1).toBe(expectedLines);
 }, 120_000);
+
+afterAll(() => {
+  // Each run leaves about 100 MB of inputs, outputs and ledgers behind.
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** Every process a test started, so a failing test leaves none behind. */
 const started: Running[] = [];
@@ -172,6 +177,20 @@ describe("connectors as processes, through the SDK", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/keyway: error \[UNKNOWN_TARGET\]/);
     await stopped(engine);
+  });
+});
+
+describe("`keyway connector` usage", () => {
+  it("fails at once on a missing input file, before any engine is reachable", async () => {
+    const result = await runKeyway(["connector", "file-source", "--path", join(dir, "missing.txt"), "--target", "lines", "--engine", `127.0.0.1:${await freePort()}`]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/keyway: error \[FILE_NOT_FOUND\]/);
+  });
+
+  it("rejects a malformed address as bad usage", async () => {
+    const result = await runKeyway(["connector", "tcp-source", "--listen", "nowhere", "--target", "lines"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/keyway: error \[USAGE\]: --listen expects HOST:PORT/);
   });
 });
 

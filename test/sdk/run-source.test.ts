@@ -94,6 +94,17 @@ describe("runSource", () => {
     expect(source.commits).toEqual([10n, 20n]);
   });
 
+  it("stops on abort even while waiting for room in a full replay buffer that nothing commits", async () => {
+    const source = new ListSource([{ values: Array.from({ length: 20 }, (_, i) => `r${i}`), position: 20n }]);
+    const stop = new AbortController();
+    const running = runSource(options({ signal: stop.signal, replayBufferRecordsMax: 5, drainTimeoutMs: 1 }), source);
+    const session = await opened(0n);
+    await records(session, 5);
+    stop.abort();
+    await running;
+    expect(source.closed).toBe(true);
+  });
+
   it("rejects with the Source's own failure and closes the session", async () => {
     const source = new ListSource([{ values: ["a"], position: 1n }], new Error("upstream broke"));
     const running = runSource(options({ drainTimeoutMs: 1 }), source);

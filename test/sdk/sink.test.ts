@@ -151,6 +151,22 @@ describe("sink runner", () => {
   });
 });
 
+describe("sink runner stopping", () => {
+  it("ends the session unacked when a write is still stuck after drainTimeoutMs", async () => {
+    const writes = heldWrites();
+    running = runSink(options({ drainTimeoutMs: 50 }), writes.handler);
+    const session = await engine.nextSession("Sink");
+    session.welcome();
+    await session.nextOf("credits");
+    sendBatch(session, 1n, ["a"]);
+    await waitUntil(() => writes.pending.length === 1);
+    stop.abort();
+    await running;
+    await session.ended;
+    expect(acks(session)).toEqual([]);
+  });
+});
+
 describe("id window", () => {
   it("remembers the last `capacity` ids and forgets the oldest first", () => {
     const window = createIdWindow(3);
