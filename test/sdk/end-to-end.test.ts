@@ -138,6 +138,25 @@ describe("connectors as processes, through the SDK", () => {
     expect((await stopped(sink)).code).toBe(0);
   });
 
+  it("an engine killed mid-stream with --data-dir and restarted: the source resumes and the output is exact", async () => {
+    const output = join(dir, "engine-killed.txt");
+    const address = `127.0.0.1:${await freePort()}`;
+    const args = ["run", "examples/word-count/app.ts", "--source", "lines=connector", "--sink", "counts=connector", "--listen", address,
+      "--data-dir", join(dir, "engine-state"), "--checkpoint-interval-ms", "200", "--no-progress"];
+    const first = track(startKeyway(args));
+    await waitFor("the engine to serve connectors", () => (first.stderr().includes("serving connectors") ? true : undefined));
+    const sink = connector("file-sink", address, "--path", output, "--target", "counts");
+    const source = connector("file-source", address, "--path", input, "--target", "lines");
+    await killMidStream(first, output);
+    // The connectors keep reconnecting with backoff until the engine is back on the same address.
+    const second = track(startKeyway(args));
+    expect((await source.finished).code).toBe(0);
+    await expectPlainOutput(output);
+    expect(second.stderr()).toMatch(/restored checkpoint/);
+    expect((await stopped(second)).code).toBe(0);
+    expect((await stopped(sink)).code).toBe(0);
+  });
+
   it("lines from `keyway connector tcp-source` reach `keyway connector tcp-sink` counted as in the plain run", async () => {
     const text = generateText(50_000, 29);
     const smallInput = join(dir, "small.txt");
