@@ -1,0 +1,73 @@
+"""Connection options every role shares: where the engine is, what this connector serves, how it
+identifies itself, and how it reconnects."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from .backoff import Backoff
+
+#: The engine's default connector address (``keyway run --listen``).
+DEFAULT_ENGINE = "127.0.0.1:7700"
+#: Receive limit for messages from the engine. It sends at most its ``max_message_bytes`` (16 MiB
+#: by default); gRPC's own default of 4 MiB would fail a large batch (R-TRANSPORT-RECV-LIMIT).
+MAX_RECEIVE_MESSAGE_BYTES_DEFAULT = 64 * 1024 * 1024
+
+_ADDRESS = re.compile(r"^.+:\d+$")
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How a connector reaches the engine. Every role takes these as keyword arguments."""
+
+    #: The name in the app this connector serves: a source, sink or partitioner name.
+    target: str
+    #: What this connector is, e.g. ``"rabbitmq-source"``; the engine logs it.
+    connector_name: str
+    #: The engine's connector address, ``HOST:PORT``. Default: ``$KEYWAY_ENGINE`` or 127.0.0.1:7700.
+    engine: Optional[str] = None
+    #: The engine's shared secret. Default: ``$KEYWAY_TOKEN``. Never logged (R-AUTH-CONFIG).
+    token: Optional[str] = field(default=None, repr=False)
+    #: Distinguishes instances of one connector; stable across reconnects. Default: host and pid.
+    instance_id: Optional[str] = None
+    #: Optional protocol features this connector supports (none in protocol 1.0).
+    capabilities: Sequence[str] = ()
+    backoff: Backoff = field(default_factory=Backoff)
+    #: A session with no Welcome this long after dialling is abandoned and retried.
+    handshake_timeout_s: float = 10.0
+    #: The largest message accepted from the engine.
+    max_receive_message_bytes: int = MAX_RECEIVE_MESSAGE_BYTES_DEFAULT
+    #: Give up (the connector fails with the last error) after this many consecutive failed
+    #: sessions; ``None`` retries for ever. Each failure is logged either way (R-ERROR-RETRY).
+    max_consecutive_failures: Optional[int] = None
+    logger: Optional[logging.Logger] = field(default=None, compare=False)
+
+    def resolved(self) -> "ConnectOptions":
+        """A copy with every default filled in and checked."""
+        engine = self.engine or os.environ.get("KEYWAY_ENGINE") or DEFAULT_ENGINE
+        if not _ADDRESS.match(engine):
+            raise ValueError(f'engine must be HOST:PORT, got "{engine}"')
+        if not self.target:
+            raise ValueError("target must name a source, sink or partitioner of the app")
+        if self.handshake_timeout_s <= 0:
+            raise ValueError(f"handshake_timeout_s must be positive, got {self.handshake_timeout_s}")
+        if self.max_receive_message_bytes < 1:
+            raise ValueError("max_receive_message_bytes must be positive")
+        token = self.token if self.token is not None else os.environ.get("KEYWAY_TOKEN", "")
+        return ConnectOptions(
+            target=self.target,
+            connector_name=self.connector_name,
+            engine=engine,
+            token=token,
+            instance_id=self.instance_id or f"{socket.gethostname()}-{os.getpid()}",
+            capabilities=tuple(self.capabilities),
+            backoff=self.backoff,
+            handshake_timeout_s=self.handshake_timeout_s,
+            max_receive_message_bytes=self.max_receive_message_bytes,
+            max_consecutive_failures=self.max_consecutive_failures,
+            logger=self.logger or logging.getLogger("keyway_connector"),
+        )
