@@ -22,6 +22,7 @@ import { compileDataflow, type Dataflow, type ForwardFn, type PartitionFn, type 
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
+const FLUSH_WARNING_INTERVAL_MS = 5000;
 
 export interface EngineOptions {
   /** Routing slots; fixed for the life of the state (a power of two). */
@@ -232,6 +233,21 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT);
   };
 
+  // A sink whose peer is gone (a connector sink with no session) can hold the end of a run: say so.
+  const flushLoudly = async (): Promise<void> => {
+    const names = appSinkNames(app);
+    const timer = setInterval(() => {
+      sinks.forEach((s, i) => {
+        if (s.bufferedRecords() > 0) log.warn({ sink: names[i], bufferedRecords: s.bufferedRecords() }, "waiting for the sink to take its last records before exiting (a second signal exits without them)");
+      });
+    }, FLUSH_WARNING_INTERVAL_MS);
+    try {
+      await Promise.all(sinks.map((s) => s.flush()));
+    } finally {
+      clearInterval(timer);
+    }
+  };
+
   const closeSources = () => Promise.allSettled(sources.map((s) => s.close()));
   const run = async (): Promise<void> => {
     try {
@@ -241,7 +257,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       clearTimeout(checkpointTimer);
       await checkpointing;
       if (checkpointFailure !== undefined) throw checkpointFailure;
-      await Promise.all(sinks.map((s) => s.flush()));
+      await flushLoudly();
       // A last checkpoint, so a restart after a clean stop resumes exactly where this run ended.
       if (dataDir !== undefined) await checkpoint();
     } catch (err) {
