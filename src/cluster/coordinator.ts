@@ -30,8 +30,14 @@ import { appDigest, CLUSTER_VERSION, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
 import type { WorkerNode } from "./worker-node.ts";
 
-/** Slots moved per quiescent section; bounds the longest pause in output. */
-export const MIGRATION_CHUNK_SLOTS_DEFAULT = 128;
+/**
+ * Keys moved per quiescent section, which bounds the longest pause in output: moving a key costs
+ * about a microsecond to serialise and as much to deserialise, so 25k keys pause for ~50 ms.
+ */
+export const MIGRATION_CHUNK_KEYS_DEFAULT = 25_000;
+/** Slots per chunk at most, so an empty state still moves in a few steps, not in one. */
+const MIGRATION_CHUNK_SLOTS_MAX = 512;
+const MIGRATION_BREATH_MS_MIN = 10;
 
 export interface CoordinatorOptions {
   app: AppSpec;
@@ -40,7 +46,7 @@ export interface CoordinatorOptions {
   /** Runs fn while no batch is in flight anywhere in the cluster. */
   quiesce: <T>(fn: () => Promise<T>) => Promise<T>;
   log: Logger;
-  chunkSlots?: number;
+  chunkKeys?: number;
   /** State was lost (a worker died holding slots mid-move): the run cannot be trusted to go on. */
   onStateLost: (err: Error) => void;
 }
@@ -64,7 +70,7 @@ class MigrationError extends Error {
 
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const { app, node, quiesce, log } = options;
-  const chunkSlots = options.chunkSlots ?? MIGRATION_CHUNK_SLOTS_DEFAULT;
+  const chunkKeys = options.chunkKeys ?? MIGRATION_CHUNK_KEYS_DEFAULT;
   const digest = appDigest(app);
   let nextId = node.members().length;
   // Membership changes one at a time.
@@ -115,6 +121,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     );
   };
 
+  const averageKeysPerSlot = async (id: string, members: readonly Worker[]): Promise<number> => {
+    const owned = node.placement.map.owners.filter((o) => node.placement.map.workers[o] === id).length;
+    if (owned === 0) return 0;
+    const keys = isSelf(id)
+      ? node.stats().keys
+      : Number((await node.peers.call(addressOf(id, members), "WorkerStats", {}, WorkerStatsResponseSchema, 10_000).catch(() => ({ keys: 0n }))).keys);
+    return keys / owned;
+  };
+
   /** Moves slots towards `target` chunk by chunk; every member of `members` hears each new map. */
   const migrate = async (target: PartitionMap, members: readonly Worker[], finalWorkers: readonly Worker[]): Promise<PartitionMap> => {
     const start = node.placement.map;
@@ -122,7 +137,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     const done: SlotMove[] = [];
     const startedAt = performance.now();
     let longestPauseMs = 0;
+    // Size chunks by the average keys per slot of the workers giving slots away.
+    const keysPerSlot = Math.max(1, ...(await Promise.all([...new Set(moves.map((m) => m.from))].map((id) => averageKeysPerSlot(id, members)))));
+    const chunkSlots = Math.max(1, Math.min(MIGRATION_CHUNK_SLOTS_MAX, Math.floor(chunkKeys / keysPerSlot)));
+    let lastPauseMs = 0;
     for (const chunk of chunkMoves(moves, chunkSlots)) {
+      // Let records flow between chunks for as long as the last pause held them.
+      if (lastPauseMs > 0) await new Promise((r) => setTimeout(r, Math.max(MIGRATION_BREATH_MS_MIN, lastPauseMs)));
       const { from, to } = chunk[0]!;
       const slots = chunk.map((m) => m.slot);
       const pausedAt = performance.now();
@@ -147,7 +168,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           throw new MigrationError((err as Error).message, true);
         }
       });
-      longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
+      lastPauseMs = performance.now() - pausedAt;
+      longestPauseMs = Math.max(longestPauseMs, lastPauseMs);
     }
     const final = equalRanges(target.slotCount, finalWorkers.map((w) => w.id), node.placement.map.epoch + 1);
     await quiesce(() => broadcast(final, finalWorkers));
