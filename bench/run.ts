@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -12,12 +12,16 @@ import { fileURLToPath } from "node:url";
 import type { BenchContext } from "./lib/context.ts";
 import { gitInfo, machineInfo, mergeGitInfo } from "./lib/machine.ts";
 import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/report.ts";
+import { runCluster } from "./cluster.ts";
+import { runProtocol } from "./protocol.ts";
 import { runTcpLatency } from "./tcp-latency.ts";
 import { runWordCount } from "./word-count.ts";
 
 const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchContext) => Promise<BenchResult> }> = [
   { name: "word-count", title: "Word count", run: runWordCount },
   { name: "tcp-latency", title: "TCP latency", run: runTcpLatency },
+  { name: "cluster", title: "Cluster", run: runCluster },
+  { name: "protocol", title: "Connector protocol", run: runProtocol },
 ];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));

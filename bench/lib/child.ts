@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { fileURLToPath } from "node:url";
 
 const TIME_BIN = "/usr/bin/time";
@@ -40,6 +41,8 @@ export interface MeasuredChild {
 export interface SpawnOptions {
   cwd: string;
   env?: NodeJS.ProcessEnv;
+  /** Sees every complete line the child writes to stderr, as it arrives (e.g. to watch its log). */
+  onStderrLine?: (line: string) => void;
 }
 
 function appendTail(tail: string, chunk: Buffer): string {
@@ -95,7 +98,15 @@ export function spawnNode(nodeArgs: readonly string[], options: SpawnOptions): M
   let hasExited = false;
   let wallMs = 0;
   child.stdout.on("data", (chunk: Buffer) => (stdoutTail = appendTail(stdoutTail, chunk)));
-  child.stderr.on("data", (chunk: Buffer) => (stderrTail = appendTail(stderrTail, chunk)));
+  let stderrCarry = "";
+  const stderrDecoder = new StringDecoder("utf8");
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderrTail = appendTail(stderrTail, chunk);
+    if (options.onStderrLine === undefined) return;
+    const lines = (stderrCarry + stderrDecoder.write(chunk)).split("\n");
+    stderrCarry = lines.pop()!;
+    for (const line of lines) options.onStderrLine(line);
+  });
   child.on("exit", () => {
     wallMs = performance.now() - startedAt;
     hasExited = true;

@@ -1,0 +1,32 @@
+// The protocol benchmark's external source: the TypeScript SDK's push-style client sending the
+// benchmark's records (bench/lib/protocol-records.ts) to the engine, as fast as it takes them or at
+// a fixed rate, with `batch` records per RecordBatch. Prints a RESULT line (count, checksum, send
+// times) once the engine has committed every record.
+//   node --import tsx bench/apps/protocol-source.ts '{"engine":"127.0.0.1:7700","mode":"throughput","records":100000,"batch":100}'
+import { connectSource } from "../../src/sdk/index.ts";
+import { cpuSecSince, parseArg, printResult, sendAll, type SendPlan } from "../lib/protocol-records.ts";
+
+type Options = SendPlan & { engine: string; lingerMs?: number };
+
+const options = parseArg<Options>();
+const STREAM = "bench";
+
+const client = await connectSource({
+  engine: options.engine,
+  target: "in",
+  connectorName: "bench-protocol-source",
+  batchRecords: options.batch,
+  // Throughput: a partial batch only ever waits at the very end. Rate: the SDK's lowest linger, so
+  // each tick's records leave together as soon as Node's timers allow.
+  lingerMs: options.lingerMs ?? (options.mode === "rate" ? 0 : 5),
+});
+await client.open(STREAM);
+const cpuStart = process.cpuUsage();
+const report = await sendAll(
+  options,
+  (_seq, text) => client.send(STREAM, text),
+  () => undefined,
+);
+await client.end(STREAM);
+await client.close();
+printResult({ ...report, cpuSec: cpuSecSince(cpuStart) });
