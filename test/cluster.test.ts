@@ -3,6 +3,8 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkSequenceWindows } from "../examples/validation/check.ts";
+import { createPeerClients } from "../src/cluster/grpc.ts";
+import { JoinResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { countWords, generateText } from "./helpers/text.ts";
 import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
@@ -136,7 +138,7 @@ describe("cluster", () => {
     expect(verdict.outputs).toBe(sent);
   });
 
-  it("refuses a worker with a wrong token, and the cluster goes on", async () => {
+  it("refuses a worker with a wrong token, another app or another protocol major, and the cluster goes on", async () => {
     const clusterPort = await freePort();
     const address = `127.0.0.1:${clusterPort}`;
     const dir = scratchDir("cluster-token");
@@ -150,6 +152,13 @@ describe("cluster", () => {
     const otherApp = await runKeyway(["worker", "examples/word-count/app.ts", "--join", address, "--token", "s3cret"]);
     expect(otherApp.code).toBe(2);
     expect(otherApp.stderr).toMatch(/the cluster runs app "sequence-window"/);
+    // A worker of another major version of the cluster protocol, spoken raw.
+    const peers = createPeerClients();
+    const incompatible = await peers
+      .call(address, "Join", { version: { major: 2, minor: 0 }, token: "s3cret", address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
+      .then(() => "joined", (err: { details?: string }) => err.details ?? "");
+    peers.close();
+    expect(incompatible).toMatch(/cluster protocol 2\.0 is not compatible with this cluster's 1\.0/);
     const ok = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address, "--token", "s3cret"]);
     running.push(ok);
     await waitFor("two workers", async () => ((await status(address)).workers.length === 2 ? true : undefined));
