@@ -20,12 +20,12 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 
 from ._proto import pb
 from .options import ConnectOptions
-from .session import Session, SessionLoop
+from .session import LoopConnector, Session, SessionLoop
 
 Key = Union[str, bytes]
 
 
-class Partitioner:
+class Partitioner(LoopConnector):
     """A partitioner connector.
 
     Args:
@@ -60,42 +60,6 @@ class Partitioner:
         #: Counters, for logs and tests.
         self.requests_answered = 0
         self.values_keyed = 0
-
-    def start(self) -> "Partitioner":
-        """Starts connecting (on a background thread) and returns self."""
-        self._loop.start()
-        return self
-
-    def run(self) -> None:
-        """Starts and blocks until the partitioner stops; raises what made it fail."""
-        self.start()
-        self._loop.join()
-
-    def __enter__(self) -> "Partitioner":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def stop(self) -> None:
-        """Asks the connector to stop gracefully and returns at once (safe in a signal handler);
-        ``run()`` or ``join()`` return once it has."""
-        self._loop.stop(graceful=True)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stops gracefully (half-close); unanswered requests go to another session."""
-        self._loop.stop(graceful=True)
-        if not self._loop.join(timeout):
-            self._loop.stop(graceful=False)
-            self._loop.join(5.0)
-
-    def join(self, timeout: Optional[float] = None) -> bool:
-        """Waits for the partitioner to stop; raises what made it fail."""
-        return self._loop.join(timeout)
-
-    @property
-    def failure(self) -> Optional[BaseException]:
-        return self._loop.failure
 
     # -- the role -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
 
 import grpc
 
@@ -399,3 +399,51 @@ def _serializer(method: str) -> Callable[[Any], bytes]:
 
 def _deserializer(method: str) -> Callable[[bytes], Any]:
     return _RESPONSES[method].FromString
+
+
+class LoopConnector:
+    """The lifecycle a sink and a partitioner share: a SessionLoop on a background thread that
+    reconnects until stopped. Subclasses set ``self._loop``."""
+
+    _loop: SessionLoop
+
+    def start(self: "_C") -> "_C":
+        """Starts connecting (on a background thread) and returns self."""
+        self._loop.start()
+        return self
+
+    def run(self) -> None:
+        """Starts and blocks until the connector stops; raises what made it fail."""
+        self.start()
+        self._loop.join()
+
+    def __enter__(self: "_C") -> "_C":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        """Asks the connector to stop gracefully and returns at once (safe in a signal handler);
+        ``run()`` or ``join()`` return once it has."""
+        self._loop.stop(graceful=True)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops gracefully: half-closes once the work in hand is done (a sink's batch written and
+        acked); what was not acknowledged goes to another session or the next one. Raises what
+        made the connector fail."""
+        self._loop.stop(graceful=True)
+        if not self._loop.join(timeout):
+            self._loop.stop(graceful=False)
+            self._loop.join(5.0)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits for the connector to stop; raises what made it fail."""
+        return self._loop.join(timeout)
+
+    @property
+    def failure(self) -> Optional[BaseException]:
+        return self._loop.failure
+
+
+_C = TypeVar("_C", bound=LoopConnector)

@@ -26,14 +26,14 @@ from typing import Any, Callable, Optional
 from ._proto import pb
 from .ack_tracker import AckTracker
 from .options import ConnectOptions
-from .session import Session, SessionLoop
+from .session import LoopConnector, Session, SessionLoop
 
 #: A written batch: ``batch.sequence`` and ``batch.records`` (each with ``id``, ``value``,
 #: ``key`` (check ``HasField("key")``), ``event_time_ms``, ``headers``).
 WriteFn = Callable[[Any], None]
 
 
-class Sink:
+class Sink(LoopConnector):
     """A sink connector.
 
     Args:
@@ -67,43 +67,6 @@ class Sink:
         self.batches_written = 0
         self.records_written = 0
         self.write_failures = 0
-
-    def start(self) -> "Sink":
-        """Starts connecting (on a background thread) and returns self."""
-        self._loop.start()
-        return self
-
-    def run(self) -> None:
-        """Starts and blocks until the sink stops; raises what made it fail."""
-        self.start()
-        self._loop.join()
-
-    def __enter__(self) -> "Sink":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def stop(self) -> None:
-        """Asks the connector to stop gracefully and returns at once (safe in a signal handler);
-        ``run()`` or ``join()`` return once it has."""
-        self._loop.stop(graceful=True)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stops gracefully: half-closes after the batch in hand is written and acked. Batches not
-        acked are resent to another session or the next one. Raises what made the sink fail."""
-        self._loop.stop(graceful=True)
-        if not self._loop.join(timeout):
-            self._loop.stop(graceful=False)
-            self._loop.join(5.0)
-
-    def join(self, timeout: Optional[float] = None) -> bool:
-        """Waits for the sink to stop; raises what made it fail."""
-        return self._loop.join(timeout)
-
-    @property
-    def failure(self) -> Optional[BaseException]:
-        return self._loop.failure
 
     # -- the role -------------------------------------------------------------------------------
 
