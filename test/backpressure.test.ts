@@ -6,7 +6,7 @@ import { fileSource } from "../connectors/file/file-source.ts";
 import { tcpSink } from "../connectors/tcp/tcp-sink.ts";
 import { startEngine, type Engine } from "../src/index.ts";
 import fixture from "./fixtures/tagged-count.ts";
-import { scratchDir, waitFor } from "./helpers/process.ts";
+import { scratchDir, waitFor, waitUntilStable } from "./helpers/process.ts";
 
 const LINES = 3_000_000;
 const KEYS = 100;
@@ -66,16 +66,7 @@ describe("backpressure from a stalled sink", () => {
       sinks: new Map([["out", tcpSink({ host: "127.0.0.1", port, framing: "newline", bufferRecordsMax: SINK_BUFFER_RECORDS_MAX })]]),
     });
 
-    // Wait until the engine has stopped taking input: recordsIn unchanged across several polls.
-    let stableFor = 0;
-    let last = -1;
-    await waitFor("the source to stall", async () => {
-      await new Promise((r) => setTimeout(r, 100));
-      const now = engine!.stats().recordsIn;
-      stableFor = now === last ? stableFor + 1 : 0;
-      last = now;
-      return stableFor >= 5 ? true : undefined;
-    });
+    await waitUntilStable("the source to stall", () => engine!.stats().recordsIn);
     const stalled = engine.stats();
     expect(stalled.recordsIn).toBeLessThan(LINES / 2);
     expect(stalled.bufferedRecords).toBeGreaterThan(0);

@@ -2,20 +2,10 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort, runKeyway, scratchDir } from "./helpers/process.ts";
+import { expectOneLineError, freePort, runKeyway, scratchDir } from "./helpers/process.ts";
 
 const APP = "examples/word-count/app.ts";
 const SAMPLE = "examples/word-count/sample.txt";
-
-/** Bad use ends with a non-zero exit and exactly one line naming the problem, no stack trace. */
-async function expectOneLineError(args: string[], exitCode: number, message: RegExp): Promise<void> {
-  const result = await runKeyway(args);
-  expect(result.code).toBe(exitCode);
-  const lines = result.stderr.trimEnd().split("\n");
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(message);
-  expect(result.stderr).not.toMatch(/\n\s+at /);
-}
 
 describe("keyway CLI", () => {
   const out = join(scratchDir("cli"), "out.txt");

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
+import { expect } from "vitest";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -66,4 +67,27 @@ export async function waitFor<T>(what: string, check: () => T | undefined | Prom
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Bad use ends with this exit code and exactly one stderr line naming the problem, no stack trace. */
+export async function expectOneLineError(args: string[], exitCode: number, message: RegExp): Promise<void> {
+  const result = await runKeyway(args);
+  expect(result.code).toBe(exitCode);
+  const lines = result.stderr.trimEnd().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(message);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+}
+
+/** Waits until read() returns the same value at several polls in a row, and returns it. */
+export async function waitUntilStable(what: string, read: () => number, polls = 5, intervalMs = 100): Promise<number> {
+  let stableFor = 0;
+  let last = Number.NaN;
+  return waitFor(what, async () => {
+    await new Promise((r) => setTimeout(r, intervalMs));
+    const now = read();
+    stableFor = now === last ? stableFor + 1 : 0;
+    last = now;
+    return stableFor >= polls ? now : undefined;
+  });
 }

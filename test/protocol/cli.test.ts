@@ -1,7 +1,7 @@
 /** `keyway run` with connectors attached over the protocol: a real CLI process, real sessions. */
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { runKeyway, startKeyway, waitFor, type Running } from "../helpers/process.ts";
+import { expectOneLineError, runKeyway, startKeyway, waitFor, type Running } from "../helpers/process.ts";
 import { TestSink, TestSource } from "./helpers/connectors.ts";
 import { closeClients } from "./helpers/raw-session.ts";
 
@@ -16,14 +16,6 @@ afterEach(() => {
   busy?.close();
   busy = undefined;
 });
-
-async function expectOneLineError(args: string[], exitCode: number, message: RegExp): Promise<void> {
-  const result = await runKeyway(args);
-  expect(result.code).toBe(exitCode);
-  const lines = result.stderr.trimEnd().split("\n");
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(message);
-}
 
 describe("keyway run with connector bindings", () => {
   it("lists the protocol flags and the connector URI in its help", async () => {

@@ -10,7 +10,7 @@ import { startConnectorServer, type ConnectorServer } from "../../src/protocol/i
 import { startEngine, type Engine } from "../../src/index.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import wordCount from "../../examples/word-count/app.ts";
-import { scratchDir, startKeyway, waitFor, type Running } from "../helpers/process.ts";
+import { scratchDir, startKeyway, waitFor, waitUntilStable, type Running } from "../helpers/process.ts";
 import { SINK_BUFFER_BATCHES } from "../../src/protocol/limits.ts";
 
 const MAX_BATCH_RECORDS = 1000;
@@ -58,15 +58,7 @@ describe("a stalled external sink", () => {
 
     await waitFor("output flowing", () => (engine!.stats().recordsOut > 10_000 ? true : undefined));
     sink.child.kill("SIGSTOP");
-    let stableFor = 0;
-    let last = -1;
-    await waitFor("the source to stall", async () => {
-      await new Promise((r) => setTimeout(r, 100));
-      const now = engine!.stats().recordsIn;
-      stableFor = now === last ? stableFor + 1 : 0;
-      last = now;
-      return stableFor >= 5 ? true : undefined;
-    });
+    await waitUntilStable("the source to stall", () => engine!.stats().recordsIn);
     const stalled = engine.stats();
     expect(stalled.recordsIn).toBeLessThan(LINES / 2);
     expect(stalled.bufferedRecords).toBeGreaterThan(0);
