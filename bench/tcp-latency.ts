@@ -5,11 +5,12 @@
  * (bench/baselines/tcp-relay.mjs), then the engine running bench/apps/passthrough.ts, with the
  * same driver, rate and durations, so the ratio isolates what the engine adds.
  */
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import type { BenchContext } from "./lib/context.ts";
-import { describeExit, spawnNode, waitOrKill, type MeasuredChild } from "./lib/child.ts";
+import { describeExit, spawnNode, waitOrKill } from "./lib/child.ts";
 import type { BenchResult, Comparison } from "./lib/report.ts";
 import { probeSchedulerJitter } from "./lib/jitter.ts";
+import { connectWhenListening, freePort, listen, sleep } from "./lib/net.ts";
 import { median, percentileSorted, ratio } from "./lib/stats.ts";
 
 interface LoadProfile {
@@ -57,47 +58,6 @@ interface SideResult {
   maxRssKiB: number | null;
   cpuSec: number | null;
   exitCode: number | null;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve((server.address() as { port: number }).port);
-    });
-  });
-}
-
-/** A port free right now; the child binds it a moment later (a race we accept on a bench machine). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  const port = await listen(server, 0);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** Connects to the system under test's listening port, retrying until it listens or the child dies. */
-async function connectWhenListening(port: number, child: MeasuredChild): Promise<Socket> {
-  const deadline = performance.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    if (child.exited()) throw new Error("exited before it listened");
-    const socket = await new Promise<Socket | null>((resolve) => {
-      const s = connect({ host: "127.0.0.1", port, noDelay: true });
-      s.once("connect", () => {
-        s.removeAllListeners("error");
-        resolve(s);
-      });
-      s.once("error", () => resolve(null));
-    });
-    if (socket !== null) return socket;
-    if (performance.now() > deadline) throw new Error(`did not listen on port ${port} within ${READY_TIMEOUT_MS / 1000} s`);
-    await sleep(50);
-  }
 }
 
 /** Collects every line the system under test delivers, on any of its (re)connections. */
@@ -215,7 +175,7 @@ async function runSide(ctx: BenchContext, side: Side, load: LoadProfile, errors:
   const child = spawnNode(args, { cwd: ctx.root });
   let sender: Socket | undefined;
   try {
-    sender = await connectWhenListening(sourcePort, child);
+    sender = await connectWhenListening(sourcePort, child, READY_TIMEOUT_MS);
     sender.on("error", (err) => errors.push(`${side}: driver connection failed: ${err.message}`));
     const readyMs = performance.now() - startedAt;
     ctx.log(`tcp-latency: ${side} ready after ${readyMs.toFixed(0)} ms; ${load.warmupSec} s warm-up + ${load.measureSec} s at ${load.ratePerSec}/s`);
