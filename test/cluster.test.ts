@@ -106,6 +106,8 @@ describe("cluster", () => {
         const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
         running.push(worker);
         workers.push(worker);
+        // The step is over when the join answers, that is once every slot it brings has moved.
+        await waitFor("the join to complete", () => (worker.stderr().includes("joined the cluster") ? true : undefined));
         await expectShape(count);
         await waitFor("records flowing", () => (existsSync(output) && readFileSync(output).length > 0 ? true : undefined));
       }
