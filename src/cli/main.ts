@@ -18,6 +18,7 @@ import { startClusterHost } from "../cluster/cluster-host.ts";
 import { launchLocalWorkers } from "../cluster/launcher.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
+import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
 import { formatSummary, startProgress } from "./progress.ts";
@@ -225,6 +226,7 @@ function buildProgram(): Command {
     });
   addConnectorCommand(program);
   addClusterCommands(program, (code) => program.setOptionValue("exitCode", code));
+  addConformanceCommand(program, (code) => program.setOptionValue("exitCode", code));
   return program;
 }
 

@@ -83,9 +83,9 @@ describe("partitioner sessions", () => {
     const answering = await TestPartitioner.connect(harness.address, { keyOf: firstLetter });
     await kout.untilValues(5);
     expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
-    // The same values, under a new request id (ids are never reused).
+    // The same request: its id and its values (docs/protocol.md 9.2).
     expect(answering.requests[0]!.values.map((v) => Buffer.from(v).toString())).toEqual(lost.values.map((v) => Buffer.from(v).toString()));
-    expect(answering.requests[0]!.requestId).not.toBe(lost.requestId);
+    expect(answering.requests[0]!.requestId).toBe(lost.requestId);
   });
 
   it("accepts raw byte keys", async () => {

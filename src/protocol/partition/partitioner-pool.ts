@@ -24,6 +24,8 @@ export interface JobRange {
   job: Job;
   start: number;
   end: number;
+  /** Set once sent: a request re-sent after its session ended keeps its id and values (protocol 9.2). */
+  requestId?: bigint;
 }
 
 export interface PartitionSessionPort {
@@ -97,24 +99,32 @@ export class PartitionerPool {
     for (;;) {
       const range = this.waiting.peek();
       if (range === undefined) return;
-      const session = this.pick();
+      if (range.requestId !== undefined) {
+        // A re-sent request goes whole, to a session with credits for all of it, or waits.
+        const session = this.pick(range.end - range.start);
+        if (session === undefined) return;
+        this.waiting.shift();
+        session.send(range.requestId, range);
+        continue;
+      }
+      const session = this.pick(1);
       if (session === undefined) return;
       const end = this.cutEnd(range, session.creditsAvailable);
       // keys() refused values that fit no message, and pick() a session without credits.
       if (end === range.start) throw new KeywayError(ErrorCode.INTERNAL, `partitioner "${this.name}": an empty request`);
       if (end === range.end) this.waiting.shift();
-      const request: JobRange = { job: range.job, start: range.start, end };
+      const request: JobRange = { job: range.job, start: range.start, end, requestId: this.requestIds.next++ };
       range.start = end;
-      session.send(this.requestIds.next++, request);
+      session.send(request.requestId!, request);
     }
   }
 
-  private pick(): PartitionSessionPort | undefined {
+  private pick(creditsNeeded: number): PartitionSessionPort | undefined {
     const count = this.sessions.length;
     for (let i = 0; i < count; i++) {
       const index = (this.turn + i) % count;
       const session = this.sessions[index]!;
-      if (session.ended || session.creditsAvailable < 1) continue;
+      if (session.ended || session.creditsAvailable < creditsNeeded) continue;
       this.turn = index + 1;
       return session;
     }

@@ -1,0 +1,140 @@
+/**
+ * `keyway conformance`: the protocol conformance suite (docs/conformance.md).
+ *   keyway conformance source|sink|partitioner [options] -- COMMAND [ARGS...]
+ *     plays the engine for a connector started as COMMAND, and judges it;
+ *   keyway conformance engine --target HOST:PORT [--token T] [--source N] [--sink N] [--partitioner N]
+ *     plays connectors against a running engine, and judges it.
+ * Exit code 1 when any MUST case fails, 2 on bad usage, else 0.
+ */
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import {
+  formatJson,
+  formatJunit,
+  formatList,
+  loadCases,
+  loadFixture,
+  runConnectorSuite,
+  runEngineSuite,
+  selectCases,
+  summaryLine,
+  tableHeader,
+  tableRow,
+  type CaseRole,
+  type CaseResult,
+  type RunSummary,
+} from "../conformance/index.ts";
+import { killAllConnectors } from "../conformance/connector/connector-process.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
+
+interface ConformanceFlags {
+  list?: boolean;
+  json?: boolean;
+  junit?: string;
+  case: string[];
+  fixture?: string;
+  target?: string;
+  token?: string;
+  source?: string;
+  sink?: string;
+  partitioner?: string;
+  workdir?: string;
+  keepWorkdirs?: boolean;
+}
+
+const ROLES: readonly CaseRole[] = ["source", "sink", "partitioner", "engine"];
+
+export function addConformanceCommand(program: Command, setExitCode: (code: number) => void): void {
+  program
+    .command("conformance")
+    .description("Check that a connector (in any language) or an engine keeps the connector protocol's promises.")
+    .argument("<role>", "source, sink or partitioner (a connector started as COMMAND), or engine (a running engine at --target)")
+    .argument("[command...]", "the connector's command and arguments, after --; {engine}, {token}, {target} and {workdir} are replaced")
+    .option("--list", "print the cases and exit")
+    .option("--json", "print the results as JSON instead of a table")
+    .option("--junit <file>", "also write the results as JUnit XML")
+    .option("--case <id...>", "run only these cases (a trailing * matches a prefix)", [])
+    .option("--fixture <file>", "connector modes: the connector's fixture (JSON): its upstream records, how to read its acks or writes")
+    .option("--target <host:port>", "engine mode: the engine's connector address")
+    .option("--token <token>", "engine mode: the engine's token; connector modes: the token to hand the connector (default: random)")
+    .option("--source <name>", "engine mode: a source bound to `connector` in the engine's app")
+    .option("--sink <name>", "engine mode: a sink bound to `connector`, fed by --source")
+    .option("--partitioner <name>", "engine mode: the partitioner on the way from --source to --sink")
+    .option("--workdir <dir>", "connector modes: where each case gets its {workdir} (default: the system temporary directory)")
+    .option("--keep-workdirs", "connector modes: keep each case's {workdir} afterwards")
+    .action(async (role: string, command: string[], flags: ConformanceFlags) => {
+      setExitCode(await conformance(role, command, flags));
+    });
+}
+
+/** Ctrl-C or SIGTERM: the connectors under test run in process groups of their own and must go too. */
+function exitOnSignal(): () => void {
+  const onSignal = (): void => {
+    killAllConnectors();
+    process.exit(130);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+}
+
+async function conformance(roleArg: string, command: string[], flags: ConformanceFlags): Promise<number> {
+  if (!ROLES.includes(roleArg as CaseRole)) throw new KeywayError(ErrorCode.USAGE, `the role must be one of ${ROLES.join(", ")}, got "${roleArg}"`);
+  const role = roleArg as CaseRole;
+  const cases = selectCasesOrUsage(role, flags.case);
+  if (flags.list === true) {
+    process.stdout.write(formatList(cases));
+    return 0;
+  }
+  const stream = flags.json !== true;
+  if (stream) process.stdout.write(tableHeader());
+  const onResult = (result: CaseResult) => {
+    if (stream) process.stdout.write(tableRow(result));
+  };
+  let summary: RunSummary;
+  if (role === "engine") {
+    if (command.length > 0) throw new KeywayError(ErrorCode.USAGE, "engine mode takes no command; give the engine's address with --target");
+    if (flags.target === undefined) throw new KeywayError(ErrorCode.USAGE, "engine mode needs --target HOST:PORT, the running engine's connector address");
+    summary = await runEngineSuite(
+      { address: flags.target, token: flags.token ?? process.env.KEYWAY_TOKEN, source: flags.source, sink: flags.sink, partitioner: flags.partitioner },
+      cases,
+      onResult,
+    );
+  } else {
+    if (command.length === 0) throw new KeywayError(ErrorCode.USAGE, `give the connector's command after --, e.g. keyway conformance ${role} -- python3 my_${role}.py --engine {engine}`);
+    if (flags.target !== undefined) throw new KeywayError(ErrorCode.USAGE, "--target is for engine mode; a connector's target name comes from its fixture (\"target\")");
+    const fixture = loadFixture(flags.fixture);
+    if (fixture.fixture.role !== undefined && fixture.fixture.role !== role) {
+      throw new KeywayError(ErrorCode.USAGE, `the fixture ${flags.fixture} is for a ${fixture.fixture.role}, not a ${role}`);
+    }
+    const restoreSignals = exitOnSignal();
+    summary = await runConnectorSuite(
+      {
+        role,
+        command,
+        fixture,
+        token: flags.token ?? randomBytes(12).toString("hex"),
+        workdirBase: flags.workdir,
+        keepWorkdirs: flags.keepWorkdirs === true,
+      },
+      cases,
+      onResult,
+    ).finally(restoreSignals);
+  }
+  if (stream) process.stdout.write(`\n${summaryLine(summary)}`);
+  else process.stdout.write(formatJson(summary));
+  if (flags.junit !== undefined) writeFileSync(flags.junit, formatJunit(summary, `keyway-conformance-${role}`));
+  return summary.mustFailures === 0 ? 0 : 1;
+}
+
+function selectCasesOrUsage(role: CaseRole, selectors: string[]) {
+  try {
+    return selectCases(loadCases(role), selectors);
+  } catch (err) {
+    throw new KeywayError(ErrorCode.USAGE, (err as Error).message);
+  }
+}
