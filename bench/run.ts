@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [protocol] [rabbitmq]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -14,6 +14,7 @@ import { gitInfo, machineInfo, mergeGitInfo } from "./lib/machine.ts";
 import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/report.ts";
 import { runCluster } from "./cluster.ts";
 import { runProtocol } from "./protocol.ts";
+import { runRabbitMQ } from "./rabbitmq.ts";
 import { runTcpLatency } from "./tcp-latency.ts";
 import { runWordCount } from "./word-count.ts";
 
@@ -22,6 +23,7 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "tcp-latency", title: "TCP latency", run: runTcpLatency },
   { name: "cluster", title: "Cluster", run: runCluster },
   { name: "protocol", title: "Connector protocol", run: runProtocol },
+  { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
 ];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
