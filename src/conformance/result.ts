@@ -1,5 +1,5 @@
 /** The verdict of one case, and of a run of cases. */
-import type { CaseRole, Level } from "./case.ts";
+import type { CaseRole, ConformanceCase, Level } from "./case.ts";
 
 /** "error": the harness itself failed (a bug, or a fixture command that failed), not the peer. */
 export type CaseStatus = "pass" | "fail" | "skip" | "error";
@@ -39,4 +39,18 @@ export function summarize(subject: string, results: CaseResult[]): RunSummary {
     errored: count("error"),
     mustFailures: results.filter((r) => r.level === "MUST" && (r.status === "fail" || r.status === "error")).length,
   };
+}
+
+/** A function that gives a case's verdict, timed from startedMs. */
+export function verdictOf(spec: ConformanceCase, startedMs: number): (status: CaseStatus, reason: string) => CaseResult {
+  return (status, reason) => ({
+    id: spec.id,
+    role: spec.role,
+    title: spec.title,
+    requirement: spec.requirement,
+    level: spec.level,
+    status,
+    reason,
+    durationMs: Date.now() - startedMs,
+  });
 }

@@ -24,7 +24,7 @@ import {
   type Placeholders,
 } from "../fixture.ts";
 import { Notifier, sleep, WaitTimeout } from "../notifier.ts";
-import type { CaseResult } from "../result.ts";
+import { verdictOf, type CaseResult } from "../result.ts";
 import { errorCodeOf, grpcStatusOf, unknownKindMessage, type Role } from "../wire.ts";
 import { ConnectorProcess, describeExit } from "./connector-process.ts";
 import { CONNECTOR_CHECKS } from "./checks.ts";
@@ -142,17 +142,7 @@ export class ConnectorCaseRun {
 
   /** The case's verdict. */
   async run(): Promise<CaseResult> {
-    const started = Date.now();
-    const result = (status: CaseResult["status"], reason: string): CaseResult => ({
-      id: this.spec.id,
-      role: this.spec.role,
-      title: this.spec.title,
-      requirement: this.spec.requirement,
-      level: this.spec.level,
-      status,
-      reason,
-      durationMs: Date.now() - started,
-    });
+    const result = verdictOf(this.spec, Date.now());
     const unmet = this.unmetNeed();
     if (unmet !== undefined) {
       this.removeWorkdir();

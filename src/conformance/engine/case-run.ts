@@ -24,7 +24,7 @@ import { GRPC_STATUS_OF } from "../../protocol/protocol-error.ts";
 import { Params, type ConformanceCase, type Step } from "../case.ts";
 import type { CaseClock } from "../connector/scripted-session.ts";
 import { Notifier, sleep, WaitTimeout } from "../notifier.ts";
-import type { CaseResult } from "../result.ts";
+import { verdictOf, type CaseResult } from "../result.ts";
 import { errorCodeName, errorCodeOf, grpcStatusName, grpcStatusOf, lengthDelimited, unknownKindMessage, type Role } from "../wire.ts";
 import { ENGINE_CHECKS } from "./checks.ts";
 import { ClientSession } from "./client-session.ts";
@@ -82,17 +82,7 @@ export class EngineCaseRun {
   }
 
   async runCase(): Promise<CaseResult> {
-    const started = Date.now();
-    const result = (status: CaseResult["status"], reason: string): CaseResult => ({
-      id: this.spec.id,
-      role: this.spec.role,
-      title: this.spec.title,
-      requirement: this.spec.requirement,
-      level: this.spec.level,
-      status,
-      reason,
-      durationMs: Date.now() - started,
-    });
+    const result = verdictOf(this.spec, Date.now());
     const unmet = this.unmetNeed();
     if (unmet !== undefined) return result("skip", unmet);
     let stepFailure: string | undefined;
