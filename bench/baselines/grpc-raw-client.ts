@@ -27,6 +27,8 @@ const client = new grpc.Client(options.address, grpc.credentials.createInsecure(
   "grpc.per_rpc_retry_buffer_size": 0,
   "grpc.enable_retries": 0,
 });
+// Connected before the first record, as the SDK source is (it sends only after its Welcome).
+await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())));
 const cpuStart = process.cpuUsage();
 const call = client.makeBidiStreamRequest(
   method.path,

@@ -62,6 +62,8 @@ export interface ReceiverReport {
   lastNs: number;
   /** Latency of the records with seq >= firstMeasured, in ms, as received. */
   latency: LatencySummary | null;
+  /** The highest latency among the warm-up records (seq < firstMeasured), in ms; 0 without latencies. */
+  warmupLatencyMaxMs: number;
 }
 
 export interface LatencySummary {
@@ -93,6 +95,7 @@ export class Receiver {
   private readonly seen: Uint8Array;
   private readonly latenciesMs: Float64Array | null;
   private measured = 0;
+  private warmupLatencyMaxMs = 0;
   private readonly windowAt: number;
 
   constructor(
@@ -139,7 +142,11 @@ export class Receiver {
       this.seen[seq] = 1;
       this.received++;
       this.checksum.add(fnvBytes(value));
-      if (this.latenciesMs !== null && seq >= this.firstMeasured) this.latenciesMs[this.measured++] = (nowUsValue - stampUs) / 1000;
+      if (this.latenciesMs !== null) {
+        const latencyMs = (nowUsValue - stampUs) / 1000;
+        if (seq >= this.firstMeasured) this.latenciesMs[this.measured++] = latencyMs;
+        else if (latencyMs > this.warmupLatencyMaxMs) this.warmupLatencyMaxMs = latencyMs;
+      }
     }
     if (this.windowStartNs === 0 && this.received >= this.windowAt) {
       this.windowStartNs = nowNs;
@@ -162,6 +169,7 @@ export class Receiver {
       windowStartCount: this.windowStartCount,
       lastNs: this.lastNs,
       latency: this.latenciesMs === null ? null : summarize(this.latenciesMs.subarray(0, this.measured)),
+      warmupLatencyMaxMs: this.warmupLatencyMaxMs,
     };
   }
 }
