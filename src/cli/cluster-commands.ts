@@ -1,21 +1,23 @@
 /** `keyway worker` and `keyway cluster status|shrink`. */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { Option } from "commander";
-import { createPeerClients } from "../cluster/grpc.ts";
-import { runWorker } from "../cluster/worker-process.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type LogLevel } from "../log/logger.ts";
-import { ShrinkResponseSchema, StatusResponseSchema, type StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { loadApp } from "./load-app.ts";
 
-function clusterCall<O extends DescMessage>(address: string, method: string, request: object, output: O): Promise<MessageShape<O>> {
+// gRPC and the cluster code load only when a cluster command runs, to keep other commands' start-up short.
+const clusterModules = () => Promise.all([import("@grpc/grpc-js"), import("../cluster/grpc.ts"), import("../protocol/gen/keyway/v1/cluster_pb.ts")]);
+
+async function clusterCall<O extends DescMessage>(address: string, method: string, request: object, output: O): Promise<MessageShape<O>> {
+  const [{ status: grpcStatus }, { createPeerClients }] = await clusterModules();
   const peers = createPeerClients();
   return peers
     .call(address, method, request, output, 10 * 60_000)
     .catch((err: grpc.ServiceError) => {
-      const unreachable = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
+      const unreachable = err.code === grpcStatus.UNAVAILABLE || err.code === grpcStatus.DEADLINE_EXCEEDED;
       throw new KeywayError(unreachable ? ErrorCode.USAGE : ErrorCode.INTERNAL, `${method.toLowerCase()} at ${address}: ${err.details || err.message}`);
     })
     .finally(() => peers.close());
@@ -45,6 +47,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .action(async (appPath: string, flags: { join: string; listen: string; token?: string; logLevel: LogLevel }) => {
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
+      const { runWorker } = await import("../cluster/worker-process.ts");
       await runWorker({ app, join: flags.join, listen: flags.listen, token: flags.token ?? process.env.KEYWAY_TOKEN, log });
       setExitCode(0);
     });
@@ -56,6 +59,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .requiredOption("--address <host:port>", "the worker address of any worker")
     .option("--json", "print JSON", false)
     .action(async (flags: { address: string; json: boolean }) => {
+      const [, , { StatusResponseSchema }] = await clusterModules();
       const status = await clusterCall(flags.address, "Status", {}, StatusResponseSchema);
       if (flags.json) {
         process.stdout.write(
@@ -83,6 +87,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
       if (flags.worker.length === 0 && !(Number.isSafeInteger(count) && count > 0)) {
         throw new KeywayError(ErrorCode.USAGE, "cluster shrink needs --worker ID or --count N");
       }
+      const [, , { ShrinkResponseSchema }] = await clusterModules();
       const response = await clusterCall(
         flags.address,
         "Shrink",

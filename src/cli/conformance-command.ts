@@ -9,23 +9,15 @@
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import {
-  formatJson,
-  formatJunit,
-  formatList,
-  loadCases,
-  loadFixture,
-  runConnectorSuite,
-  runEngineSuite,
-  selectCases,
-  summaryLine,
-  tableHeader,
-  tableRow,
-  type CaseRole,
-  type CaseResult,
-  type RunSummary,
-} from "../conformance/index.ts";
-import { killAllConnectors } from "../conformance/connector/connector-process.ts";
+import type { CaseRole, CaseResult, RunSummary } from "../conformance/index.ts";
+
+/** The harness (gRPC, protobuf) loads only when the suite runs, to keep other commands' start-up short. */
+type Harness = typeof import("../conformance/index.ts") & typeof import("../conformance/connector/connector-process.ts");
+
+async function loadHarness(): Promise<Harness> {
+  const [index, processes] = await Promise.all([import("../conformance/index.ts"), import("../conformance/connector/connector-process.ts")]);
+  return { ...index, ...processes };
+}
 import { ErrorCode, KeywayError } from "../errors.ts";
 
 interface ConformanceFlags {
@@ -69,9 +61,9 @@ export function addConformanceCommand(program: Command, setExitCode: (code: numb
 }
 
 /** Ctrl-C or SIGTERM: the connectors under test run in process groups of their own and must go too. */
-function exitOnSignal(): () => void {
+function exitOnSignal(c: Harness): () => void {
   const onSignal = (): void => {
-    killAllConnectors();
+    c.killAllConnectors();
     process.exit(130);
   };
   process.on("SIGINT", onSignal);
@@ -85,21 +77,22 @@ function exitOnSignal(): () => void {
 async function conformance(roleArg: string, command: string[], flags: ConformanceFlags): Promise<number> {
   if (!ROLES.includes(roleArg as CaseRole)) throw new KeywayError(ErrorCode.USAGE, `the role must be one of ${ROLES.join(", ")}, got "${roleArg}"`);
   const role = roleArg as CaseRole;
-  const cases = selectCasesOrUsage(role, flags.case);
+  const c = await loadHarness();
+  const cases = selectCasesOrUsage(c, role, flags.case);
   if (flags.list === true) {
-    process.stdout.write(formatList(cases));
+    process.stdout.write(c.formatList(cases));
     return 0;
   }
   const stream = flags.json !== true;
-  if (stream) process.stdout.write(tableHeader());
+  if (stream) process.stdout.write(c.tableHeader());
   const onResult = (result: CaseResult) => {
-    if (stream) process.stdout.write(tableRow(result));
+    if (stream) process.stdout.write(c.tableRow(result));
   };
   let summary: RunSummary;
   if (role === "engine") {
     if (command.length > 0) throw new KeywayError(ErrorCode.USAGE, "engine mode takes no command; give the engine's address with --target");
     if (flags.target === undefined) throw new KeywayError(ErrorCode.USAGE, "engine mode needs --target HOST:PORT, the running engine's connector address");
-    summary = await runEngineSuite(
+    summary = await c.runEngineSuite(
       { address: flags.target, token: flags.token ?? process.env.KEYWAY_TOKEN, source: flags.source, sink: flags.sink, partitioner: flags.partitioner },
       cases,
       onResult,
@@ -107,12 +100,12 @@ async function conformance(roleArg: string, command: string[], flags: Conformanc
   } else {
     if (command.length === 0) throw new KeywayError(ErrorCode.USAGE, `give the connector's command after --, e.g. keyway conformance ${role} -- python3 my_${role}.py --engine {engine}`);
     if (flags.target !== undefined) throw new KeywayError(ErrorCode.USAGE, "--target is for engine mode; a connector's target name comes from its fixture (\"target\")");
-    const fixture = loadFixture(flags.fixture);
+    const fixture = c.loadFixture(flags.fixture);
     if (fixture.fixture.role !== undefined && fixture.fixture.role !== role) {
       throw new KeywayError(ErrorCode.USAGE, `the fixture ${flags.fixture} is for a ${fixture.fixture.role}, not a ${role}`);
     }
-    const restoreSignals = exitOnSignal();
-    summary = await runConnectorSuite(
+    const restoreSignals = exitOnSignal(c);
+    summary = await c.runConnectorSuite(
       {
         role,
         command,
@@ -125,15 +118,15 @@ async function conformance(roleArg: string, command: string[], flags: Conformanc
       onResult,
     ).finally(restoreSignals);
   }
-  if (stream) process.stdout.write(`\n${summaryLine(summary)}`);
-  else process.stdout.write(formatJson(summary));
-  if (flags.junit !== undefined) writeFileSync(flags.junit, formatJunit(summary, `keyway-conformance-${role}`));
+  if (stream) process.stdout.write(`\n${c.summaryLine(summary)}`);
+  else process.stdout.write(c.formatJson(summary));
+  if (flags.junit !== undefined) writeFileSync(flags.junit, c.formatJunit(summary, `keyway-conformance-${role}`));
   return summary.mustFailures === 0 ? 0 : 1;
 }
 
-function selectCasesOrUsage(role: CaseRole, selectors: string[]) {
+function selectCasesOrUsage(c: Harness, role: CaseRole, selectors: string[]) {
   try {
-    return selectCases(loadCases(role), selectors);
+    return c.selectCases(c.loadCases(role), selectors);
   } catch (err) {
     throw new KeywayError(ErrorCode.USAGE, (err as Error).message);
   }

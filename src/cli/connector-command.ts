@@ -8,8 +8,10 @@ import { Command, Option } from "commander";
 import { fileSource, parseConnectorUri, tcpSink, tcpSource, type Framing, type TcpUri } from "../../connectors/index.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
-import { openExactlyOnceFileSink } from "../sdk/exactly-once-file-sink.ts";
-import { ConnectorError, isConnectorError, runSink, runSource, type ConnectOptions } from "../sdk/index.ts";
+import type { ConnectOptions } from "../sdk/index.ts";
+
+/** The SDK (gRPC, protobuf) loads only when a connector runs, to keep other commands' start-up short. */
+type Sdk = typeof import("../sdk/index.ts");
 
 export const ENGINE_ADDRESS_DEFAULT = "127.0.0.1:7700";
 /** Matches the engine's default idempotency window: enough for about two checkpoint intervals of output. */
@@ -33,8 +35,8 @@ export function addConnectorCommand(program: Command): void {
     .requiredOption("--path <file>", "the file to read")
     .option("--stream <name>", "the stream name, which the engine keeps positions under (default: the file's absolute path)")
     .action((flags: CommonFlags & { path: string; stream?: string }) =>
-      run(program, flags, "file-source", (options) =>
-        runSource({ ...options, stream: flags.stream ?? resolve(flags.path) }, fileSource(flags.path)),
+      run(program, flags, "file-source", (options, _log, sdk) =>
+        sdk.runSource({ ...options, stream: flags.stream ?? resolve(flags.path) }, fileSource(flags.path)),
       ),
     );
 
@@ -43,9 +45,10 @@ export function addConnectorCommand(program: Command): void {
     .requiredOption("--path <file>", "the file to append to")
     .option("--dedup-window <ids>", "how many recent record ids to remember", positiveInt("--dedup-window"), DEDUP_WINDOW_IDS_DEFAULT)
     .action((flags: CommonFlags & { path: string; dedupWindow: number }) =>
-      run(program, flags, "file-sink", async (options, log) => {
+      run(program, flags, "file-sink", async (options, log, sdk) => {
+        const { openExactlyOnceFileSink } = await import("../sdk/exactly-once-file-sink.ts");
         const { sink, window } = await openExactlyOnceFileSink(flags.path, flags.dedupWindow, log);
-        await runSink({ ...options, dedup: window }, sink);
+        await sdk.runSink({ ...options, dedup: window }, sink);
       }),
     );
 
@@ -56,10 +59,10 @@ export function addConnectorCommand(program: Command): void {
     .option("--max-frame-bytes <n>", "the longest frame accepted (default 16 MiB)", positiveInt("--max-frame-bytes"))
     .option("--stream <name>", "the stream name (default: tcp:HOST:PORT as given)")
     .action((flags: CommonFlags & { listen: string; framing: Framing; maxFrameBytes?: number; stream?: string }) =>
-      run(program, flags, "tcp-source", (options) => {
+      run(program, flags, "tcp-source", (options, _log, sdk) => {
         const { host, port } = address("--listen", flags.listen);
         const source = tcpSource({ host, port, framing: flags.framing, ...(flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes }) });
-        return runSource({ ...options, stream: flags.stream ?? `tcp:${flags.listen}` }, source);
+        return sdk.runSource({ ...options, stream: flags.stream ?? `tcp:${flags.listen}` }, source);
       }),
     );
 
@@ -68,10 +71,10 @@ export function addConnectorCommand(program: Command): void {
     .requiredOption("--connect <host:port>", "the peer to connect to")
     .addOption(framingOption())
     .action((flags: CommonFlags & { connect: string; framing: Framing }) =>
-      run(program, flags, "tcp-sink", (options) => {
+      run(program, flags, "tcp-sink", (options, _log, sdk) => {
         const { host, port } = address("--connect", flags.connect);
         if (port === 0) throw new KeywayError(ErrorCode.USAGE, "--connect needs the peer's port, not 0");
-        return runSink(options, tcpSink({ host, port, framing: flags.framing }));
+        return sdk.runSink(options, tcpSink({ host, port, framing: flags.framing }));
       }),
     );
 }
@@ -99,8 +102,9 @@ async function run(
   program: Command,
   flags: CommonFlags,
   connectorName: string,
-  body: (options: ConnectOptions, log: Logger) => Promise<void>,
+  body: (options: ConnectOptions, log: Logger, sdk: Sdk) => Promise<void>,
 ): Promise<void> {
+  const sdk = await import("../sdk/index.ts");
   const log = createLogger(flags.logLevel).child({ connector: connectorName, target: flags.target });
   const stop = new AbortController();
   let signals = 0;
@@ -120,11 +124,11 @@ async function run(
     ...(flags.instanceId === undefined ? {} : { instanceId: flags.instanceId }),
   };
   try {
-    await body(options, log);
+    await body(options, log, sdk);
     program.setOptionValue("exitCode", 0);
   } catch (err) {
-    if (!isConnectorError(err)) throw err;
-    process.stderr.write(`keyway: error [${(err as ConnectorError).codeName}]: ${err.message}\n`);
+    if (!sdk.isConnectorError(err)) throw err;
+    process.stderr.write(`keyway: error [${err.codeName}]: ${err.message}\n`);
     program.setOptionValue("exitCode", 1);
   } finally {
     process.off("SIGINT", onSignal);

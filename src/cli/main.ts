@@ -2,20 +2,17 @@
  * keyway: the command line. Returns an exit code instead of exiting so tests can call it:
  * 0 success, 1 a runtime failure, 2 bad usage. Errors are one line; stacks only with --verbose.
  */
-import { setLogger as setGrpcLogger } from "@grpc/grpc-js";
 import { Command, CommanderError, Option } from "commander";
 import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
-import { startConnectorServer, type ConnectorServer } from "../protocol/index.ts";
+import type { ConnectorServer } from "../protocol/index.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerNames } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
-import { startClusterHost } from "../cluster/cluster-host.ts";
-import { launchLocalWorkers } from "../cluster/launcher.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
@@ -87,7 +84,9 @@ async function maybeStartConnectorServer(app: AppSpec, table: BindingTable, flag
   // grpc-js prints failures (a port in use) on stderr itself; the server reports each as one
   // KeywayError line, so grpc-js's own lines go to the log at debug level.
   const grpcLine = (...args: unknown[]) => log.debug({ grpc: args.join(" ") }, "grpc-js");
-  setGrpcLogger({ debug: grpcLine, info: grpcLine, error: grpcLine });
+  // Loaded only when needed: gRPC and the protocol code add about half a second to start-up.
+  const [{ setLogger }, { startConnectorServer }] = await Promise.all([import("@grpc/grpc-js"), import("../protocol/index.ts")]);
+  setLogger({ debug: grpcLine, info: grpcLine, error: grpcLine });
   const server = await startConnectorServer({
     app,
     listen: flags.listen ?? LISTEN_DEFAULT,
@@ -109,6 +108,7 @@ async function maybeStartCluster(appPath: string, app: AppSpec, flags: RunFlags,
     throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state survives through replication, not checkpoints");
   }
   const token = flags.token ?? process.env.KEYWAY_TOKEN;
+  const [{ startClusterHost }, { launchLocalWorkers }] = await Promise.all([import("../cluster/cluster-host.ts"), import("../cluster/launcher.ts")]);
   const host = await startClusterHost({ app, slotCount: flags.slots, listen: flags.clusterListen ?? "127.0.0.1:0", token, log, onStateLost });
   const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, host.address, token, flags.logLevel) : undefined;
   let timer: NodeJS.Timeout | undefined;
