@@ -5,7 +5,7 @@
  * so a lost, duplicated or reordered output fails the verdict, whatever was killed meanwhile.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -140,13 +140,17 @@ describe("connectors as processes, through the SDK", () => {
 
   it("an engine killed mid-stream with --data-dir and restarted: the source resumes and the output is exact", async () => {
     const output = join(dir, "engine-killed.txt");
+    const dataDir = join(dir, "engine-state");
     const address = `127.0.0.1:${await freePort()}`;
     const args = ["run", "examples/word-count/app.ts", "--source", "lines=connector", "--sink", "counts=connector", "--listen", address,
-      "--data-dir", join(dir, "engine-state"), "--checkpoint-interval-ms", "200", "--no-progress"];
+      "--data-dir", dataDir, "--checkpoint-interval-ms", "200", "--no-progress"];
     const first = track(startKeyway(args));
     await waitFor("the engine to serve connectors", () => (first.stderr().includes("serving connectors") ? true : undefined));
-    const sink = connector("file-sink", address, "--path", output, "--target", "counts");
+    // Exactly once needs the sink's id window to cover every output replayed after the last
+    // checkpoint; on a loaded machine checkpoints lag, so the window here covers the whole run.
+    const sink = connector("file-sink", address, "--path", output, "--target", "counts", "--dedup-window", "2000000");
     const source = connector("file-source", address, "--path", input, "--target", "lines");
+    await waitFor("a first checkpoint", () => (existsSync(join(dataDir, "checkpoint.v8")) ? true : undefined), 60_000);
     await killMidStream(first, output);
     // The connectors keep reconnecting with backoff until the engine is back on the same address.
     const second = track(startKeyway(args));
