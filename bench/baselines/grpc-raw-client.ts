@@ -15,7 +15,7 @@ import {
   type Record as WireRecord,
   type SourceRequest,
 } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { cpuSecSince, parseArg, printResult, sendAll, type SendPlan } from "../lib/protocol-records.ts";
 
 type Options = SendPlan & { address: string };

@@ -7,7 +7,7 @@
 //   node --import tsx bench/baselines/grpc-raw-server.ts '{"records":100000,"firstMeasured":0,"latency":false}'
 import { Server, ServerCredentials, type ServerDuplexStream } from "@grpc/grpc-js";
 import { ConnectorService, type SourceRequest } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { serverDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { serverDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { cpuSecSince, parseArg, printResult, Receiver } from "../lib/protocol-records.ts";
 
 interface Options {

@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectorService, PartitionRequestSchema, type PartitionRequest, type PartitionResponse } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { runWithReconnects, type SessionOutcome } from "./reconnect.ts";
 
 const { values: args } = parseArgs({ options: { break: { type: "string" } } });

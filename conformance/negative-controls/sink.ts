@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectorService, SinkRequestSchema, type SinkBatch, type SinkRequest, type SinkResponse } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { runWithReconnects, type SessionOutcome } from "./reconnect.ts";
 
 const { values: args } = parseArgs({ options: { out: { type: "string" }, break: { type: "string" } } });

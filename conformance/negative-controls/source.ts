@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectorService, SourceRequestSchema, type SourceRequest, type SourceResponse } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { runWithReconnects, type SessionOutcome } from "./reconnect.ts";
 
 const { values: args } = parseArgs({ options: { input: { type: "string" }, acks: { type: "string" }, break: { type: "string" } } });

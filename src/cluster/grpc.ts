@@ -3,8 +3,8 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { WorkerService } from "../protocol/gen/keyway/v1/cluster_pb.ts";
-import { clientDefinition, serverDefinition } from "../protocol/grpc-adapter.ts";
-import { formatListenAddress, parseListenAddress } from "../protocol/listen-address.ts";
+import { clientDefinition, serverDefinition } from "../rpc/grpc-adapter.ts";
+import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
 
 /** Slot state moves in one message; a large slot range of a large state must fit. */
 export const CLUSTER_MESSAGE_BYTES_MAX = 512 * 1024 * 1024;

@@ -19,7 +19,7 @@ import {
   type Redirect,
   type Welcome,
 } from "./gen/keyway/v1/connector_pb.ts";
-import { isDecodeFailure, type DecodeFailure } from "./grpc-adapter.ts";
+import { isDecodeFailure, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import { checkHello, type HandshakePolicy, type Role } from "./handshake.ts";
 import { limitsMessage, type ProtocolLimits } from "./limits.ts";
 import { errorCodeName, GRPC_STATUS_OF, ProtocolError } from "./protocol-error.ts";

@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger, type Logger } from "../log/logger.ts";
-import { clientDefinition } from "../protocol/grpc-adapter.ts";
+import { clientDefinition } from "../rpc/grpc-adapter.ts";
 import {
   ConnectorService,
   ErrorCode,

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { isKeywayError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { ConnectorService, DescribeRequestSchema, ErrorCode, type DescribeResponse } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
 import { startConnectorServer } from "../../src/protocol/index.ts";
 import { create } from "@bufbuild/protobuf";
 import { TestPartitioner, TestSink, TestSource } from "./helpers/connectors.ts";

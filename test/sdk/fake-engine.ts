@@ -6,7 +6,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { isDecodeFailure, serverDefinition } from "../../src/protocol/grpc-adapter.ts";
+import { isDecodeFailure, serverDefinition } from "../../src/rpc/grpc-adapter.ts";
 import {
   ConnectorService,
   ErrorCode,

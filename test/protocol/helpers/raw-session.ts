@@ -17,7 +17,7 @@ import {
   type SinkResponse,
   type SourceResponse,
 } from "../../../src/protocol/gen/keyway/v1/connector_pb.ts";
-import { clientDefinition } from "../../../src/protocol/grpc-adapter.ts";
+import { clientDefinition } from "../../../src/rpc/grpc-adapter.ts";
 
 const definition = clientDefinition(ConnectorService);
 const clients = new Set<grpc.Client>();
