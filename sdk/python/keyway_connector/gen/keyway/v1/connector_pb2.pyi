@@ -44,8 +44,9 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ["app", "limits", "partitioners", "sinks", "sources", "token_required", "versions"]
+    __slots__ = ["app", "cluster_addresses", "limits", "partitioners", "sinks", "sources", "token_required", "versions"]
     APP_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     PARTITIONERS_FIELD_NUMBER: _ClassVar[int]
     SINKS_FIELD_NUMBER: _ClassVar[int]
@@ -53,13 +54,14 @@ class DescribeResponse(_message.Message):
     TOKEN_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     app: str
+    cluster_addresses: _containers.RepeatedScalarFieldContainer[str]
     limits: Limits
     partitioners: _containers.RepeatedScalarFieldContainer[str]
     sinks: _containers.RepeatedScalarFieldContainer[str]
     sources: _containers.RepeatedScalarFieldContainer[str]
     token_required: bool
     versions: _containers.RepeatedCompositeFieldContainer[ProtocolVersion]
-    def __init__(self, app: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ..., sinks: _Optional[_Iterable[str]] = ..., partitioners: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[_Union[ProtocolVersion, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., token_required: bool = ...) -> None: ...
+    def __init__(self, app: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ..., sinks: _Optional[_Iterable[str]] = ..., partitioners: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[_Union[ProtocolVersion, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., token_required: bool = ..., cluster_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EndStream(_message.Message):
     __slots__ = ["stream"]
@@ -300,18 +302,20 @@ class StreamOpened(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., resume_after: _Optional[int] = ..., committed: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ["capabilities", "initial_credits", "limits", "session_id", "version"]
+    __slots__ = ["capabilities", "cluster_addresses", "initial_credits", "limits", "session_id", "version"]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     INITIAL_CREDITS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     capabilities: _containers.RepeatedScalarFieldContainer[str]
+    cluster_addresses: _containers.RepeatedScalarFieldContainer[str]
     initial_credits: int
     limits: Limits
     session_id: str
     version: ProtocolVersion
-    def __init__(self, session_id: _Optional[str] = ..., version: _Optional[_Union[ProtocolVersion, _Mapping]] = ..., initial_credits: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., version: _Optional[_Union[ProtocolVersion, _Mapping]] = ..., initial_credits: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., cluster_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
