@@ -11,7 +11,7 @@ export interface Served {
   partitioners: readonly string[];
 }
 
-export function describeResponse(served: Served, limits: ProtocolLimits, tokenRequired: boolean): DescribeResponse {
+export function describeResponse(served: Served, limits: ProtocolLimits, tokenRequired: boolean, clusterAddresses: readonly string[]): DescribeResponse {
   return create(DescribeResponseSchema, {
     app: served.app,
     sources: [...served.sources],
@@ -20,5 +20,6 @@ export function describeResponse(served: Served, limits: ProtocolLimits, tokenRe
     versions: engineVersions(),
     limits: limitsMessage(limits),
     tokenRequired,
+    clusterAddresses: [...clusterAddresses],
   });
 }

@@ -1,5 +1,6 @@
 // The connector protocol server (docs/protocol.md): sessions, credits, positions, acks, partitioners.
-export { startConnectorServer, type ConnectorServer, type ConnectorServerOptions } from "./server.ts";
+export { startConnectorServer, type ConnectorServer, type ConnectorServerOptions, type SessionCounts } from "./server.ts";
+export type { SessionPlacement } from "./placement.ts";
 export { PROTOCOL_LIMITS_DEFAULT, type ProtocolLimits } from "./limits.ts";
 export { ENGINE_PROTOCOL_VERSION } from "./version.ts";
 export { GRPC_STATUS_OF } from "./protocol-error.ts";

@@ -2,7 +2,8 @@
  * The engine's connector server: gRPC `keyway.v1.ConnectorService` (Describe and one
  * bidirectional call per source, sink or partitioner session) and grpc.health.v1, on one
  * address. It owns the engine-side Source and Sink objects of the app names bound to
- * `connector`, and the partition function that serves keyBy(partitioner(name)).
+ * `connector`, and the partition function that serves keyBy(partitioner(name)). In a cluster
+ * every worker runs one, and a SessionPlacement says which sessions belong on which worker.
  */
 import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
@@ -19,8 +20,9 @@ import { resolveLimits, type ProtocolLimits } from "./limits.ts";
 import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
 import { PartitionerPool, type RequestIds } from "./partition/partitioner-pool.ts";
 import { partitionerRole } from "./partition/partition-session.ts";
+import { sessionRouting, type SessionPlacement } from "./placement.ts";
 import { ProtocolError } from "./protocol-error.ts";
-import { runSession, type RoleBinding, type SessionControl } from "./session.ts";
+import { runSession, type RoleBinding, type SessionControl, type SessionHost } from "./session.ts";
 import { ConnectorSink } from "./sink/connector-sink.ts";
 import { sinkRole } from "./sink/sink-session.ts";
 import { ConnectorSource } from "./source/connector-source.ts";
@@ -39,7 +41,16 @@ export interface ConnectorServerOptions {
   sinkTargets: readonly string[];
   /** Partitioner names the app keys by. */
   partitioners: readonly string[];
+  /** The cluster's say on where sessions belong. Without it this server is the whole engine. */
+  placement?: SessionPlacement;
   log: Logger;
+}
+
+/** Live welcomed sessions by role. */
+export interface SessionCounts {
+  source: number;
+  sink: number;
+  partitioner: number;
 }
 
 export interface ConnectorServer {
@@ -52,8 +63,14 @@ export interface ConnectorServer {
   sinkFor(name: string): Sink;
   /** Serves keyBy(partitioner(name)): waits for the partitioner's sessions to answer. */
   readonly partition: PartitionFn;
-  /** Tells every live session to reconnect to `address` (an operator's command; the cluster's later). */
+  /** Tells every live session to reconnect to `address` (an operator's command). */
   redirectAll(address: string, reason: string): void;
+  /**
+   * Redirects every live session that the placement now puts on another worker (after the
+   * cluster's membership changed); returns how many were redirected.
+   */
+  rebalance(reason: string): number;
+  sessionCounts(): SessionCounts;
   /** Every live session gets Error SHUTTING_DOWN (status UNAVAILABLE); then the server stops. */
   close(): Promise<void>;
 }
@@ -76,15 +93,19 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const requestIds: RequestIds = { next: 1n };
   const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds)]));
   const live = new Set<SessionControl>();
+  // Sessions arrive only once the server is bound, by which time the address is known.
+  let address = "";
+  const routing = sessionRouting(options.placement, () => address);
+  const host: SessionHost = { live, routing, log };
 
   const server = new Server({ "grpc.max_receive_message_length": limits.maxMessageBytes * 2 + GRPC_RECEIVE_HEADROOM_BYTES });
   const session = <Req, K>(binding: RoleBinding<Req, K>) => (call: ServerDuplexStream<Req | DecodeFailure, object>) =>
-    runSession(call, binding, live, log);
+    runSession(call, binding, host);
   const implementation: UntypedServiceImplementation = {
     describe: (call: { request: unknown }, callback: (err: object | null, response?: object) => void) => {
       if (isDecodeFailure(call.request)) return callback({ code: GrpcStatus.INVALID_ARGUMENT, details: call.request.reason });
       const served = { app: options.app.name, sources: options.sourceTargets, sinks: options.sinkTargets, partitioners: options.partitioners };
-      callback(null, describeResponse(served, limits, token !== undefined));
+      callback(null, describeResponse(served, limits, token !== undefined, routing.addresses()));
     },
     source: session(sourceRole(sources, policy(options.sourceTargets), limits)),
     sink: session(sinkRole(sinks, policy(options.sinkTargets), limits)),
@@ -102,7 +123,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       reject(new KeywayError(KeywayCode.PORT_IN_USE, `cannot listen on ${requested} for connectors: ${reason}`));
     });
   });
-  const address = formatListenAddress({ host: listen.host, port });
+  address = formatListenAddress({ host: listen.host, port });
 
   let closing: Promise<void> | undefined;
   return {
@@ -113,6 +134,21 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     partition: (name, values) => known(pools, "partitioner", name).keys(values),
     redirectAll(to, reason) {
       for (const s of [...live]) s.redirect(to, reason);
+    },
+    rebalance(reason) {
+      let moved = 0;
+      for (const s of [...live]) {
+        const to = s.identity === undefined ? undefined : routing.elsewhere(s.identity);
+        if (to === undefined) continue;
+        s.redirect(to, reason);
+        moved++;
+      }
+      return moved;
+    },
+    sessionCounts() {
+      const counts: SessionCounts = { source: 0, sink: 0, partitioner: 0 };
+      for (const s of live) if (s.welcomed) counts[s.identity!.role]++;
+      return counts;
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

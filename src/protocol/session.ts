@@ -2,7 +2,8 @@
  * One connector session on a bidirectional gRPC call, whatever its role: the Hello handshake,
  * decode failures, and the three ways a session ends (a typed Error then the mapped status; a
  * Redirect then UNAVAILABLE; the connector half-closing or going away). Each role supplies the
- * handler for the messages after Hello.
+ * handler for the messages after Hello. In a cluster a Hello whose session belongs on another
+ * worker is answered with a Redirect instead of the Welcome.
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -22,6 +23,7 @@ import {
 import { isDecodeFailure, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import { checkHello, type HandshakePolicy, type Role } from "./handshake.ts";
 import { limitsMessage, type ProtocolLimits } from "./limits.ts";
+import type { SessionIdentity, SessionRouting } from "./placement.ts";
 import { errorCodeName, GRPC_STATUS_OF, ProtocolError } from "./protocol-error.ts";
 
 /** The response kinds every role's response message has. */
@@ -66,21 +68,32 @@ export interface RoleBinding<Req, K> {
   attach(channel: SessionChannel<K>): RoleHandler<Req>;
 }
 
-/** What the server holds of every live session, to end them all on shutdown or redirect. */
+/** What the server holds of every live session: to end them all, to rebalance them, to count them. */
 export interface SessionControl {
+  /** Set once the Hello has passed the checks. */
+  readonly identity: SessionIdentity | undefined;
+  /** True once the Welcome is sent. */
+  readonly welcomed: boolean;
   fail(error: ProtocolError): void;
   redirect(address: string, reason: string): void;
+}
+
+/** What every session of a server shares. */
+export interface SessionHost {
+  live: Set<SessionControl>;
+  routing: SessionRouting;
+  log: Logger;
 }
 
 export function runSession<Req, K>(
   call: ServerDuplexStream<Req | DecodeFailure, object>,
   binding: RoleBinding<Req, K>,
-  live: Set<SessionControl>,
-  serverLog: Logger,
+  host: SessionHost,
 ): void {
+  const { live, routing } = host;
   const id = randomUUID();
-  let log = serverLog.child({ session: id, role: binding.role });
-  let target = "";
+  let log = host.log.child({ session: id, role: binding.role });
+  let identity: SessionIdentity | undefined;
   let helloSeen = false;
   let handler: RoleHandler<Req> | undefined;
   let ended = false;
@@ -102,7 +115,13 @@ export function runSession<Req, K>(
 
   const channel: SessionChannel<K> & SessionControl = {
     get target() {
-      return target;
+      return identity?.target ?? "";
+    },
+    get identity() {
+      return identity;
+    },
+    get welcomed() {
+      return handler !== undefined;
     },
     get ended() {
       return ended;
@@ -132,6 +151,7 @@ export function runSession<Req, K>(
       initialCredits: binding.initialCredits,
       limits: limitsMessage(binding.limits),
       capabilities: [],
+      clusterAddresses: [...routing.addresses()],
     });
     call.write(binding.respond({ case: "welcome", value }));
     handler = binding.attach(channel);
@@ -141,9 +161,11 @@ export function runSession<Req, K>(
   const handshake = (hello: Hello): void => {
     helloSeen = true;
     const version = checkHello(binding.role, hello, binding.policy);
-    target = hello.target;
-    log = log.child({ target, connector: hello.connectorName, instance: hello.instanceId });
-    const ready = binding.ready?.(target);
+    identity = { role: binding.role, target: hello.target, instanceId: hello.instanceId };
+    log = log.child({ target: hello.target, connector: hello.connectorName, instance: hello.instanceId });
+    const elsewhere = routing.elsewhere(identity);
+    if (elsewhere !== undefined) return channel.redirect(elsewhere, "the cluster serves this session on another worker");
+    const ready = binding.ready?.(hello.target);
     if (ready === undefined) return welcome(version);
     // Requests after the Hello stay in grpc-js (flow-controlled) until the session is attached.
     call.pause();

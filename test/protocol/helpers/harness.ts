@@ -6,7 +6,7 @@
  */
 import { app, partitioner, pipeline } from "../../../src/app/pipeline.ts";
 import { silentLogger } from "../../../src/log/logger.ts";
-import { startConnectorServer, type ConnectorServer, type ProtocolLimits } from "../../../src/protocol/index.ts";
+import { startConnectorServer, type ConnectorServer, type ProtocolLimits, type SessionPlacement } from "../../../src/protocol/index.ts";
 import { partitionerNames } from "../../../src/runtime/dataflow.ts";
 import { startEngine, type Engine } from "../../../src/runtime/engine.ts";
 
@@ -45,6 +45,7 @@ export interface HarnessOptions {
   checkpointIntervalMs?: number;
   /** Start only the server; the test starts the engine later. */
   deferEngine?: boolean;
+  placement?: SessionPlacement;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -53,6 +54,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     listen: "127.0.0.1:0",
     token: options.token,
     limits: options.limits,
+    placement: options.placement,
     sourceTargets: ["in", "kin"],
     sinkTargets: ["out", "kout"],
     partitioners: testApp.pipelines.flatMap(partitionerNames),
