@@ -1,7 +1,8 @@
 /**
  * What every role (source, sink, partitioner) shares: the connection options, the Hello/Welcome
  * handshake, and the loop that keeps one session open, reconnecting with backoff after it ends,
- * following Redirect, and stopping for good on a configuration error.
+ * following Redirect, failing over to the cluster's other workers when its worker is unreachable,
+ * and stopping for good on a configuration error.
  *
  * Each session gets its own gRPC channel. A reused channel would apply grpc-js's own reconnect
  * backoff (up to two minutes) underneath ours, and a Redirect needs a new address anyway.
@@ -18,6 +19,7 @@ import {
   type Hello,
   type Welcome,
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
+import { knownAddresses, learnAddresses, nextAddress, parseEngineAddresses } from "./addresses.ts";
 import { backoffDelayMs, resolveBackoff, type BackoffOptions } from "./backoff.ts";
 import { ConnectorError } from "./errors.ts";
 
@@ -25,7 +27,11 @@ import { ConnectorError } from "./errors.ts";
 export const PROTOCOL_VERSION = { major: 1, minor: 0 } as const;
 
 export interface ConnectOptions {
-  /** The engine's connector address, HOST:PORT. */
+  /**
+   * The engine's connector address, HOST:PORT; or several, separated by commas, of the workers of
+   * one cluster. The connector dials the first, and when its worker is unreachable moves on to the
+   * next of these and of the addresses the engine lists in its Welcome (protocol §13.4).
+   */
   engine: string;
   /** The name in the app this connector serves: a source, sink or partitioner name. */
   target: string;
@@ -56,7 +62,8 @@ export const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
 export const MAX_RECEIVE_MESSAGE_BYTES_DEFAULT = 64 * 1024 * 1024;
 
 export interface ResolvedConnectOptions {
-  engine: string;
+  /** The configured engine addresses, the first dialled first. */
+  engines: string[];
   target: string;
   token: string;
   connectorName: string;
@@ -71,7 +78,7 @@ export interface ResolvedConnectOptions {
 }
 
 export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectOptions {
-  if (!/^.+:\d+$/.test(options.engine)) throw new RangeError(`engine must be HOST:PORT, got "${options.engine}"`);
+  const engines = parseEngineAddresses(options.engine);
   if (options.target === "") throw new RangeError("target must name a source, sink or partitioner of the app");
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT;
   const maxReceiveMessageBytes = options.maxReceiveMessageBytes ?? MAX_RECEIVE_MESSAGE_BYTES_DEFAULT;
@@ -80,7 +87,7 @@ export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectO
   const maxConsecutiveFailures = options.maxConsecutiveFailures ?? Infinity;
   if (maxConsecutiveFailures !== Infinity) positiveInteger("maxConsecutiveFailures", maxConsecutiveFailures);
   return {
-    engine: options.engine,
+    engines,
     target: options.target,
     token: options.token ?? "",
     connectorName: options.connectorName,
@@ -171,11 +178,13 @@ export class Session<Req> {
 
 type Outcome =
   | { kind: "redirect"; address: string; reason: string; healthy: boolean }
-  | { kind: "ended"; error: ConnectorError; healthy: boolean };
+  /** workerLost: the worker is gone or going, so the next attempt should try another (R-FAILOVER). */
+  | { kind: "ended"; error: ConnectorError; healthy: boolean; workerLost: boolean };
 
 /**
- * Failed dials to a redirected address before returning to the configured one (R-REDIRECT: the
- * target may have moved again, or back).
+ * Sessions at a redirected address that its worker ended with an Error before returning to the
+ * configured one (R-REDIRECT: the target may have moved again, or back). An unreachable redirected
+ * address is left at once, as any unreachable worker is (R-FAILOVER).
  */
 const REDIRECT_FAILURES_MAX = 3;
 /** Consecutive failures between two warnings while the engine stays unreachable. */
@@ -188,6 +197,10 @@ const FAILURES_PER_WARNING = 10;
 export class SessionLoop<Req, Own extends RoleResponse> {
   readonly done: Promise<void>;
   private address: string;
+  /** The cluster_addresses of the latest Welcome. */
+  private learned: readonly string[] = [];
+  /** At an address a Redirect named, until a failover moves on from it. */
+  private redirected = false;
   /** Consecutive sessions that ended without staying up long enough to count as healthy. */
   private failures = 0;
   private failuresAtAddress = 0;
@@ -202,7 +215,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
     private readonly role: Role,
     private readonly handler: RoleHandler<Req, Own>,
   ) {
-    this.address = options.engine;
+    this.address = options.engines[0]!;
     this.log = options.log;
     this.done = this.loop();
   }
@@ -235,6 +248,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
       if (outcome.kind === "redirect") {
         this.log.info({ role: this.role, from: this.address, to: outcome.address, reason: outcome.reason }, "engine redirected the session");
         this.address = outcome.address;
+        this.redirected = true;
         this.failuresAtAddress = 0;
         // The first redirect is followed at once; a chain of them backs off like failures.
         delayMs = this.failures === 0 ? 0 : backoffDelayMs(this.options.backoff, this.failures);
@@ -252,12 +266,18 @@ export class SessionLoop<Req, Own extends RoleResponse> {
           this.fail(error);
           break;
         }
-        if (this.address !== this.options.engine && ++this.failuresAtAddress >= REDIRECT_FAILURES_MAX) {
-          this.log.warn({ role: this.role, from: this.address, to: this.options.engine }, "redirected address keeps failing; returning to the configured engine");
-          this.address = this.options.engine;
+        const failedAt = this.address;
+        if (outcome.workerLost) {
+          this.failOver();
+        } else if (this.redirected && ++this.failuresAtAddress >= REDIRECT_FAILURES_MAX) {
+          this.log.warn({ role: this.role, from: this.address, to: this.options.engines[0] }, "redirected address keeps failing; returning to the configured engine");
+          this.address = this.options.engines[0]!;
+          this.redirected = false;
         }
+        // The first failure after a healthy session waits at most initialMs, so a failover is
+        // near-immediate; a cluster whose every worker is down is retried with growing delays.
         delayMs = backoffDelayMs(this.options.backoff, this.failures);
-        const fields = { role: this.role, engine: this.address, attempt: this.failures, retryInMs: delayMs, code: error.codeName, err: error.message };
+        const fields = { role: this.role, engine: failedAt, next: this.address, attempt: this.failures, retryInMs: delayMs, code: error.codeName, err: error.message };
         // R-ERROR-RETRY: repeated failures stay visible without a line per attempt.
         if (this.failures === 1) this.log.warn(fields, "session ended; reconnecting");
         else if (this.failures % FAILURES_PER_WARNING === 0) this.log.warn(fields, "still failing to keep a session; retrying");
@@ -266,6 +286,15 @@ export class SessionLoop<Req, Own extends RoleResponse> {
       if (delayMs > 0) await this.sleep(delayMs);
     }
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** The next attempt goes to the next known address: the configured ones, then the cluster's. */
+  private failOver(): void {
+    const next = nextAddress(knownAddresses(this.options.engines, this.learned), this.address);
+    this.redirected = false;
+    if (next === this.address) return;
+    this.log.info({ role: this.role, from: this.address, to: next }, "engine unreachable; failing over to the next known address");
+    this.address = next;
   }
 
   private sleep(delayMs: number): Promise<void> {
@@ -326,6 +355,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
             return session.cancel(engineError.message);
           }
           welcomedAtMs = Date.now();
+          this.learned = learnAddresses(this.learned, welcome.clusterAddresses);
           this.log.debug({ role, engine: address, sessionId: welcome.sessionId, credits: welcome.initialCredits }, "session welcomed");
           handler.welcomed(session, welcome);
         } else if (kind.case === undefined) {
@@ -371,7 +401,10 @@ export class SessionLoop<Req, Own extends RoleResponse> {
           status.code,
           `${role.toLowerCase()} session with engine ${address} (target "${options.target}") ended: ${why}`,
         );
-        resolve({ kind: "ended", error, healthy });
+        // No Error at all (a failed dial, a broken connection, no Welcome in time) or SHUTTING_DOWN:
+        // the worker is gone or going. Any other Error came from a live worker, which keeps serving.
+        const workerLost = engineError === undefined || engineError.code === ErrorCode.SHUTTING_DOWN;
+        resolve({ kind: "ended", error, healthy, workerLost });
       });
     });
 

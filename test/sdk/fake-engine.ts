@@ -112,8 +112,8 @@ export class FakeSession<R extends Role> {
     this.call.write(create(RESPONSE_SCHEMAS[this.role] as never, { kind } as never) as ResponseOf[R]);
   }
 
-  welcome(initialCredits = 0, limits = LIMITS): void {
-    this.send({ case: "welcome", value: { sessionId: `s-${Math.random()}`, version: { major: 1, minor: 0 }, initialCredits, limits } } as never);
+  welcome(initialCredits = 0, limits = LIMITS, clusterAddresses: string[] = []): void {
+    this.send({ case: "welcome", value: { sessionId: `s-${Math.random()}`, version: { major: 1, minor: 0 }, initialCredits, limits, clusterAddresses } } as never);
   }
 
   /** Sends Error{code} and ends the call with the mapped status, as the engine does. */
