@@ -9,13 +9,24 @@ from typing import Any, Optional
 import grpc
 
 from ._proto import grpc_stub, pb
+from .addresses import parse_engines
 from .options import DEFAULT_ENGINE
 
 
 def describe(engine: Optional[str] = None, timeout_s: float = 5.0) -> Any:
-    """Calls ``Describe`` on ``engine`` (HOST:PORT; default ``$KEYWAY_ENGINE`` or 127.0.0.1:7700)
-    with a deadline (R-TRANSPORT-NO-DEADLINE) and returns the ``DescribeResponse``. Raises
-    ``grpc.RpcError`` when the engine cannot be reached in time."""
-    address = engine or os.environ.get("KEYWAY_ENGINE") or DEFAULT_ENGINE
+    """Calls ``Describe`` on ``engine`` (HOST:PORT, or several separated by commas, tried in turn;
+    default ``$KEYWAY_ENGINE`` or 127.0.0.1:7700) with a deadline per address
+    (R-TRANSPORT-NO-DEADLINE) and returns the first ``DescribeResponse``. Raises the last
+    ``grpc.RpcError`` when no address answers in time."""
+    *others, last = parse_engines(engine or os.environ.get("KEYWAY_ENGINE") or DEFAULT_ENGINE)
+    for address in others:
+        try:
+            return _describe(address, timeout_s)
+        except grpc.RpcError:
+            continue
+    return _describe(last, timeout_s)
+
+
+def _describe(address: str, timeout_s: float) -> Any:
     with grpc.insecure_channel(address) as channel:
         return grpc_stub.ConnectorServiceStub(channel).Describe(pb.DescribeRequest(), timeout=timeout_s)

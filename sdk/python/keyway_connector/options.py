@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from .addresses import parse_engines
 from .backoff import Backoff
 
 #: The engine's default connector address (``keyway run --listen``).
@@ -16,8 +16,6 @@ DEFAULT_ENGINE = "127.0.0.1:7700"
 #: Receive limit for messages from the engine. It sends at most its ``max_message_bytes`` (16 MiB
 #: by default); gRPC's own default of 4 MiB would fail a large batch (R-TRANSPORT-RECV-LIMIT).
 MAX_RECEIVE_MESSAGE_BYTES_DEFAULT = 64 * 1024 * 1024
-
-_ADDRESS = re.compile(r"^.+:\d+$")
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,10 @@ class ConnectOptions:
     target: str
     #: What this connector is, e.g. ``"rabbitmq-source"``; the engine logs it.
     connector_name: str
-    #: The engine's connector address, ``HOST:PORT``. Default: ``$KEYWAY_ENGINE`` or 127.0.0.1:7700.
+    #: The engine's connector address, ``HOST:PORT``; or several, separated by commas, of the
+    #: workers of one cluster: the connector dials the first, and when its worker is unreachable
+    #: moves on to the next of these and of the addresses the engine lists in its Welcome.
+    #: Default: ``$KEYWAY_ENGINE`` or 127.0.0.1:7700.
     engine: Optional[str] = None
     #: The engine's shared secret. Default: ``$KEYWAY_TOKEN``. Never logged (R-AUTH-CONFIG).
     token: Optional[str] = field(default=None, repr=False)
@@ -48,9 +49,7 @@ class ConnectOptions:
 
     def resolved(self) -> "ConnectOptions":
         """A copy with every default filled in and checked."""
-        engine = self.engine or os.environ.get("KEYWAY_ENGINE") or DEFAULT_ENGINE
-        if not _ADDRESS.match(engine):
-            raise ValueError(f'engine must be HOST:PORT, got "{engine}"')
+        engine = ",".join(parse_engines(self.engine or os.environ.get("KEYWAY_ENGINE") or DEFAULT_ENGINE))
         if not self.target:
             raise ValueError("target must name a source, sink or partitioner of the app")
         if self.handshake_timeout_s <= 0:

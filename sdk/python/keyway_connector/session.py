@@ -1,6 +1,7 @@
 """What every role shares: one gRPC call per session, the Hello/Welcome handshake, and the loop that
-keeps a session open, reconnecting with backoff after it ends, following Redirect, and stopping for
-good on a configuration error (docs/protocol.md §5, §11, §13). Internal: roles build on it.
+keeps a session open, reconnecting with backoff after it ends, following Redirect, failing over to
+the cluster's other workers when its worker is unreachable, and stopping for good on a
+configuration error (docs/protocol.md §5, §11, §13). Internal: roles build on it.
 
 Threads: the loop runs on one thread and reads the session's responses there, calling the role's
 handlers in order. Requests go through a queue that gRPC's own thread drains (the sync API takes
@@ -14,11 +15,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Optional, Protocol, Tuple, TypeVar
 
 import grpc
 
 from ._proto import pb
+from .addresses import known_addresses, learn_addresses, next_address, parse_engines
 from .errors import ConfigurationError, ConnectorError, ErrorCode, code_name
 from .options import ConnectOptions
 
@@ -26,7 +28,9 @@ from .options import ConnectOptions
 PROTOCOL_MAJOR = 1
 PROTOCOL_MINOR = 0
 
-#: After this many failed dials at a redirected address, go back to the configured one (§13.2).
+#: After this many sessions at a redirected address that its worker ended with an Error before a
+#: Welcome, go back to the configured one (§13.2). An unreachable redirected address is left at
+#: once, as any unreachable worker is (R-FAILOVER).
 REDIRECT_FAILURES_MAX = 3
 
 _CLOSE = object()
@@ -126,13 +130,16 @@ class RoleHandler(Protocol):
 
 
 class _Outcome:
-    __slots__ = ("error", "redirect", "healthy", "welcomed")
+    __slots__ = ("error", "redirect", "healthy", "welcomed", "worker_lost")
 
-    def __init__(self, error: Optional[ConnectorError], redirect: Optional[Any], healthy: bool, welcomed: bool) -> None:
+    def __init__(self, error: Optional[ConnectorError], redirect: Optional[Any], healthy: bool, welcomed: bool,
+                 worker_lost: bool = False) -> None:
         self.error = error
         self.redirect = redirect
         self.healthy = healthy
         self.welcomed = welcomed
+        #: The worker is gone or going, so the next attempt should try another (R-FAILOVER).
+        self.worker_lost = worker_lost
 
 
 class SessionLoop:
@@ -144,7 +151,12 @@ class SessionLoop:
         self.options = options.resolved()
         self.role = role
         self.log: logging.Logger = self.options.logger  # type: ignore[assignment]
-        self._address: str = self.options.engine  # type: ignore[assignment]
+        self._configured = parse_engines(self.options.engine)  # type: ignore[arg-type]
+        self._address = self._configured[0]
+        #: The ``cluster_addresses`` of the latest Welcome.
+        self._learned: Tuple[str, ...] = ()
+        #: At an address a Redirect named, until a failover moves on from it.
+        self._redirected = False
         self._failures = 0
         self._redirect_failures = 0
         self._sessions = 0
@@ -237,6 +249,7 @@ class SessionLoop:
         if outcome.redirect is not None:
             frm = self._address
             self._address = outcome.redirect.address
+            self._redirected = True
             self._redirect_failures = 0
             # The first redirect is followed at once; a chain of them backs off like failures.
             delay_s = 0.0 if self._failures == 0 else options.backoff.delay_s(self._failures)
@@ -252,20 +265,32 @@ class SessionLoop:
             self.fail(ConfigurationError(error.code, error.grpc_status, error.detail, str(error)))
             return
         self._failures += 1
-        if self._address != options.engine and not outcome.welcomed:
+        if outcome.worker_lost:
+            self._fail_over()
+        elif self._redirected and not outcome.welcomed:
             self._redirect_failures += 1
             if self._redirect_failures >= REDIRECT_FAILURES_MAX:
-                self.log.warning("giving up on redirected address %s; back to %s", self._address, options.engine)
-                self._address = options.engine  # type: ignore[assignment]
-                self._redirect_failures = 0
+                self.log.warning("giving up on redirected address %s; back to %s", self._address, self._configured[0])
+                self._address = self._configured[0]
+                self._redirected = False
         limit = options.max_consecutive_failures
         if limit is not None and self._failures >= limit:
             self.log.error("%s; giving up after %d consecutive failures", error, self._failures)
             self.fail(error)
             return
+        # The first failure after a healthy session waits at most initial_s, so a failover is
+        # near-immediate; a cluster whose every worker is down is retried with growing delays.
         delay_s = options.backoff.delay_s(self._failures)
-        self.log.warning("%s; reconnecting in %.3f s (attempt %d)", error, delay_s, self._failures)
+        self.log.warning("%s; reconnecting to %s in %.3f s (attempt %d)", error, self._address, delay_s, self._failures)
         self._sleep(delay_s)
+
+    def _fail_over(self) -> None:
+        """The next attempt goes to the next known address: the configured ones, then the cluster's."""
+        following = next_address(known_addresses(self._configured, self._learned), self._address)
+        self._redirected = False
+        if following != self._address:
+            self.log.info("engine %s unreachable; failing over to %s", self._address, following)
+            self._address = following
 
     def _sleep(self, delay_s: float) -> None:
         if delay_s > 0:
@@ -342,6 +367,7 @@ class SessionLoop:
                         continue
                     welcomed_at = time.monotonic()
                     session.welcome = welcome
+                    self._learned = learn_addresses(self._learned, welcome.cluster_addresses)
                     self.log.debug("%s session %s welcomed by %s (credits %d)", role.method.lower(),
                                    welcome.session_id, address, welcome.initial_credits)
                     if session.live:
@@ -386,7 +412,10 @@ class SessionLoop:
         error = ConnectorError(code, status, detail,
                                f'{role.method.lower()} session with engine {address} (target "{options.target}") '
                                f"ended: {why}")
-        return _Outcome(error, None, healthy, welcomed_at is not None)
+        # No Error at all (a failed dial, a broken connection, no Welcome in time) or SHUTTING_DOWN:
+        # the worker is gone or going. Any other Error came from a live worker, which keeps serving.
+        worker_lost = engine_error is None or engine_error.code == pb.ERROR_CODE_SHUTTING_DOWN
+        return _Outcome(error, None, healthy, welcomed_at is not None, worker_lost)
 
 
 _REQUESTS = {"Source": pb.SourceRequest, "Sink": pb.SinkRequest, "Partition": pb.PartitionRequest}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent import futures
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import grpc
 
@@ -55,12 +55,14 @@ class EngineSession:
             self.credits_granted += kind["welcome"].initial_credits
         self.outbox.put(response_type[self.method](**kind))
 
-    def welcome(self, initial_credits: int = 0, limits: Any = LIMITS, major: int = 1) -> Any:
+    def welcome(self, initial_credits: int = 0, limits: Any = LIMITS, major: int = 1,
+                cluster_addresses: Sequence[str] = ()) -> Any:
         """Reads the Hello and answers with a Welcome; returns the Hello."""
         hello = self.recv_kind("hello")
         self.hello = hello
         self.send(welcome=pb.Welcome(session_id=f"s-{id(self)}", version=pb.ProtocolVersion(major=major, minor=0),
-                                     initial_credits=initial_credits, limits=limits))
+                                     initial_credits=initial_credits, limits=limits,
+                                     cluster_addresses=list(cluster_addresses)))
         return hello
 
     def fail(self, code: int, status: grpc.StatusCode, message: str = "scripted") -> None:
