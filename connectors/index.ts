@@ -4,6 +4,7 @@
  */
 import type { Sink, Source } from "../src/connector/types.ts";
 import { ErrorCode, KeywayError } from "../src/errors.ts";
+import { directorySource, isDirectory } from "./file/directory-source.ts";
 import { fileSink } from "./file/file-sink.ts";
 import { fileSource } from "./file/file-source.ts";
 import { tcpSink } from "./tcp/tcp-sink.ts";
@@ -12,6 +13,7 @@ import { parseConnectorUri } from "./uri.ts";
 
 export { fileSink, type FileSinkOptions } from "./file/file-sink.ts";
 export { fileSource, type FileSourceOptions } from "./file/file-source.ts";
+export { directorySource, filesOf, isDirectory } from "./file/directory-source.ts";
 export type { Framing } from "./tcp/framing.ts";
 export { tcpSink, type TcpSinkOptions } from "./tcp/tcp-sink.ts";
 export { tcpSource, type TcpSource, type TcpSourceOptions } from "./tcp/tcp-source.ts";
@@ -27,7 +29,10 @@ export interface ConnectorOptions {
 
 export function sourceFromUri(uri: string, options: ConnectorOptions = {}): Source {
   const parsed = parseConnectorUri(uri);
-  if (parsed.scheme === "file") return fileSource(parsed.path, { maxLineBytes: options.maxFrameBytes });
+  if (parsed.scheme === "file") {
+    const fileOptions = { maxLineBytes: options.maxFrameBytes };
+    return isDirectory(parsed.path) ? directorySource(parsed.path, fileOptions) : fileSource(parsed.path, fileOptions);
+  }
   return tcpSource({
     host: parsed.host,
     port: parsed.port,

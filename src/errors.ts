@@ -23,6 +23,12 @@ export const ErrorCode = {
   MALFORMED: "MALFORMED",
   /** A data dir's checkpoint cannot be read, or was written by a different app or slot count. */
   BAD_CHECKPOINT: "BAD_CHECKPOINT",
+  /** A worker of the cluster stopped answering, or left while it held what others needed. */
+  WORKER_LOST: "WORKER_LOST",
+  /** Records or a map change named a partition-map epoch the worker cannot act on. */
+  EPOCH_MISMATCH: "EPOCH_MISMATCH",
+  /** A cluster call without the cluster token. */
+  UNAUTHENTICATED: "UNAUTHENTICATED",
   /** An invariant of the engine broke: a bug, never a user error. */
   INTERNAL: "INTERNAL",
 } as const;

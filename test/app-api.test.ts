@@ -167,11 +167,11 @@ describe("record ids and partition functions in the dataflow", () => {
   it("gives each output an id from its source record and its index, stable on replay", async () => {
     const batch = { values: ["a b", "a"], position: 9n, recordIds: ["s@7", "s@8"] };
     const first = await (await compile(counter(pipeline("wc")))).process(batch, true);
-    expect(first.ids).toEqual(["wc:s@7:0", "wc:s@7:1", "wc:s@7:2", "wc:s@7:3", "wc:s@8:0", "wc:s@8:1"]);
+    expect(first.ids).toEqual(["wc:s@7:0.0", "wc:s@7:0.1", "wc:s@7:1.0", "wc:s@7:1.1", "wc:s@8:0.0", "wc:s@8:0.1"]);
     const replay = await (await compile(counter(pipeline("wc")))).process(batch, true);
     expect(replay).toEqual(first);
     const positional = await (await compile(counter(pipeline("wc")))).process({ values: ["x"], position: 40n }, true);
-    expect(positional.ids).toEqual(["wc:40#0:0", "wc:40#0:1"]);
+    expect(positional.ids).toEqual(["wc:40#0:0.0", "wc:40#0:0.1"]);
   });
 
   it("asks the partition function for a whole batch of keys and routes by them", async () => {

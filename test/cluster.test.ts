@@ -3,7 +3,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkSequenceWindows } from "../examples/validation/check.ts";
-import { createPeerClients } from "../src/cluster/grpc.ts";
+import { createControlClients } from "../src/cluster/control-rpc.ts";
 import { JoinResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { countWords, generateText } from "./helpers/text.ts";
 import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
@@ -155,9 +155,9 @@ describe("cluster", () => {
     expect(otherApp.code).toBe(2);
     expect(otherApp.stderr).toMatch(/the cluster runs app "sequence-window"/);
     // A worker of another major version of the cluster protocol, spoken raw.
-    const peers = createPeerClients();
+    const peers = createControlClients("s3cret");
     const incompatible = await peers
-      .call(address, "Join", { version: { major: 2, minor: 0 }, token: "s3cret", address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
+      .call(address, "Join", { version: { major: 3, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
       .then(() => "joined", (err: { details?: string }) => err.details ?? "");
     peers.close();
     expect(incompatible).toMatch(/cluster protocol 2\.0 is not compatible with this cluster's 1\.0/);

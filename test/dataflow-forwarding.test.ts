@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { pipeline } from "../src/index.ts";
 import { createSlotOf } from "../src/routing/hash.ts";
 import { equalRanges } from "../src/routing/partition-map.ts";
-import { compileDataflow, type Dataflow } from "../src/runtime/dataflow.ts";
+import { compileDataflow, type Dataflow, type KeyedBatch, type StageRun } from "../src/runtime/dataflow.ts";
 
 const SLOTS = 64;
 
@@ -37,34 +37,53 @@ function perKey(lines: readonly unknown[]): Map<string, string[]> {
   return groups;
 }
 
-describe("dataflow across workers", () => {
-  it("forwards records for slots another worker owns and gathers the same per-key outputs", async () => {
-    const slotOf = await createSlotOf(SLOTS);
-    const map = equalRanges(SLOTS, ["w0", "w1", "w2"], 1);
-    const flows: Dataflow[] = [];
-    const forwarded = [0, 0, 0];
-    for (let self = 0; self < 3; self++) {
-      flows.push(
-        compileDataflow(app, {
-          slotOf,
-          placement: { map, self },
-          forward: async (owner, stage, batch, withOrigins) => {
-            forwarded[owner]! += batch.values.length;
-            return flows[owner]!.runStage(stage, structuredClone(batch), withOrigins);
+/** Three workers' dataflows joined by a synchronous stand-in for the exchange; output gathered in one list. */
+async function threeWorkers(frozen?: Uint8Array) {
+  const slotOf = await createSlotOf(SLOTS);
+  const map = equalRanges(SLOTS, ["w0", "w1", "w2"], 1);
+  const flows: Dataflow[] = [];
+  const sent = [0, 0, 0];
+  const held: Array<{ stage: number; batch: KeyedBatch }> = [];
+  const output: { values: unknown[]; ids: string[] } = { values: [], ids: [] };
+  const gather = async (run: StageRun) => {
+    output.values.push(...run.values);
+    output.ids.push(...(run.ids ?? []));
+    await Promise.all(run.pending);
+  };
+  for (let self = 0; self < 3; self++) {
+    flows.push(
+      compileDataflow(app, {
+        slotOf,
+        placement: { map, self, ...(self === 0 && frozen !== undefined ? { frozen } : {}) },
+        out: {
+          send: async (owner, stage, batch, hops) => {
+            sent[owner]! += batch.values.length;
+            await gather(await flows[owner]!.runStage(stage, structuredClone(batch), { withIds: batch.lineage.length > 0, inbound: true, hops }));
           },
-        }),
-      );
-    }
-    const single = compileDataflow(app, { slotOf, placement: { map: equalRanges(SLOTS, ["w0"], 1), self: 0 } });
-    const lines = ["the quick brown fox", "jumps over the lazy dog", "the end of the quick tale"];
-    const batch = { values: lines, position: 3n, recordIds: ["a", "b", "c"] };
+          hold: async (stage, batch) => {
+            held.push({ stage, batch });
+          },
+        },
+      }),
+    );
+  }
+  return { slotOf, map, flows, sent, held, output, gather };
+}
 
-    const distributed = await flows[0]!.process(batch, true);
+describe("dataflow across workers", () => {
+  const lines = ["the quick brown fox", "jumps over the lazy dog", "the end of the quick tale"];
+  const batch = { values: lines, position: 3n, recordIds: ["a", "b", "c"] };
+
+  it("sends records for slots another worker owns, with their keys and slots, and the per-key outputs and ids match one worker's", async () => {
+    const { slotOf, map, flows, sent, output, gather } = await threeWorkers();
+    const single = compileDataflow(app, { slotOf, placement: { map: equalRanges(SLOTS, ["w0"], 1), self: 0 } });
+    await gather(await flows[0]!.process(batch, true));
     const alone = await single.process(batch, true);
-    expect(forwarded[1]! + forwarded[2]!).toBeGreaterThan(0);
-    expect(perKey(distributed.values)).toEqual(perKey(alone.values));
-    expect(new Set(distributed.ids)).toEqual(new Set(alone.ids));
-    expect(distributed.values).toHaveLength(15);
+    expect(alone.pending).toEqual([]);
+    expect(sent[1]! + sent[2]!).toBeGreaterThan(0);
+    expect(perKey(output.values)).toEqual(perKey(alone.values));
+    expect(new Set(output.ids)).toEqual(new Set(alone.ids));
+    expect(output.values).toHaveLength(15);
     // Each worker holds state only for the slots it owns.
     flows.forEach((flow, self) => {
       for (const store of flow.stores) {
@@ -73,6 +92,29 @@ describe("dataflow across workers", () => {
         });
       }
     });
+  });
+
+  it("holds records of frozen slots instead of routing them, and runs nothing for them", async () => {
+    const frozen = new Uint8Array(SLOTS).fill(1);
+    const { flows, sent, held, output } = await threeWorkers(frozen);
+    const run = await flows[0]!.process(batch, false);
+    await Promise.all(run.pending);
+    expect(sent).toEqual([0, 0, 0]);
+    expect(output.values).toEqual([]);
+    expect(run.values).toEqual([]);
+    expect(held.reduce((n, h) => n + h.batch.values.length, 0)).toBe(15);
+    expect(held.every((h) => h.stage === 0)).toBe(true);
+  });
+
+  it("forwards records that reach a worker not owning their slot, and counts them", async () => {
+    const { flows, slotOf, map } = await threeWorkers();
+    const word = ["alpha", "beta", "gamma", "delta", "omega"].find((w) => map.owners[slotOf(w)] === 2)!;
+    const input: KeyedBatch = { keys: [word], slots: [slotOf(word)], values: [word], lineage: [] };
+    const run = await flows[1]!.runStage(0, input, { withIds: false, inbound: true, hops: 0 });
+    await Promise.all(run.pending);
+    expect(run.forwarded).toBe(1);
+    expect(flows[2]!.stores[0]!.keyCount).toBe(1);
+    expect(flows[1]!.stores[0]!.keyCount).toBe(0);
   });
 
   it("fails clearly when a slot is owned elsewhere and nothing can forward", async () => {

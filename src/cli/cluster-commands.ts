@@ -9,27 +9,68 @@ import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { loadApp } from "./load-app.ts";
 
 // gRPC and the cluster code load only when a cluster command runs, to keep other commands' start-up short.
-const clusterModules = () => Promise.all([import("@grpc/grpc-js"), import("../cluster/grpc.ts"), import("../protocol/gen/keyway/v1/cluster_pb.ts")]);
+const clusterModules = () => Promise.all([import("@grpc/grpc-js"), import("../cluster/control-rpc.ts"), import("../protocol/gen/keyway/v1/cluster_pb.ts")]);
 
-async function clusterCall<O extends DescMessage>(address: string, method: string, request: object, output: O): Promise<MessageShape<O>> {
-  const [{ status: grpcStatus }, { createPeerClients }] = await clusterModules();
-  const peers = createPeerClients();
-  return peers
+async function clusterCall<O extends DescMessage>(address: string, token: string | undefined, method: string, request: object, output: O): Promise<MessageShape<O>> {
+  const [{ status: grpcStatus }, { createControlClients }] = await clusterModules();
+  const clients = createControlClients(token);
+  return clients
     .call(address, method, request, output, 10 * 60_000)
     .catch((err: grpc.ServiceError) => {
       const unreachable = err.code === grpcStatus.UNAVAILABLE || err.code === grpcStatus.DEADLINE_EXCEEDED;
-      throw new KeywayError(unreachable ? ErrorCode.USAGE : ErrorCode.INTERNAL, `${method.toLowerCase()} at ${address}: ${err.details || err.message}`);
+      const code = err.code === grpcStatus.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : unreachable || err.code === grpcStatus.NOT_FOUND || err.code === grpcStatus.FAILED_PRECONDITION ? ErrorCode.USAGE : ErrorCode.INTERNAL;
+      throw new KeywayError(code, `${method.toLowerCase()} at ${address}: ${err.details || err.message}`);
     })
-    .finally(() => peers.close());
+    .finally(() => clients.close());
+}
+
+/** Status as plain JSON: the shape `cluster status --json` prints and docs/operations.md lists. */
+export function statusJson(status: StatusResponse) {
+  return {
+    app: status.app,
+    epoch: Number(status.epoch),
+    slotCount: status.slotCount,
+    workers: status.workers.map((w) => ({
+      id: w.id,
+      address: w.address,
+      connectorAddress: w.connectorAddress,
+      coordinator: w.coordinator,
+      data: w.data,
+      reachable: w.reachable,
+      slots: w.slots,
+      pid: w.stats?.pid ?? 0,
+      keys: Number(w.stats?.keys ?? 0),
+      recordsPerSecond: w.stats?.recordsPerSecond ?? 0,
+      connectorSessions: w.stats?.connectorSessions ?? 0,
+      sources: w.stats?.sources ?? [],
+      backlogOut: Number(w.stats?.backlogOut ?? 0),
+      backlogIn: Number(w.stats?.backlogIn ?? 0),
+      recordsForwarded: Number(w.stats?.recordsForwarded ?? 0),
+    })),
+  };
 }
 
 function formatStatus(status: StatusResponse): string {
-  const rows = status.workers.map((w) =>
-    [w.id + (w.coordinator ? " *" : ""), w.address, String(w.slots), String(w.keys), w.recordsPerSecond.toFixed(0)].map((c) => c.padEnd(18)).join(""),
+  const json = statusJson(status);
+  const header = ["worker", "address", "pid", "slots", "keys", "records/s", "sessions", "backlog out/in", "sources"];
+  const widths = [8, 18, 8, 7, 10, 11, 10, 16, 0];
+  const row = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("").trimEnd();
+  const rows = json.workers.map((w) =>
+    row([
+      w.id + (w.coordinator ? " *" : "") + (w.reachable ? "" : " !"),
+      w.address,
+      String(w.pid),
+      w.data ? String(w.slots) : "-",
+      String(w.keys),
+      w.recordsPerSecond.toFixed(0),
+      String(w.connectorSessions),
+      `${w.backlogOut}/${w.backlogIn}`,
+      w.sources.join(","),
+    ]),
   );
   return [
-    `app ${status.app}, epoch ${status.epoch}, ${status.slotCount} slots, ${status.workers.length} workers (* coordinator)`,
-    ["worker", "address", "slots", "keys", "records/s"].map((c) => c.padEnd(18)).join(""),
+    `app ${json.app}, epoch ${json.epoch}, ${json.slotCount} slots, ${json.workers.length} workers (* coordinator, ! unreachable, - no data role)`,
+    row(header),
     ...rows,
   ].join("\n");
 }
@@ -37,49 +78,58 @@ function formatStatus(status: StatusResponse): string {
 export function addClusterCommands(program: Command, setExitCode: (code: number) => void): void {
   program
     .command("worker")
-    .description("Join a running cluster as a worker and run the stages of the slots it is given.")
+    .description("Join a running cluster as a worker: it takes a share of the slots and of the connector sessions.")
     .argument("<app>", "the same app module the cluster runs")
-    .requiredOption("--join <host:port>", "the address any worker of the cluster serves workers on")
+    .requiredOption("--join <host:port>", "the cluster address of any worker")
     .option("--listen <host:port>", "where this worker serves other workers", "127.0.0.1:0")
-    .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
+    .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)")
+    .option("--token <token>", "the cluster token, also the connector token (default: env KEYWAY_TOKEN)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
-    .action(async (appPath: string, flags: { join: string; listen: string; token?: string; logLevel: LogLevel }) => {
+    .action(async (appPath: string, flags: { join: string; listen: string; connectorListen?: string; token?: string; logLevel: LogLevel }) => {
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
-      const { runWorker } = await import("../cluster/worker-process.ts");
-      await runWorker({ app, join: flags.join, listen: flags.listen, token: flags.token ?? process.env.KEYWAY_TOKEN, log });
+      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }] = await Promise.all([import("../cluster/worker.ts"), import("./worker-connectors.ts")]);
+      const token = flags.token ?? process.env.KEYWAY_TOKEN;
+      let edgeClose: (() => Promise<void>) | undefined;
+      const worker = await startClusterWorker({
+        app,
+        log,
+        token,
+        listen: flags.listen,
+        role: { join: flags.join },
+        connectors: async (json, placement) => {
+          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token }, log, placement, false);
+          edgeClose = built.edge?.close;
+          return built;
+        },
+      });
+      const reason = await worker.finished;
+      log.info({ reason }, "leaving the cluster");
+      await worker.engine.stop();
+      await worker.close();
+      await edgeClose?.();
       setExitCode(0);
     });
 
   const cluster = program.command("cluster").description("Watch and resize a running cluster.");
   cluster
     .command("status")
-    .description("Workers, slots and keys per worker, the map's epoch, records/s.")
-    .requiredOption("--address <host:port>", "the worker address of any worker")
+    .description("Workers, their slots, keys, sessions, sources, exchange backlogs and rates; the map's epoch.")
+    .requiredOption("--address <host:port>", "the cluster address of any worker")
+    .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
     .option("--json", "print JSON", false)
-    .action(async (flags: { address: string; json: boolean }) => {
+    .action(async (flags: { address: string; token?: string; json: boolean }) => {
       const [, , { StatusResponseSchema }] = await clusterModules();
-      const status = await clusterCall(flags.address, "Status", {}, StatusResponseSchema);
-      if (flags.json) {
-        process.stdout.write(
-          `${JSON.stringify({
-            app: status.app,
-            epoch: Number(status.epoch),
-            slotCount: status.slotCount,
-            workers: status.workers.map((w) => ({ id: w.id, address: w.address, slots: w.slots, keys: Number(w.keys), recordsPerSecond: w.recordsPerSecond, coordinator: w.coordinator })),
-          })}\n`,
-        );
-      } else {
-        process.stdout.write(`${formatStatus(status)}\n`);
-      }
+      const status = await clusterCall(flags.address, flags.token ?? process.env.KEYWAY_TOKEN, "Status", {}, StatusResponseSchema);
+      process.stdout.write(`${flags.json ? JSON.stringify(statusJson(status)) : formatStatus(status)}\n`);
       setExitCode(0);
     });
   cluster
     .command("shrink")
-    .description("Remove workers: their slots and state move to the others, then they exit.")
-    .requiredOption("--address <host:port>", "the worker address of any worker")
-    .option("--worker <id>", "a worker to remove (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .description("Remove workers (or the first worker's data role): their slots, state and sessions move to the others, then they exit.")
+    .requiredOption("--address <host:port>", "the cluster address of any worker")
+    .option("--worker <id>", "a worker to remove (repeatable); w0 gives up its data role and stays as the coordinator", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--count <n>", "remove the newest n workers")
     .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
     .action(async (flags: { address: string; worker: string[]; count?: string; token?: string }) => {
@@ -88,12 +138,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         throw new KeywayError(ErrorCode.USAGE, "cluster shrink needs --worker ID or --count N");
       }
       const [, , { ShrinkResponseSchema }] = await clusterModules();
-      const response = await clusterCall(
-        flags.address,
-        "Shrink",
-        { token: flags.token ?? process.env.KEYWAY_TOKEN ?? "", workerIds: flags.worker, count },
-        ShrinkResponseSchema,
-      );
+      const response = await clusterCall(flags.address, flags.token ?? process.env.KEYWAY_TOKEN, "Shrink", { workerIds: flags.worker, count }, ShrinkResponseSchema);
       process.stdout.write(`removed ${response.removed.join(", ")}\n`);
       setExitCode(0);
     });

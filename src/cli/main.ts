@@ -11,18 +11,15 @@ import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
-import { partitionerNames } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
+import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connector-server.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
 import { formatSummary, startProgress } from "./progress.ts";
 
-/** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
-const CONNECTOR_URI = "connector";
-const LISTEN_DEFAULT = "127.0.0.1:7700";
 const WORKERS_JOIN_MS_MAX = 60_000;
 const WORKERS_EXIT_GRACE_MS = 5_000;
 
@@ -66,112 +63,96 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
-  const server = await maybeStartConnectorServer(app, table, flags, log);
+  if (flags.workers > 1 || flags.clusterListen !== undefined) return runCluster(appPath, app, table, flags, log);
+  const server = await startConnectorServerFor(app, table, flags, log);
   try {
-    return await runEngine(appPath, app, table, flags, log, server);
+    return await runEngine(app, table, flags, log, server);
   } finally {
     await server?.close();
   }
 }
 
-/** Serves the connector protocol when a binding or partitioner needs it, or --listen asks for it. */
-async function maybeStartConnectorServer(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<ConnectorServer | undefined> {
-  const bound = (bindings: Map<string, string>) => [...bindings].filter(([, uri]) => uri === CONNECTOR_URI).map(([name]) => name);
-  const sourceTargets = bound(table.sources);
-  const sinkTargets = bound(table.sinks);
-  const partitioners = [...new Set(app.pipelines.flatMap(partitionerNames))];
-  if (sourceTargets.length + sinkTargets.length + partitioners.length === 0 && flags.listen === undefined) return undefined;
-  // grpc-js prints failures (a port in use) on stderr itself; the server reports each as one
-  // KeywayError line, so grpc-js's own lines go to the log at debug level.
-  const grpcLine = (...args: unknown[]) => log.debug({ grpc: args.join(" ") }, "grpc-js");
-  // Loaded only when needed: gRPC and the protocol code add about half a second to start-up.
-  const [{ setLogger }, { startConnectorServer }] = await Promise.all([import("@grpc/grpc-js"), import("../protocol/index.ts")]);
-  setLogger({ debug: grpcLine, info: grpcLine, error: grpcLine });
-  const server = await startConnectorServer({
-    app,
-    listen: flags.listen ?? LISTEN_DEFAULT,
-    token: flags.token ?? process.env.KEYWAY_TOKEN,
-    limits: { maxBatchRecords: flags.maxBatchRecords, maxMessageBytes: flags.maxMessageBytes, idempotencyWindow: flags.idempotencyWindow },
-    sourceTargets,
-    sinkTargets,
-    partitioners,
-    log,
-  });
-  log.info({ address: server.address, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);
-  return server;
-}
-
-/** With --workers or --cluster-listen this process is the cluster's first worker. */
-async function maybeStartCluster(appPath: string, app: AppSpec, flags: RunFlags, log: Logger, onStateLost: (err: Error) => void) {
-  if (flags.workers <= 1 && flags.clusterListen === undefined) return undefined;
-  if (flags.dataDir !== undefined) {
-    throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state survives through replication, not checkpoints");
-  }
-  const token = flags.token ?? process.env.KEYWAY_TOKEN;
-  const [{ startClusterHost }, { launchLocalWorkers }] = await Promise.all([import("../cluster/cluster-host.ts"), import("../cluster/launcher.ts")]);
-  const host = await startClusterHost({ app, slotCount: flags.slots, listen: flags.clusterListen ?? "127.0.0.1:0", token, log, onStateLost });
-  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, host.address, token, flags.logLevel) : undefined;
-  let timer: NodeJS.Timeout | undefined;
-  // Sources wait until every local worker has joined, so the run uses them all from the start.
-  const joined =
-    locals === undefined
-      ? undefined
-      : Promise.race([
-          host.coordinator.waitForWorkers(flags.workers),
-          locals.failed,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new KeywayError(ErrorCode.INTERNAL, `the ${flags.workers - 1} local workers did not join within ${WORKERS_JOIN_MS_MAX / 1000} s`)), WORKERS_JOIN_MS_MAX);
-          }),
-        ]).finally(() => clearTimeout(timer));
-  return {
-    host,
-    joined,
-    async close() {
-      await host.close("the run is over");
-      await locals?.stop(WORKERS_EXIT_GRACE_MS);
-    },
-  };
-}
-
-async function runEngine(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined): Promise<number> {
+async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined): Promise<number> {
   const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();
   for (const [name, uri] of table.sources) sources.set(name, uri === CONNECTOR_URI ? server!.sourceFor(name) : sourceFromUri(uri, connectorOptions));
   for (const [name, uri] of table.sinks) sinks.set(name, uri === CONNECTOR_URI ? server!.sinkFor(name) : sinkFromUri(uri, connectorOptions));
-
-  let stateLost: Error | undefined;
-  let engine: Engine | undefined;
-  const cluster = await maybeStartCluster(appPath, app, flags, log, (err) => {
-    stateLost = err;
-    void engine?.stop();
-  });
   const startedAt = performance.now();
-  try {
-    engine = await startEngine(
-      app,
-      { sources, sinks },
-      {
-        slotCount: flags.slots,
-        log,
-        dataDir: flags.dataDir,
-        checkpointIntervalMs: flags.checkpointIntervalMs,
-        ...(server === undefined ? {} : { partition: server.partition }),
-        ...(cluster === undefined ? {} : { placement: cluster.host.placement, forwardFor: cluster.host.forwardFor, startGate: cluster.joined }),
-      },
-    );
-    cluster?.host.attach(engine);
-    await runToEnd(engine, flags);
-  } finally {
-    await cluster?.close();
-  }
-  if (stateLost !== undefined) throw stateLost;
+  const engine = await startEngine(
+    app,
+    { sources, sinks },
+    {
+      slotCount: flags.slots,
+      log,
+      dataDir: flags.dataDir,
+      checkpointIntervalMs: flags.checkpointIntervalMs,
+      ...(server === undefined ? {} : { partition: server.partition }),
+    },
+  );
+  await runToEnd(engine, () => engine.stop(), flags);
   process.stderr.write(`keyway: ${formatSummary(engine.stats(), performance.now() - startedAt)}\n`);
   return 0;
 }
 
+/** With --workers or --cluster-listen this process is the cluster's first worker, holding the coordinator. */
+async function runCluster(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<number> {
+  if (flags.dataDir !== undefined) {
+    throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state will survive through replication, not checkpoints");
+  }
+  const token = flags.token ?? process.env.KEYWAY_TOKEN;
+  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }] = await Promise.all([
+    import("../cluster/worker.ts"),
+    import("../cluster/launcher.ts"),
+    import("./worker-connectors.ts"),
+  ]);
+  let stateLost: Error | undefined;
+  let edgeClose: (() => Promise<void>) | undefined;
+  const worker = await startClusterWorker({
+    app,
+    log,
+    token,
+    listen: flags.clusterListen ?? "127.0.0.1:0",
+    role: { first: { slotCount: flags.slots, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), expectedWorkers: flags.workers } },
+    connectors: async (_json, placement) => {
+      const built = await buildWorkerConnectors(app, table, flags, log, placement, true);
+      edgeClose = built.edge?.close;
+      return built;
+    },
+    spreadSources: () => directoryFiles(app, table),
+    onStateLost: (err) => {
+      stateLost = err;
+      void worker.stop();
+    },
+  });
+  log.info({ address: worker.address }, "serving workers");
+  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, worker.address, token, flags.logLevel) : undefined;
+  const startedAt = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    // Sources wait until every local worker has joined; a worker that cannot join fails the run.
+    if (locals !== undefined) {
+      await Promise.race([
+        worker.coordinator!.waitForWorkers(flags.workers),
+        locals.failed,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new KeywayError(ErrorCode.INTERNAL, `the ${flags.workers - 1} local workers did not join within ${WORKERS_JOIN_MS_MAX / 1000} s`)), WORKERS_JOIN_MS_MAX);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    await runToEnd(worker.engine, () => worker.stop(), flags);
+  } finally {
+    await worker.close();
+    await locals?.stop(WORKERS_EXIT_GRACE_MS);
+    await edgeClose?.();
+  }
+  if (stateLost !== undefined) throw stateLost;
+  process.stderr.write(`keyway: ${formatSummary(worker.engine.stats(), performance.now() - startedAt)}\n`);
+  return 0;
+}
+
 /** Waits for the engine to finish, showing progress; SIGINT or SIGTERM stops it cleanly. */
-async function runToEnd(engine: Engine, flags: RunFlags): Promise<void> {
+async function runToEnd(engine: Engine, stop: () => Promise<void>, flags: RunFlags): Promise<void> {
   const stopProgress = flags.progress && process.stderr.isTTY ? startProgress(engine.stats, process.stderr) : () => {};
 
   let signals = 0;
@@ -179,7 +160,7 @@ async function runToEnd(engine: Engine, flags: RunFlags): Promise<void> {
     signals++;
     // A second signal means the user will not wait for the flush.
     if (signals > 1) process.exit(130);
-    void engine.stop();
+    void stop();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

@@ -1,60 +1,90 @@
 /**
- * The coordinator, embedded in the first worker: membership and the partition map. It admits
- * joining workers, removes leaving ones, and moves slots with their state between them. Slots
- * move in chunks, each inside a quiescent section of the first worker's engine: every source
- * runs there, so while it is quiescent no record is in flight anywhere, and a chunk's state can
- * move and the map change without holding or re-routing a single record.
+ * The coordinator: membership, the partition map and its epoch, slot moves, the registry of
+ * connector streams, heartbeats and the end of a run. It talks to workers only through a
+ * WorkerPort (itself included), so its decisions run without sockets; the etcd coordinator will
+ * implement the same surface.
+ *
+ * A slot moves without pausing any other: every worker freezes it (records routed to it wait at
+ * their sender) and answers once what it sent before is applied; its state then goes from the
+ * old owner to the new one; the new map reaches the new owner first, then everyone, and each
+ * worker sends the held records on to the new owner in the order they were held.
  */
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import type { AppSpec } from "../app/spec.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import {
-  ExportSlotsResponseSchema,
-  ImportSlotsResponseSchema,
-  JoinResponseSchema,
-  LeaveResponseSchema,
-  ShrinkResponseSchema,
-  StatusResponseSchema,
-  UpdateMapResponseSchema,
-  WorkerStatsResponseSchema,
-  type JoinRequest,
-  type ShrinkRequest,
-  type SlotState,
-} from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import type { SlotState, SourceAssignment, WorkerStatsResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
-import { equalRanges } from "../routing/partition-map.ts";
-import { mapToMessage } from "./codec.ts";
-import { grpcError, type Handlers } from "./grpc.ts";
-import { appDigest, CLUSTER_VERSION, type Worker } from "./membership.ts";
+import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
-import type { WorkerNode } from "./worker-node.ts";
 
 /**
- * Keys moved per quiescent section, which bounds the longest pause in output: moving a key costs
- * about a microsecond to serialise and as much to deserialise, so 25k keys pause for ~50 ms.
+ * Keys moved per chunk, which bounds how long the moving slots wait: moving a key costs about a
+ * microsecond to serialise and as much to deserialise, so 25k keys hold them for ~50 ms.
  */
 export const MIGRATION_CHUNK_KEYS_DEFAULT = 25_000;
 /** Slots per chunk at most, so an empty state still moves in a few steps, not in one. */
 const MIGRATION_CHUNK_SLOTS_MAX = 512;
-const MIGRATION_BREATH_MS_MIN = 10;
+export const HEARTBEAT_INTERVAL_MS = 500;
+/** A worker silent this long shows as unreachable: four missed heartbeats, to ride out a GC pause. */
+export const UNREACHABLE_AFTER_MS = 2000;
+
+/** What the coordinator asks of a worker. */
+export interface WorkerPort {
+  freeze(worker: Worker, epoch: number, slots: number[]): Promise<void>;
+  exportSlots(worker: Worker, slots: number[]): Promise<SlotState[]>;
+  importSlots(worker: Worker, states: SlotState[]): Promise<void>;
+  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[]): Promise<void>;
+  releaseStream(worker: Worker, source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
+  startSources(worker: Worker, sources: SourceAssignment[]): Promise<void>;
+  stopSources(worker: Worker): Promise<SourceAssignment[]>;
+  leave(worker: Worker, reason: string): Promise<void>;
+  stats(worker: Worker): Promise<WorkerStatsResponse | undefined>;
+}
+
+export interface JoinRequestData {
+  version?: { major: number; minor: number };
+  address: string;
+  connectorAddress: string;
+  app: string;
+  appDigest: string;
+}
 
 export interface CoordinatorOptions {
   app: AppSpec;
-  token?: string;
-  node: WorkerNode;
-  /** Runs fn while no batch is in flight anywhere in the cluster. */
-  quiesce: <T>(fn: () => Promise<T>) => Promise<T>;
+  self: Worker;
+  slotCount: number;
+  port: WorkerPort;
   log: Logger;
   chunkKeys?: number;
   /** State was lost (a worker died holding slots mid-move): the run cannot be trusted to go on. */
   onStateLost: (err: Error) => void;
+  /** The bundled sources of a finite run, for its end: true when every source binding is finite. */
+  finite: boolean;
+}
+
+export interface ClusterView {
+  epoch: number;
+  slotCount: number;
+  members: Array<Worker & { slots: number; coordinator: boolean; reachable: boolean; stats: WorkerStatsResponse | undefined }>;
 }
 
 export interface Coordinator {
-  handlers(): Handlers;
-  /** Resolves once the cluster has this many workers. */
+  readonly map: () => PartitionMap;
+  readonly members: () => readonly Worker[];
+  join(request: JoinRequestData): Promise<{ id: string; map: PartitionMap; members: readonly Worker[] }>;
+  shrink(ids: string[], count: number): Promise<{ map: PartitionMap; removed: string[] }>;
+  heartbeat(id: string): void;
+  claimStream(worker: string, source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
+  sourcesDone(worker: string): void;
+  /** Resolves once the cluster has this many members. */
   waitForWorkers(count: number): Promise<void>;
+  /** Hands bundled sources to workers (a directory's files spread over the data workers). */
+  startSources(assignments: Array<{ worker: string; source: SourceAssignment }>): Promise<void>;
+  /** Resolves when a finite run is over: every member's sources ended and their batches are done. */
+  readonly runOver: Promise<void>;
+  /** Stops every worker's sources and waits for their batches; then the run is over. */
+  stopRun(): Promise<void>;
+  status(): Promise<ClusterView>;
   /** Tells every other worker to leave. */
   shutdown(reason: string): Promise<void>;
 }
@@ -68,11 +98,24 @@ class MigrationError extends Error {
   }
 }
 
+function refused(code: ErrorCode, message: string): KeywayError {
+  return new KeywayError(code, message);
+}
+
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
-  const { app, node, quiesce, log } = options;
+  const { app, port, log, self } = options;
   const chunkKeys = options.chunkKeys ?? MIGRATION_CHUNK_KEYS_DEFAULT;
   const digest = appDigest(app);
-  let nextId = node.members().length;
+  let members: Worker[] = [self];
+  let map: PartitionMap = dataRanges(options.slotCount, members, 1);
+  let nextId = 1;
+  const lastSeen = new Map<string, number>();
+  const streams = new Map<string, { holder: string | undefined; position: bigint }>();
+  const done = new Set<string>();
+  let endRun!: () => void;
+  const runOver = new Promise<void>((resolve) => (endRun = resolve));
+  let sourcesStarted = false;
+
   // Membership changes one at a time.
   let changes: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -83,232 +126,238 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const waiters: Array<{ count: number; resolve: () => void }> = [];
   const notifyWaiters = () => {
     for (const w of [...waiters]) {
-      if (node.members().length >= w.count) {
+      if (members.length >= w.count) {
         waiters.splice(waiters.indexOf(w), 1);
         w.resolve();
       }
     }
   };
+  const member = (id: string) => members.find((m) => m.id === id);
 
-  const isSelf = (id: string) => id === node.selfId();
-  const addressOf = (id: string, members: readonly Worker[]) => members.find((m) => m.id === id)!.address;
-
-  const exportFrom = async (id: string, slots: number[], members: readonly Worker[]): Promise<SlotState[]> => {
-    if (isSelf(id)) return node.exportSlots(slots);
-    const response = await node.peers.call(addressOf(id, members), "ExportSlots", { epoch: BigInt(node.placement.map.epoch), slots }, ExportSlotsResponseSchema);
-    return response.slots;
-  };
-
-  const importInto = async (id: string, states: SlotState[], members: readonly Worker[]): Promise<void> => {
-    if (isSelf(id)) {
-      node.importSlots(states);
-      return;
-    }
-    await node.peers.call(addressOf(id, members), "ImportSlots", { epoch: BigInt(node.placement.map.epoch), slots: states }, ImportSlotsResponseSchema);
-  };
-
-  const broadcast = async (map: PartitionMap, members: readonly Worker[]): Promise<void> => {
-    const message = mapToMessage(map, members);
+  /** The new map reaches `first` before anyone else, so records sent under it find their state there. */
+  const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[]): Promise<void> => {
+    if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
+    map = next;
+    if (first !== undefined) await port.updateMap(first, next, members);
     await Promise.all(
-      members.map(async (m) => {
-        if (isSelf(m.id)) return node.applyMap(map, members);
-        try {
-          await node.peers.call(m.address, "UpdateMap", { map: message }, UpdateMapResponseSchema);
-        } catch (err) {
-          throw new Error(`worker ${m.id} at ${m.address} did not take map epoch ${map.epoch}: ${(err as Error).message}`);
-        }
-      }),
+      to.filter((m) => m.id !== first?.id).map((m) =>
+        port.updateMap(m, next, members).catch((err: Error) => {
+          throw new MigrationError(`worker ${m.id} at ${m.address} did not take map epoch ${next.epoch}: ${err.message}`, true);
+        }),
+      ),
     );
   };
 
-  const averageKeysPerSlot = async (id: string, members: readonly Worker[]): Promise<number> => {
-    const owned = node.placement.map.owners.filter((o) => node.placement.map.workers[o] === id).length;
+  const averageKeysPerSlot = async (id: string): Promise<number> => {
+    const owned = map.owners.filter((o) => map.workers[o] === id).length;
     if (owned === 0) return 0;
-    const keys = isSelf(id)
-      ? node.stats().keys
-      : Number((await node.peers.call(addressOf(id, members), "WorkerStats", {}, WorkerStatsResponseSchema, 10_000).catch(() => ({ keys: 0n }))).keys);
-    return keys / owned;
+    const stats = await port.stats(member(id)!).catch(() => undefined);
+    return stats === undefined ? 0 : Number(stats.keys) / owned;
   };
 
-  /** Moves slots towards `target` chunk by chunk; every member of `members` hears each new map. */
-  const migrate = async (target: PartitionMap, members: readonly Worker[], finalWorkers: readonly Worker[]): Promise<PartitionMap> => {
-    const start = node.placement.map;
+  /** Moves slots towards the equal ranges of the data workers, chunk by chunk. */
+  const migrate = async (): Promise<void> => {
+    const start = map;
+    const target = dataRanges(map.slotCount, members, 0);
     const moves = planMoves(start, target);
-    const done: SlotMove[] = [];
+    const finished: SlotMove[] = [];
     const startedAt = performance.now();
     let longestPauseMs = 0;
-    // Size chunks by the average keys per slot of the workers giving slots away.
-    const keysPerSlot = Math.max(1, ...(await Promise.all([...new Set(moves.map((m) => m.from))].map((id) => averageKeysPerSlot(id, members)))));
+    const keysPerSlot = Math.max(1, ...(await Promise.all([...new Set(moves.map((m) => m.from))].map(averageKeysPerSlot))));
     const chunkSlots = Math.max(1, Math.min(MIGRATION_CHUNK_SLOTS_MAX, Math.floor(chunkKeys / keysPerSlot)));
-    let lastPauseMs = 0;
     for (const chunk of chunkMoves(moves, chunkSlots)) {
-      // Let records flow between chunks for as long as the last pause held them.
-      if (lastPauseMs > 0) await new Promise((r) => setTimeout(r, Math.max(MIGRATION_BREATH_MS_MIN, lastPauseMs)));
-      const { from, to } = chunk[0]!;
+      const from = member(chunk[0]!.from)!;
+      const to = member(chunk[0]!.to)!;
       const slots = chunk.map((m) => m.slot);
       const pausedAt = performance.now();
-      await quiesce(async () => {
-        let states: SlotState[];
-        try {
-          states = await exportFrom(from, slots, members);
-        } catch (err) {
-          // The exporting worker is gone, and with it the state of every slot it owned.
-          throw new MigrationError(`exporting ${slots.length} slots from worker ${from} failed: ${(err as Error).message}`, true);
-        }
-        try {
-          await importInto(to, states, members);
-        } catch (err) {
-          // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
-          throw new MigrationError(`importing ${slots.length} slots into worker ${to} failed: ${(err as Error).message}`, done.some((m) => m.to === to));
-        }
-        done.push(...chunk);
-        try {
-          await broadcast(applyMoves(start, target, done, node.placement.map.epoch + 1), members);
-        } catch (err) {
-          throw new MigrationError((err as Error).message, true);
-        }
-      });
-      lastPauseMs = performance.now() - pausedAt;
-      longestPauseMs = Math.max(longestPauseMs, lastPauseMs);
+      try {
+        await Promise.all(members.map((m) => port.freeze(m, map.epoch, slots)));
+      } catch (err) {
+        throw new MigrationError(`freezing ${slots.length} slots failed: ${(err as Error).message}`, false);
+      }
+      let states: SlotState[];
+      try {
+        states = await port.exportSlots(from, slots);
+      } catch (err) {
+        throw new MigrationError(`exporting ${slots.length} slots from worker ${from.id} failed: ${(err as Error).message}`, true);
+      }
+      try {
+        await port.importSlots(to, states);
+      } catch (err) {
+        // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
+        throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
+      }
+      finished.push(...chunk);
+      await publish(applyMoves(start, target, finished, map.epoch + 1), to, members);
+      longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
     }
-    const final = equalRanges(target.slotCount, finalWorkers.map((w) => w.id), node.placement.map.epoch + 1);
-    await quiesce(() => broadcast(final, finalWorkers));
+    const final = dataRanges(map.slotCount, members, map.epoch + 1);
+    await publish(final, undefined, members);
     log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs) }, "slots moved");
-    return final;
   };
 
   /** A failed move: if state went with it, the run is over; otherwise the cluster goes on as it was. */
   const failMove = async (what: string, err: unknown, survivors: readonly Worker[]): Promise<never> => {
     const reason = err instanceof Error ? err.message : String(err);
     if (err instanceof MigrationError && err.lost) {
-      const lost = new Error(`${what} failed and slot state was lost: ${reason} (recovering it needs replicated state)`);
+      const lost = new KeywayError(ErrorCode.WORKER_LOST, `${what} failed and slot state was lost: ${reason} (recovering it needs replicated state)`);
       log.error({ err: lost.message }, "state lost during migration");
       options.onStateLost(lost);
       throw lost;
     }
     log.error({ err: reason }, `${what} failed; the cluster goes on with ${survivors.map((w) => w.id).join(", ")}`);
-    const current = node.placement.map;
-    const restored = equalRanges(current.slotCount, survivors.map((w) => w.id), current.epoch + 1);
-    if (planMoves(current, restored).length === 0) await quiesce(() => broadcast(restored, survivors)).catch(() => undefined);
-    throw new Error(`${what} failed: ${reason}`);
+    members = members.filter((m) => survivors.some((s) => s.id === m.id));
+    // Thaw whatever was frozen: the same owners, a new epoch.
+    await publish({ ...map, epoch: map.epoch + 1 }, undefined, members).catch(() => undefined);
+    throw new KeywayError(ErrorCode.WORKER_LOST, `${what} failed: ${reason}`);
   };
 
-  const join = (req: JoinRequest): Promise<{ id: string; map: PartitionMap; members: readonly Worker[] }> =>
-    serial(async () => {
-      const id = `w${nextId++}`;
-      const before = node.members();
-      const members = [...before, { id, address: req.address }];
-      log.info({ worker: id, address: req.address }, "worker joining");
-      try {
-        const map = await migrate(equalRanges(node.placement.map.slotCount, members.map((w) => w.id), 0), members, members);
-        notifyWaiters();
-        return { id, map, members };
-      } catch (err) {
-        return failMove(`worker ${id} joining`, err, before);
-      }
-    });
+  /** Every stream a leaving worker holds is given up there (once its records are committed). */
+  const releaseStreamsOf = async (worker: Worker): Promise<void> => {
+    for (const [key, entry] of streams) {
+      if (entry.holder !== worker.id) continue;
+      const [source, stream] = key.split("\u0000") as [string, string];
+      const answer = await port.releaseStream(worker, source, stream).catch(() => undefined);
+      if (answer === undefined) continue;
+      entry.position = answer.position;
+      entry.holder = undefined;
+    }
+  };
 
-  const shrink = (ids: string[]): Promise<{ map: PartitionMap; removed: string[] }> =>
-    serial(async () => {
-      const members = node.members();
-      const remaining = members.filter((m) => !ids.includes(m.id));
-      const removed = members.filter((m) => ids.includes(m.id));
-      log.info({ workers: ids }, "workers leaving");
-      let map: PartitionMap;
-      try {
-        map = await migrate(equalRanges(node.placement.map.slotCount, remaining.map((w) => w.id), 0), members, remaining);
-      } catch (err) {
-        return failMove(`removing ${ids.join(", ")}`, err, members);
-      }
-      await Promise.all(
-        removed.map((w) => node.peers.call(w.address, "Leave", { reason: "removed by shrink" }, LeaveResponseSchema).catch((err: Error) => log.warn({ worker: w.id, err: err.message }, "a removed worker did not hear it should leave"))),
-      );
-      return { map, removed: removed.map((w) => w.id) };
-    });
-
-  const checkToken = (token: string): string | undefined =>
-    options.token !== undefined && options.token !== "" && token !== options.token ? "wrong or missing cluster token" : undefined;
+  const checkDone = () => {
+    if (options.finite && sourcesStarted && members.every((m) => done.has(m.id))) endRun();
+  };
 
   return {
-    handlers() {
-      return {
-        Join(call: grpc.ServerUnaryCall<JoinRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
-          const req = call.request;
-          const refuse = (code: grpc.status, message: string) => {
-            log.warn({ address: req.address, reason: message }, "join refused");
-            callback(grpcError(code, message));
-          };
-          if (req.version?.major !== CLUSTER_VERSION.major) {
-            return refuse(grpc.status.FAILED_PRECONDITION, `cluster protocol ${req.version?.major ?? 0}.${req.version?.minor ?? 0} is not compatible with this cluster's ${CLUSTER_VERSION.major}.${CLUSTER_VERSION.minor}`);
-          }
-          const tokenProblem = checkToken(req.token);
-          if (tokenProblem !== undefined) return refuse(grpc.status.UNAUTHENTICATED, tokenProblem);
-          if (req.app !== app.name || req.appDigest !== digest) {
-            return refuse(grpc.status.FAILED_PRECONDITION, `the cluster runs app "${app.name}" (${digest}); the joining worker runs "${req.app}" (${req.appDigest})`);
-          }
-          join(req).then(
-            ({ id, map, members }) => callback(null, create(JoinResponseSchema, { workerId: id, map: mapToMessage(map, members) })),
-            (err: Error) => callback(grpcError(grpc.status.ABORTED, err.message)),
-          );
-        },
-        Shrink(call: grpc.ServerUnaryCall<ShrinkRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
-          const req = call.request;
-          const tokenProblem = checkToken(req.token);
-          if (tokenProblem !== undefined) return callback(grpcError(grpc.status.UNAUTHENTICATED, tokenProblem));
-          const members = node.members();
-          const ids = req.workerIds.length > 0 ? req.workerIds : members.slice(1).slice(-req.count).map((m) => m.id);
-          const unknown = ids.find((id) => !members.some((m) => m.id === id));
-          if (unknown !== undefined) return callback(grpcError(grpc.status.NOT_FOUND, `no worker ${unknown}; workers are ${members.map((m) => m.id).join(", ")}`));
-          if (ids.includes(node.selfId())) {
-            return callback(grpcError(grpc.status.FAILED_PRECONDITION, `worker ${node.selfId()} holds the coordinator and the sources and sinks; it cannot leave`));
-          }
-          if (ids.length === 0) return callback(grpcError(grpc.status.INVALID_ARGUMENT, "name workers to remove (--worker) or how many (--count)"));
-          shrink(ids).then(
-            ({ map, removed }) => callback(null, create(ShrinkResponseSchema, { map: mapToMessage(map, node.members()), removed })),
-            (err: Error) => callback(grpcError(grpc.status.ABORTED, err.message)),
-          );
-        },
-        Status(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
-          const members = node.members();
-          const map = node.placement.map;
-          Promise.all(
-            members.map(async (m) => {
-              if (isSelf(m.id)) {
-                const s = node.stats();
-                return { keys: s.keys, rate: s.recordsPerSecond };
-              }
-              const r = await node.peers.call(m.address, "WorkerStats", {}, WorkerStatsResponseSchema, 5000).catch(() => undefined);
-              return r === undefined ? { keys: -1, rate: 0 } : { keys: Number(r.keys), rate: r.recordsPerSecond };
-            }),
-          ).then((stats) => {
-            callback(
-              null,
-              create(StatusResponseSchema, {
-                app: app.name,
-                epoch: BigInt(map.epoch),
-                slotCount: map.slotCount,
-                workers: members.map((m, i) => ({
-                  id: m.id,
-                  address: m.address,
-                  slots: map.owners.filter((o) => map.workers[o] === m.id).length,
-                  keys: BigInt(Math.max(0, stats[i]!.keys)),
-                  recordsPerSecond: stats[i]!.rate,
-                  coordinator: isSelf(m.id),
-                })),
-              }),
-            );
+    map: () => map,
+    members: () => members,
+    join(req) {
+      if (req.version?.major !== CLUSTER_VERSION.major) {
+        return Promise.reject(refused(ErrorCode.USAGE, `cluster protocol ${req.version?.major ?? 0}.${req.version?.minor ?? 0} is not compatible with this cluster's ${CLUSTER_VERSION.major}.${CLUSTER_VERSION.minor}`));
+      }
+      if (req.app !== app.name || req.appDigest !== digest) {
+        return Promise.reject(refused(ErrorCode.USAGE, `the cluster runs app "${app.name}" (${digest}); the joining worker runs "${req.app}" (${req.appDigest})`));
+      }
+      return serial(async () => {
+        const id = `w${nextId++}`;
+        const before = members;
+        const joining: Worker = { id, address: req.address, connectorAddress: req.connectorAddress, data: true };
+        members = [...members, joining];
+        lastSeen.set(id, Date.now());
+        log.info({ worker: id, address: req.address }, "worker joining");
+        try {
+          // Everyone learns the member first (links open), then slots move to it.
+          await publish({ ...map, epoch: map.epoch + 1 }, joining, members);
+          await migrate();
+        } catch (err) {
+          return failMove(`worker ${id} joining`, err, before);
+        }
+        notifyWaiters();
+        // A worker joining a run under way reads no bundled source, but its end counts too.
+        if (sourcesStarted) await port.startSources(joining, []).catch(() => undefined);
+        return { id, map, members };
+      });
+    },
+    shrink(ids, count) {
+      return serial(async () => {
+        const chosen = ids.length > 0 ? ids : members.filter((m) => m.id !== self.id).slice(-count).map((m) => m.id);
+        const unknown = chosen.find((id) => member(id) === undefined);
+        if (unknown !== undefined) throw refused(ErrorCode.UNKNOWN_NAME, `no worker ${unknown}; workers are ${members.map((m) => m.id).join(", ")}`);
+        if (chosen.length === 0) throw refused(ErrorCode.USAGE, "name workers to remove (--worker) or how many (--count)");
+        const remainingData = members.filter((m) => m.data && !chosen.includes(m.id));
+        if (remainingData.length === 0) throw refused(ErrorCode.USAGE, `removing ${chosen.join(", ")} would leave no worker to hold the slots`);
+        const leaving = members.filter((m) => chosen.includes(m.id) && m.id !== self.id);
+        log.info({ workers: chosen }, "workers leaving");
+        const before = members;
+        // The coordinator's own process stays; only its data role goes.
+        members = members.map((m) => (chosen.includes(m.id) ? { ...m, data: false } : m));
+        try {
+          await migrate();
+        } catch (err) {
+          return failMove(`removing ${chosen.join(", ")}`, err, before);
+        }
+        for (const worker of leaving) {
+          const moved = await port.stopSources(worker).catch((err: Error) => {
+            log.warn({ worker: worker.id, err: err.message }, "a leaving worker did not stop its sources cleanly");
+            return [] as SourceAssignment[];
           });
-        },
-      };
+          await releaseStreamsOf(worker);
+          const heirs = members.filter((m) => m.data);
+          await Promise.all(
+            moved.map((s, i) => {
+              done.delete(heirs[i % heirs.length]!.id);
+              return port.startSources(heirs[i % heirs.length]!, [s]);
+            }),
+          );
+        }
+        members = members.filter((m) => !leaving.includes(m));
+        await publish({ ...map, epoch: map.epoch + 1 }, undefined, members);
+        await Promise.all(
+          leaving.map((w) => port.leave(w, "removed by shrink").catch((err: Error) => log.warn({ worker: w.id, err: err.message }, "a removed worker did not hear it should leave"))),
+        );
+        checkDone();
+        return { map, removed: chosen };
+      });
+    },
+    heartbeat(id) {
+      lastSeen.set(id, Date.now());
+    },
+    async claimStream(worker, source, stream) {
+      const key = `${source}\u0000${stream}`;
+      const entry = streams.get(key);
+      if (entry === undefined) {
+        streams.set(key, { holder: worker, position: 0n });
+        return { granted: true, resumeAfter: 0n };
+      }
+      if (entry.holder !== undefined && entry.holder !== worker) {
+        const holder = member(entry.holder);
+        if (holder !== undefined) {
+          const answer = await port.releaseStream(holder, source, stream);
+          if (!answer.released) return { granted: false, resumeAfter: 0n };
+          entry.position = answer.position;
+        }
+      }
+      entry.holder = worker;
+      return { granted: true, resumeAfter: entry.position };
+    },
+    sourcesDone(worker) {
+      done.add(worker);
+      checkDone();
     },
     waitForWorkers(count) {
-      if (node.members().length >= count) return Promise.resolve();
+      if (members.length >= count) return Promise.resolve();
       return new Promise((resolve) => waiters.push({ count, resolve }));
     },
+    async startSources(assignments) {
+      sourcesStarted = true;
+      done.clear();
+      await Promise.all(members.map((m) => port.startSources(m, assignments.filter((a) => a.worker === m.id).map((a) => a.source))));
+      checkDone();
+    },
+    runOver,
+    async stopRun() {
+      await serial(async () => {
+        await Promise.all(members.map((m) => port.stopSources(m).catch((err: Error) => log.warn({ worker: m.id, err: err.message }, "a worker did not stop its sources cleanly"))));
+      });
+      endRun();
+    },
+    async status() {
+      const now = Date.now();
+      const stats = await Promise.all(members.map((m) => port.stats(m).catch(() => undefined)));
+      return {
+        epoch: map.epoch,
+        slotCount: map.slotCount,
+        members: members.map((m, i) => ({
+          ...m,
+          slots: map.owners.filter((o) => map.workers[o] === m.id).length,
+          coordinator: m.id === self.id,
+          reachable: m.id === self.id || now - (lastSeen.get(m.id) ?? 0) < UNREACHABLE_AFTER_MS,
+          stats: stats[i],
+        })),
+      };
+    },
     async shutdown(reason) {
-      await Promise.all(
-        node.members().filter((m) => !isSelf(m.id)).map((m) => node.peers.call(m.address, "Leave", { reason }, LeaveResponseSchema, 5000).catch(() => undefined)),
-      );
+      await Promise.all(members.filter((m) => m.id !== self.id).map((m) => port.leave(m, reason).catch(() => undefined)));
     },
   };
 }

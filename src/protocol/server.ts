@@ -43,6 +43,8 @@ export interface ConnectorServerOptions {
   partitioners: readonly string[];
   /** The cluster's say on where sessions belong. Without it this server is the whole engine. */
   placement?: SessionPlacement;
+  /** In a cluster: a source stream opens here only once the cluster grants it (it may stand elsewhere). */
+  streamClaim?: (source: string, stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
   log: Logger;
 }
 
@@ -71,6 +73,8 @@ export interface ConnectorServer {
    */
   rebalance(reason: string): number;
   sessionCounts(): SessionCounts;
+  /** In a cluster: gives a source's stream up to another worker once its records here are committed. */
+  releaseStream(source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
   /** Every live session gets Error SHUTTING_DOWN (status UNAVAILABLE); then the server stops. */
   close(): Promise<void>;
 }
@@ -89,6 +93,8 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const policy = (targets: readonly string[]): HandshakePolicy => ({ token, targets });
 
   const sources = new Map(options.sourceTargets.map((name) => [name, new ConnectorSource(name, limits)]));
+  const { streamClaim } = options;
+  if (streamClaim !== undefined) for (const [name, source] of sources) source.setStreamClaim((stream) => streamClaim(name, stream));
   const sinks = new Map(options.sinkTargets.map((name) => [name, new ConnectorSink(name, limits)]));
   const requestIds: RequestIds = { next: 1n };
   const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds)]));
@@ -145,6 +151,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       }
       return moved;
     },
+    releaseStream: (source, stream) => known(sources, "source", source).releaseStream(stream),
     sessionCounts() {
       const counts: SessionCounts = { source: 0, sink: 0, partitioner: 0 };
       for (const s of live) if (s.welcomed) counts[s.identity!.role]++;

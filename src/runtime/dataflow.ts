@@ -17,12 +17,17 @@ type Emit = (value: unknown) => void;
 type StatefulStep = Extract<Step, { kind: "state" }>;
 type KeyingStep = Extract<Step, { kind: "keyBy" | "keyByPartitioner" }>;
 
-/** Records routed into a keyed stage, as parallel arrays so a batch allocates per batch, not per record. */
+/**
+ * Records routed into a keyed stage, as parallel arrays so a batch allocates per batch, not per
+ * record. `lineage` (only when the sink wants record ids) is each record's path from its source
+ * record: the origin id, then the index of each emission along the way, so an output's id is the
+ * same whichever worker produced it.
+ */
 export interface KeyedBatch {
   keys: Key[];
   slots: number[];
   values: unknown[];
-  origins: number[];
+  lineage: string[];
 }
 
 interface KeyedStage {
@@ -32,23 +37,27 @@ interface KeyedStage {
   emit: Emit;
 }
 
-/** Sink-bound output of a stage run: encoded values and, when tracked, their origins. */
-export interface Collected {
-  values: Payload[];
-  origins: number[];
-}
-
 /** Asks the partition function named `name` for the keys of these encoded values, in order. */
 export type PartitionFn = (name: string, values: Uint8Array[]) => Promise<Key[]>;
 
-/** The current partition map and this worker's index in it; the cluster swaps the map between batches. */
+/**
+ * The current partition map, this worker's index in it, and the slots frozen while they move;
+ * the cluster swaps the map between batches.
+ */
 export interface Placement {
   map: PartitionMap;
   self: number;
+  /** slot -> 1 while the slot moves: records routed to it wait (hold) instead of going anywhere. */
+  frozen?: Uint8Array;
 }
 
-/** Runs stage `stage` and the rest of the pipeline for these records on worker `owner`. */
-export type ForwardFn = (owner: number, stage: number, batch: KeyedBatch, withOrigins: boolean) => Promise<Collected>;
+/** Where records go that this worker does not run now; each promise settles when they are done. */
+export interface RouteOut {
+  /** To the worker at index `owner` of the map, for stage `stage` onwards. */
+  send(owner: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
+  /** Records of frozen slots, until the slots thaw. */
+  hold(stage: number, batch: KeyedBatch): Promise<void>;
+}
 
 export interface Routing {
   slotOf: (key: Key) => number;
@@ -56,26 +65,40 @@ export interface Routing {
   /** Required when the pipeline keys by a partitioner. */
   partition?: PartitionFn;
   /** Required when another worker owns slots. */
-  forward?: ForwardFn;
+  out?: RouteOut;
 }
 
-export interface DataflowOutput {
+/** What one run produced here: sink-bound output, and the promises of records sent elsewhere. */
+export interface StageRun {
   values: Payload[];
   /** Present when asked for: one stable id per output value. */
   ids?: string[];
+  pending: Promise<void>[];
+  /** Records that reached this worker for a slot it does not own, and were forwarded. */
+  forwarded: number;
+}
+
+export interface RunOptions {
+  withIds: boolean;
+  /** Records that arrived from another worker: run those this worker owns even while frozen. */
+  inbound: boolean;
+  hops: number;
 }
 
 export interface Dataflow {
   readonly pipeline: PipelineSpec;
   /** One store per state step, in pipeline order. */
   readonly stores: readonly StageStore[];
-  /** Runs a source batch through every stage; returns the encoded records for the sink. */
-  process(batch: SourceBatch, withIds: boolean): Promise<DataflowOutput>;
+  /** Runs a source batch through the stateless head and routes it on. */
+  process(batch: SourceBatch, withIds: boolean): Promise<StageRun>;
   /** Records run through keyed stages on this worker so far. */
   recordsRun(): number;
-  /** Runs records another worker routed here through stage `stage` and the rest of the pipeline. */
-  runStage(stage: number, input: KeyedBatch, withOrigins: boolean): Promise<Collected>;
+  /** Runs records through stage `stage` and the rest of the pipeline, here or where they belong. */
+  runStage(stage: number, input: KeyedBatch, options: RunOptions): Promise<StageRun>;
 }
+
+/** A record forwarded this often by workers that did not own its slot is a routing bug, not a race. */
+export const FORWARD_HOPS_MAX = 4;
 
 const utf8 = new TextDecoder();
 
@@ -169,23 +192,26 @@ export function partitionerNames(pipeline: PipelineSpec): string[] {
 
 export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataflow {
   const { head, keyed } = splitStages(pipeline.steps);
-  const { slotOf, placement, partition, forward } = routing;
+  const { slotOf, placement, partition, out } = routing;
   if (partition === undefined && partitionerNames(pipeline).length > 0) {
     throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}" keys by a partitioner, but no partitioner service runs`);
   }
   const encode = encoderOf(pipeline.sink);
-  // Where the synchronous part of a stage run writes: the sink's collection, or the next stage's
+  const idPrefix = `${pipeline.name}:`;
+  // Where the synchronous part of a stage run writes: the run's sink output, or the next stage's
   // input. Swapped before each run, which never awaits, so concurrent runs cannot mix.
-  let sinkOut: Collected = emptyCollected();
+  let sinkOut: StageRun = emptyRun(false);
   let stageIn: KeyedBatch = emptyKeyedBatch();
-  // The source-batch index of the record being processed, set by each stage's loop, and carried
-  // along only when the sink wants record ids.
-  let origin = 0;
+  // The lineage of the record being processed and how many records it has emitted, set by each
+  // loop and used only when the sink wants record ids. The head separates with ":", stages with ".".
+  let lineage = "";
+  let separator = ":";
+  let emitted = 0;
   let tracking = false;
   let recordsRun = 0;
   const toSink: Emit = (v) => {
     sinkOut.values.push(encode(v));
-    if (tracking) sinkOut.origins.push(origin);
+    if (tracking) sinkOut.ids!.push(`${idPrefix}${lineage}${separator}${emitted++}`);
   };
 
   const route = (input: KeyedBatch, key: Key): void => {
@@ -201,14 +227,14 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       // Keys come later, for the whole batch at once, from the partition function.
       return (v) => {
         stageIn.values.push(v);
-        if (tracking) stageIn.origins.push(origin);
+        if (tracking) stageIn.lineage.push(`${lineage}${separator}${emitted++}`);
       };
     }
     const keyBy = keying.fn;
     return (v) => {
       route(stageIn, keyBy(v));
       stageIn.values.push(v);
-      if (tracking) stageIn.origins.push(origin);
+      if (tracking) stageIn.lineage.push(`${lineage}${separator}${emitted++}`);
     };
   };
 
@@ -226,13 +252,17 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined): void => {
     const { store, emit } = stage;
     const { init, update } = stage.step;
-    const { keys, slots, values, origins } = input;
+    const { keys, slots, values } = input;
     const n = only === undefined ? keys.length : only.length;
     recordsRun += n;
+    separator = ".";
     for (let j = 0; j < n; j++) {
       const i = only === undefined ? j : only[j]!;
       const key = keys[i]!;
-      if (tracking) origin = origins[i]!;
+      if (tracking) {
+        lineage = input.lineage[i]!;
+        emitted = 0;
+      }
       const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
       if (result === undefined) continue;
       if (Array.isArray(result)) {
@@ -252,52 +282,58 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     for (const key of keys) route(input, key);
   };
 
-  /** Runs stage s and every later one over input, here and on the owners of other slots; collects sink output into out. */
-  const runFrom = async (s: number, input: KeyedBatch, out: Collected): Promise<void> => {
-    if (s === stages.length) {
-      throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}" has no stage ${s}`);
-    }
-    const stage = stages[s]!;
-    if (stage.keying.kind === "keyByPartitioner") {
-      await resolveKeys(input, stage.keying.partitioner);
-    } else if (input.keys.length < input.values.length) {
-      // Forwarded without keys: every worker runs the same app, so recomputing is cheaper than sending.
-      const keyBy = stage.keying.fn;
-      for (const v of input.values) route(input, keyBy(v));
-    }
+  const outOrFail = (): RouteOut => {
+    if (out === undefined) throw new KeywayError(ErrorCode.INTERNAL, `slots owned by other workers, but this worker cannot forward`);
+    return out;
+  };
+
+  /** Runs stage s and every later one over input: here what this worker runs, elsewhere the rest. */
+  const dispatch = async (s: number, input: KeyedBatch, run: StageRun, options: RunOptions): Promise<void> => {
+    const stage = stages[s];
+    if (stage === undefined) throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}" has no stage ${s}`);
+    if (stage.keying.kind === "keyByPartitioner") await resolveKeys(input, stage.keying.partitioner);
     const { owners } = placement.map;
-    const self = placement.self;
+    const { self, frozen } = placement;
+    const { inbound } = options;
     // Most batches are wholly local (always so on one worker): check before splitting.
-    let remote: Map<number, number[]> | undefined;
     let local: number[] | undefined;
+    let remote: Map<number, number[]> | undefined;
+    let held: number[] | undefined;
     for (let i = 0; i < input.slots.length; i++) {
-      const owner = owners[input.slots[i]!]!;
-      if (owner === self && remote === undefined) continue;
-      if (remote === undefined) {
-        remote = new Map();
-        local = Array.from({ length: i }, (_, j) => j);
-      }
-      if (owner === self) {
-        local!.push(i);
-      } else {
+      const slot = input.slots[i]!;
+      const owner = owners[slot]!;
+      const here = owner === self && (inbound || frozen === undefined || frozen[slot] === 0);
+      if (here && local === undefined) continue;
+      if (local === undefined) local = Array.from({ length: i }, (_, j) => j);
+      if (here) local.push(i);
+      else if (frozen !== undefined && frozen[slot] === 1) (held ??= []).push(i);
+      else {
+        remote ??= new Map();
         let indexes = remote.get(owner);
         if (indexes === undefined) remote.set(owner, (indexes = []));
         indexes.push(i);
       }
     }
-    const pending: Promise<Collected>[] = [];
     if (remote !== undefined) {
-      if (forward === undefined) throw new KeywayError(ErrorCode.INTERNAL, `slots owned by other workers, but this worker cannot forward`);
-      const withKeys = stage.keying.kind === "keyByPartitioner";
-      for (const [owner, indexes] of remote) pending.push(forward(owner, s, pick(input, indexes, withKeys, tracking), tracking));
+      const routeOut = outOrFail();
+      const hops = inbound ? options.hops + 1 : 0;
+      for (const [owner, indexes] of remote) {
+        if (inbound) {
+          run.forwarded += indexes.length;
+          if (hops > FORWARD_HOPS_MAX) {
+            throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `pipeline "${pipeline.name}": records for slot ${input.slots[indexes[0]!]} forwarded ${hops} times without reaching its owner`);
+          }
+        }
+        run.pending.push(routeOut.send(owner, s, pick(input, indexes, tracking), hops));
+      }
     }
+    if (held !== undefined) run.pending.push(outOrFail().hold(s, pick(input, held, tracking)));
     const last = s === stages.length - 1;
     const next = emptyKeyedBatch();
-    if (last) sinkOut = out;
+    if (last) sinkOut = run;
     else stageIn = next;
-    runLocal(stage, input, local);
-    if (!last) await runFrom(s + 1, next, out);
-    for (const collected of await Promise.all(pending)) append(out, collected, tracking);
+    if (local === undefined || local.length > 0) runLocal(stage, input, local);
+    if (!last && next.values.length > 0) await dispatch(s + 1, next, run, { ...options, inbound: false, hops: 0 });
   };
 
   return {
@@ -305,62 +341,48 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     stores: stages.map((s) => s.store),
     recordsRun: () => recordsRun,
     async process(batch, withIds) {
-      const out = emptyCollected();
+      const run = emptyRun(withIds);
       tracking = withIds;
       const values = batch.values;
-      if (stages.length === 0) {
-        sinkOut = out;
-      } else {
-        stageIn = emptyKeyedBatch();
-      }
+      if (stages.length === 0) sinkOut = run;
+      else stageIn = emptyKeyedBatch();
       const first = stageIn;
+      separator = ":";
       for (let i = 0; i < values.length; i++) {
-        origin = i;
+        if (withIds) {
+          lineage = batch.recordIds?.[i] ?? `${batch.position}#${i}`;
+          emitted = 0;
+        }
         headEmit(decode(values[i]!));
       }
-      if (stages.length > 0) await runFrom(0, first, out);
-      return withIds ? { values: out.values, ids: recordIds(pipeline.name, batch, out.origins) } : { values: out.values };
+      if (stages.length > 0 && first.values.length > 0) {
+        await dispatch(0, first, run, { withIds, inbound: false, hops: 0 });
+      }
+      return run;
     },
-    async runStage(s, input, withIds) {
-      const out = emptyCollected();
-      tracking = withIds;
-      await runFrom(s, input, out);
-      return out;
+    async runStage(s, input, options) {
+      const run = emptyRun(options.withIds);
+      tracking = options.withIds;
+      await dispatch(s, input, run, options);
+      return run;
     },
   };
 }
 
-function emptyKeyedBatch(): KeyedBatch {
-  return { keys: [], slots: [], values: [], origins: [] };
+export function emptyKeyedBatch(): KeyedBatch {
+  return { keys: [], slots: [], values: [], lineage: [] };
 }
 
-function emptyCollected(): Collected {
-  return { values: [], origins: [] };
+function emptyRun(withIds: boolean): StageRun {
+  return withIds ? { values: [], ids: [], pending: [], forwarded: 0 } : { values: [], pending: [], forwarded: 0 };
 }
 
-/** The records at indexes; keys only when the receiver cannot recompute them (a partition function's). */
-function pick(input: KeyedBatch, indexes: number[], withKeys: boolean, withOrigins: boolean): KeyedBatch {
+/** The records at indexes, with their keys and slots so the receiver neither re-keys nor re-hashes. */
+function pick(input: KeyedBatch, indexes: number[], withLineage: boolean): KeyedBatch {
   return {
-    keys: withKeys ? indexes.map((i) => input.keys[i]!) : [],
-    slots: withKeys ? indexes.map((i) => input.slots[i]!) : [],
+    keys: indexes.map((i) => input.keys[i]!),
+    slots: indexes.map((i) => input.slots[i]!),
     values: indexes.map((i) => input.values[i]),
-    origins: withOrigins ? indexes.map((i) => input.origins[i]!) : [],
+    lineage: withLineage ? indexes.map((i) => input.lineage[i]!) : [],
   };
-}
-
-function append(out: Collected, more: Collected, withOrigins: boolean): void {
-  for (const v of more.values) out.values.push(v);
-  if (withOrigins) for (const o of more.origins) out.origins.push(o);
-}
-
-/** `<pipeline>:<origin id>:<n>`, n counting the outputs of one input record from 0. */
-function recordIds(pipeline: string, batch: SourceBatch, origins: readonly number[]): string[] {
-  const perOrigin = new Uint32Array(batch.values.length);
-  const ids = new Array<string>(origins.length);
-  for (let j = 0; j < origins.length; j++) {
-    const o = origins[j]!;
-    const originId = batch.recordIds?.[o] ?? `${batch.position}#${o}`;
-    ids[j] = `${pipeline}:${originId}:${perOrigin[o]!++}`;
-  }
-  return ids;
 }

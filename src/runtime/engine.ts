@@ -1,8 +1,11 @@
 /**
- * Runs an app on one worker: opens its connectors, moves batches from each source through its
- * dataflow to its sink, and closes everything when the sources end or the engine is stopped.
- * Backpressure is the await on sink.write: a pipeline reads its next batch only once the sink has
- * taken the last one, so engine memory is one batch in flight plus each sink's bounded buffer.
+ * Runs an app on one worker, alone or as one peer of a cluster: opens the connectors placed on
+ * it, moves batches from each source through its dataflow, runs records other workers route to
+ * it, and closes everything when the sources end or the engine is stopped. A source's loop never
+ * waits for a batch's records sent to other workers: it waits for room (the local sink's write,
+ * the exchange's window) and for at most MAX_INFLIGHT_BATCHES unfinished batches, and a batch's
+ * position is committed once every record of it, and every earlier batch, is done everywhere.
+ * Alone, every slot is local and a batch is done when its sink has taken its output.
  *
  * With a data dir, a checkpoint is taken between batches: pipelines pause, sinks flush, state and
  * each source's progress are captured, pipelines resume, and once the file is durable the sources
@@ -11,18 +14,31 @@
  */
 import { toAppSpec } from "../app/pipeline.ts";
 import type { AppSpec, PipelineSpec } from "../app/spec.ts";
-import type { Sink, Source } from "../connector/types.ts";
+import type { Payload, Sink, Source } from "../connector/types.ts";
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from "../durability/checkpoint-file.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
-import { compileDataflow, type Dataflow, type ForwardFn, type PartitionFn, type Placement } from "./dataflow.ts";
+import { createCommitTracker } from "./commit-tracker.ts";
+import { compileDataflow, type Dataflow, type KeyedBatch, type PartitionFn, type Placement, type StageRun } from "./dataflow.ts";
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
 const FLUSH_WARNING_INTERVAL_MS = 5000;
+/** Unfinished batches a source may have before its loop waits: bounds what a batch's fan-out holds. */
+export const MAX_INFLIGHT_BATCHES = 64;
+
+/** How records and output leave this worker for its peers (absent alone: every slot is local). */
+export interface PeerLinks {
+  /** Records for pipeline p's stage s to the worker at index `owner` of the map; settles when done there. */
+  send(owner: number, pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
+  /** A pipeline's sink output, to the worker whose sink takes it; settles when that sink has it. */
+  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
+  /** Resolves once the links have room for more (the sources' backpressure). */
+  ready(): Promise<void>;
+}
 
 export interface EngineOptions {
   /** Routing slots; fixed for the life of the state (a power of two). */
@@ -33,12 +49,19 @@ export interface EngineOptions {
   /** Checkpoint state and source progress here, and restore from it at start. */
   dataDir?: string;
   checkpointIntervalMs?: number;
-  /** In a cluster: the shared, swappable partition map and this worker's index (0 when absent). */
+  /** In a cluster: the shared, swappable partition map and this worker's index. */
   placement?: Placement;
-  /** In a cluster: pipeline i's function that runs records on the worker owning their slots. */
-  forwardFor?: (pipeline: number) => ForwardFn;
+  /** In a cluster: the exchange to the other workers. */
+  peers?: PeerLinks;
+  /** In a cluster: whether a sink on another worker needs record ids (it dedups by them). */
+  remoteSinkWantsIds?: (sink: string) => boolean;
   /** Sources are read only once this settles (a cluster waits for its workers to join). */
   startGate?: Promise<void>;
+  /**
+   * In a cluster: sinks stay open, and records from other workers keep running, until this
+   * settles (the whole cluster's sources are done), not only this worker's.
+   */
+  holdOpen?: Promise<void>;
 }
 
 export interface EngineStats {
@@ -48,28 +71,51 @@ export interface EngineStats {
   /** Records the sinks hold that have not yet left the engine. */
   bufferedRecords: number;
   checkpoints: number;
+  /** Records that reached this worker for a slot it does not own, forwarded to the owner. */
+  recordsForwarded: number;
+}
+
+/** A batch another worker sent here: records for a stage, or output for a sink. */
+export interface InboundBatch {
+  pipeline: number;
+  stage: number;
+  toSink: boolean;
+  hops: number;
+  records?: KeyedBatch;
+  output?: { values: Payload[]; ids?: string[] };
 }
 
 export interface Engine {
   /** Settles once every source has ended (or stop() was called) and all output is flushed; rejects on failure. */
   readonly done: Promise<void>;
+  /** Settles once this worker's sources (those added so far too) have ended and every batch they read is done. */
+  sourcesDone(): Promise<void>;
+  /** Closes this worker's sources; resolves once every batch they read is done. */
+  closeSources(): Promise<void>;
   readonly finite: boolean;
   stats(): EngineStats;
   /** Every state stage's store, per pipeline, in pipeline order. */
   stores(): StageStore[];
   /** Closes the sources, flushes and closes the sinks; resolves with done. */
   stop(): Promise<void>;
-  /** The compiled pipelines, in app order, so a cluster can run stages for other workers. */
+  /** The compiled pipelines, in app order. */
   readonly flows: readonly Dataflow[];
-  /**
-   * Runs fn while no batch is in flight anywhere: pipelines finish the batch in hand and wait.
-   * The cluster moves slots inside it.
-   */
+  /** Runs fn while no batch is in flight: pipelines finish what they hold and wait. */
   quiesce<T>(fn: () => Promise<T>): Promise<T>;
+  /** Runs a batch another worker sent: `applied` once its local part ran, `done` once finished. */
+  receive(batch: InboundBatch): { applied: Promise<void>; done: Promise<void> };
+  /** Sends records held for frozen slots on by the current map, in the order they were held. */
+  thaw(): void;
+  /** Starts reading another source for pipeline `pipeline` (a bundled source moved here). */
+  addSource(pipeline: number, source: Source, resumeFrom?: bigint): Promise<void>;
+  /** Sources being read on this worker, by app source name. */
+  sourceNames(): string[];
 }
 
 export interface Connectors {
+  /** App source name -> its source on this worker; a name absent here is read on other workers. */
   sources: ReadonlyMap<string, Source>;
+  /** App sink name -> its sink on this worker; output for a sink absent here goes to a peer. */
   sinks: ReadonlyMap<string, Sink>;
 }
 
@@ -90,12 +136,14 @@ async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoin
   const opened: Array<Source | Sink> = [];
   try {
     for (const name of appSinkNames(app)) {
-      const sink = connectors.sinks.get(name)!;
+      const sink = connectors.sinks.get(name);
+      if (sink === undefined) continue;
       await sink.open({ name, log: log.child({ sink: name }) });
       opened.push(sink);
     }
     for (const [i, p] of app.pipelines.entries()) {
-      const source = connectors.sources.get(p.source.name)!;
+      const source = connectors.sources.get(p.source.name);
+      if (source === undefined) continue;
       const progress = restored?.sources[i]?.progress;
       await source.open({
         name: p.source.name,
@@ -127,55 +175,127 @@ function restoreState(app: AppSpec, flows: Dataflow[], checkpoint: Checkpoint, d
 export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Connectors, options: EngineOptions = {}): Promise<Engine> {
   const app = toAppSpec(spec);
   if (app === undefined) throw new KeywayError(ErrorCode.BAD_APP, "startEngine needs a pipeline or an app");
-  checkBindings(app, connectors.sources.keys(), connectors.sinks.keys());
+  const clustered = options.peers !== undefined;
+  if (!clustered) checkBindings(app, connectors.sources.keys(), connectors.sinks.keys());
   const log = options.log ?? silentLogger();
   const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
   const slotOf = await createSlotOf(slotCount);
   // Alone, this worker owns every slot; records still go through the map as they do in a cluster.
   const placement = options.placement ?? { map: equalRanges(slotCount, [WORKER_ID], 1), self: 0 };
-  const flows = app.pipelines.map((p, i) => compileDataflow(p, { slotOf, placement, partition: options.partition, forward: options.forwardFor?.(i) }));
-  const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0 };
-  const sources = app.pipelines.map((p) => connectors.sources.get(p.source.name)!);
-  const sinks = appSinkNames(app).map((name) => connectors.sinks.get(name)!);
+  const peers = options.peers;
+  const held: Array<{ pipeline: number; stage: number; batch: KeyedBatch; resolve: () => void; reject: (err: unknown) => void }> = [];
+  const flows = app.pipelines.map((p, i) =>
+    compileDataflow(p, {
+      slotOf,
+      placement,
+      partition: options.partition,
+      out:
+        peers === undefined
+          ? undefined
+          : {
+              send: (owner, stage, batch, hops) => peers.send(owner, i, stage, batch, hops),
+              hold: (stage, batch) => new Promise<void>((resolve, reject) => held.push({ pipeline: i, stage, batch, resolve, reject })),
+            },
+    }),
+  );
+  const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0, recordsForwarded: 0 };
+  const sinkNames = appSinkNames(app);
+  const sinks = sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []);
+  // Per pipeline: its sink when the sink lives here (else output goes to a peer), and whether it wants ids.
+  const localSinks = app.pipelines.map((p) => connectors.sinks.get(p.sink.name));
+  const wantsIds = app.pipelines.map((p, i) => localSinks[i]?.wantsRecordIds ?? options.remoteSinkWantsIds?.(p.sink.name) === true);
   const { dataDir } = options;
+  if (dataDir !== undefined && clustered) throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster");
 
   const restored = dataDir === undefined ? undefined : await readCheckpoint(dataDir);
   if (restored !== undefined) {
     restoreState(app, flows, restored, dataDir!, slotCount);
     log.info({ dataDir, keys: flows.flatMap((f) => f.stores).reduce((n, s) => n + s.keyCount, 0) }, "restored checkpoint");
   }
-  // Each pipeline's source progress after its last processed batch: what a checkpoint records.
+  // Each pipeline's source progress after its last finished batch: what a checkpoint records.
   const progress: unknown[] = app.pipelines.map((_, i) => restored?.sources[i]?.progress);
+  const sources: Array<{ pipeline: number; source: Source }> = [];
+  for (const [i, p] of app.pipelines.entries()) {
+    const source = connectors.sources.get(p.source.name);
+    if (source !== undefined) sources.push({ pipeline: i, source });
+  }
 
   await openAll(app, connectors, restored, log);
 
-  // Checkpoint barrier: pipelines finish the batch in hand and wait while a checkpoint captures state.
+  // Writes to one sink are serialised: local pipelines and other workers' output share it.
+  const sinkChains = new Map<Sink, Promise<void>>();
+  const writeSink = (sink: Sink, values: Payload[], ids: string[] | undefined): Promise<void> => {
+    const previous = sinkChains.get(sink) ?? Promise.resolve();
+    const next = previous.then(() => sink.write(values, ids));
+    sinkChains.set(sink, next.catch(() => undefined));
+    return next;
+  };
+
+  /** Hands a run's output to its sink, here or on a peer. `written` is what a source loop waits for. */
+  const deliver = (pipeline: number, run: StageRun): { written: Promise<void>; done: Promise<void> } => {
+    stats.recordsForwarded += run.forwarded;
+    let written: Promise<void> = Promise.resolve();
+    let sent: Promise<void> = Promise.resolve();
+    if (run.values.length > 0) {
+      stats.recordsOut += run.values.length;
+      const sink = localSinks[pipeline];
+      if (sink !== undefined) written = writeSink(sink, run.values, run.ids);
+      else sent = peers!.sendOutput(pipeline, run.values, run.ids);
+    }
+    const done = run.pending.length === 0 ? Promise.all([written, sent]) : Promise.all([written, sent, ...run.pending]);
+    return { written, done: done.then(() => undefined) };
+  };
+
+  // Checkpoint barrier: pipelines finish the batches in hand and wait while a checkpoint captures state.
   let barrier: Deferred | undefined;
   let busy = 0;
   let idle: Deferred | undefined;
+  let failure: unknown;
+  let failed: (err: unknown) => void = () => undefined;
+  const failedPromise = new Promise<never>((_, reject) => (failed = reject));
+  failedPromise.catch(() => undefined);
+  const fail = (err: unknown): void => {
+    if (failure !== undefined) return;
+    failure = err;
+    failed(err);
+    void closeSources();
+  };
+  const settle = (): void => {
+    busy--;
+    if (busy === 0) idle?.resolve();
+  };
 
-  const pump = async (index: number, flow: Dataflow, source: Source, sink: Sink): Promise<void> => {
-    const withIds = sink.wantsRecordIds === true;
+  const pump = async (pipeline: number, source: Source): Promise<void> => {
+    const flow = flows[pipeline]!;
+    const tracker = createCommitTracker((upTo) => {
+      progress[pipeline] = upTo;
+      if (dataDir === undefined) source.commit?.(upTo);
+    }, fail);
     await options.startGate;
     for (;;) {
+      if (peers !== undefined) await peers.ready();
+      await tracker.room(MAX_INFLIGHT_BATCHES);
       const batch = await source.read();
-      if (batch === null) return;
+      if (batch === null) break;
       while (barrier !== undefined) await barrier.promise;
       busy++;
+      let done: Promise<void>;
       try {
         stats.recordsIn += batch.values.length;
-        const out = await flow.process(batch, withIds);
-        if (out.values.length > 0) {
-          stats.recordsOut += out.values.length;
-          await sink.write(out.values, out.ids);
-        }
-        progress[index] = source.checkpoint?.() ?? batch.position;
-        if (dataDir === undefined) source.commit?.(progress[index]);
-      } finally {
-        busy--;
-        if (busy === 0) idle?.resolve();
+        // Progress covers every batch read() returned so far: taken before the next read.
+        const after = source.checkpoint?.() ?? batch.position;
+        const run = await flow.process(batch, wantsIds[pipeline]!);
+        const delivery = deliver(pipeline, run);
+        done = delivery.done;
+        tracker.add(done, after);
+        await delivery.written;
+      } catch (err) {
+        settle();
+        throw err;
       }
+      done.then(settle, settle);
     }
+    await tracker.drained();
   };
 
   // One quiescent section at a time: a checkpoint and a slot move never overlap.
@@ -215,48 +335,52 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     await writeCheckpoint(dataDir!, snapshot);
     stats.checkpoints++;
     snapshot.sources.forEach((s, i) => {
-      if (s !== undefined) sources[i]!.commit?.(s.progress);
+      if (s === undefined) return;
+      for (const entry of sources) if (entry.pipeline === i) entry.source.commit?.(s.progress);
     });
   };
 
   let stopping = false;
   let checkpointTimer: NodeJS.Timeout | undefined;
   let checkpointing: Promise<void> = Promise.resolve();
-  let checkpointFailure: unknown;
   const scheduleCheckpoint = (): void => {
     if (dataDir === undefined || stopping) return;
     checkpointTimer = setTimeout(() => {
-      checkpointing = checkpoint().then(scheduleCheckpoint, (err) => {
-        checkpointFailure = err;
-        void closeSources();
-      });
+      checkpointing = checkpoint().then(scheduleCheckpoint, fail);
     }, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT);
   };
 
   // A sink whose peer is gone (a connector sink with no session) can hold the end of a run: say so.
   const flushLoudly = async (): Promise<void> => {
-    const names = appSinkNames(app);
     const timer = setInterval(() => {
       sinks.forEach((s, i) => {
-        if (s.bufferedRecords() > 0) log.warn({ sink: names[i], bufferedRecords: s.bufferedRecords() }, "waiting for the sink to take its last records before exiting (a second signal exits without them)");
+        if (s.bufferedRecords() > 0) log.warn({ sink: sinkNames[i], bufferedRecords: s.bufferedRecords() }, "waiting for the sink to take its last records before exiting (a second signal exits without them)");
       });
     }, FLUSH_WARNING_INTERVAL_MS);
     try {
+      await Promise.all([...sinkChains.values()]);
       await Promise.all(sinks.map((s) => s.flush()));
     } finally {
       clearInterval(timer);
     }
   };
 
-  const closeSources = () => Promise.allSettled(sources.map((s) => s.close()));
+  const pumps: Promise<void>[] = sources.map(({ pipeline, source }) => pump(pipeline, source));
+  const closeSources = () => Promise.allSettled(sources.map(({ source }) => source.close()));
+  const allPumps = async (): Promise<void> => {
+    // Sources added while others run are awaited too.
+    for (let seen = 0; seen < pumps.length; seen = pumps.length) await Promise.all(pumps);
+  };
+  const sourcesDone = () => Promise.race([allPumps(), failedPromise]);
   const run = async (): Promise<void> => {
     try {
       scheduleCheckpoint();
-      await Promise.all(flows.map((flow, i) => pump(i, flow, sources[i]!, connectors.sinks.get(flow.pipeline.sink.name)!)));
+      await sourcesDone();
+      if (options.holdOpen !== undefined) await Promise.race([options.holdOpen, failedPromise]);
       stopping = true;
       clearTimeout(checkpointTimer);
       await checkpointing;
-      if (checkpointFailure !== undefined) throw checkpointFailure;
+      if (failure !== undefined) throw failure;
       await flushLoudly();
       // A last checkpoint, so a restart after a clean stop resumes exactly where this run ended.
       if (dataDir !== undefined) await checkpoint();
@@ -266,6 +390,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       await closeSources();
       throw err;
     } finally {
+      for (const h of held.splice(0)) h.reject(new KeywayError(ErrorCode.INTERNAL, "the engine stopped while records waited for a slot to move"));
       await Promise.allSettled(sinks.map((s) => s.close()));
     }
   };
@@ -276,7 +401,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const stores = () => flows.flatMap((f) => f.stores);
   return {
     done,
-    finite: sources.every((s) => s.finite),
+    sourcesDone,
+    finite: sources.every(({ source }) => source.finite),
     stats: () => ({
       ...stats,
       keys: stores().reduce((n, s) => n + s.keyCount, 0),
@@ -289,6 +415,46 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       await closeSources();
       return done;
     },
+    async closeSources() {
+      await closeSources();
+      await sourcesDone();
+    },
+    receive(batch) {
+      if (batch.toSink) {
+        const sink = localSinks[batch.pipeline];
+        if (sink === undefined) {
+          const err = new KeywayError(ErrorCode.INTERNAL, `output of pipeline ${batch.pipeline} arrived, but its sink is not on this worker`);
+          return { applied: Promise.resolve(), done: Promise.reject(err) };
+        }
+        const written = writeSink(sink, batch.output!.values, batch.output!.ids);
+        return { applied: Promise.resolve(), done: written };
+      }
+      const flow = flows[batch.pipeline];
+      if (flow === undefined) {
+        const err = new KeywayError(ErrorCode.INTERNAL, `records for pipeline ${batch.pipeline}, which this app does not have`);
+        return { applied: Promise.resolve(), done: Promise.reject(err) };
+      }
+      const records = batch.records!;
+      const ran = flow.runStage(batch.stage, records, { withIds: records.lineage.length > 0, inbound: true, hops: batch.hops });
+      const done = ran.then((r) => deliver(batch.pipeline, r).done);
+      done.catch(fail);
+      return { applied: ran.then(() => undefined), done };
+    },
+    thaw() {
+      for (const h of held.splice(0)) {
+        const { pipeline, stage, batch } = h;
+        flows[pipeline]!.runStage(stage, batch, { withIds: batch.lineage.length > 0, inbound: false, hops: 0 })
+          .then((r) => deliver(pipeline, r).done)
+          .then(h.resolve, h.reject);
+      }
+    },
+    async addSource(pipeline, source, resumeFrom) {
+      const name = app.pipelines[pipeline]!.source.name;
+      await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
+      sources.push({ pipeline, source });
+      pumps.push(pump(pipeline, source));
+    },
+    sourceNames: () => sources.map(({ pipeline }) => app.pipelines[pipeline]!.source.name),
   };
 }
 

@@ -39,6 +39,18 @@ interface StreamState {
   committed: bigint;
   /** Set by EndStream: StreamEnded is sent once committed reaches it. */
   endAt: bigint | undefined;
+  /** In a cluster: given up to another worker; opening it again here needs a new claim. */
+  released: boolean;
+}
+
+/** What a stream's open asks of a cluster: whether it may open here, and where it resumes. */
+export type StreamClaim = (stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
+
+const RELEASE_POLL_MS = 10;
+
+export interface OpenedAt {
+  resumeAfter: bigint;
+  committed: bigint;
 }
 
 interface QueuedRecord {
@@ -61,6 +73,7 @@ export class ConnectorSource implements Source {
   private readonly window: IdempotencyWindow;
   private batchesRead = 0n;
   private closed = false;
+  private claim: StreamClaim | undefined;
   private markOpened!: () => void;
   /** Resolves once the engine has opened the source (restoring a checkpoint): sessions wait for it. */
   readonly opened: Promise<void> = new Promise((resolve) => (this.markOpened = resolve));
@@ -123,8 +136,42 @@ export class ConnectorSource implements Source {
 
   // ---- the sessions' side ----
 
-  /** Opens a stream on a session; returns where the connector resumes. */
-  openStream(name: string, session: SourceSessionPort): { resumeAfter: bigint; committed: bigint } {
+  /** In a cluster: a stream not held here opens only once the cluster grants it. */
+  setStreamClaim(claim: StreamClaim): void {
+    this.claim = claim;
+  }
+
+  /**
+   * Gives a stream up to another worker once every record accepted here is committed; refused
+   * (false) while a live session has it open. Returns the position it stands at.
+   */
+  async releaseStream(name: string): Promise<{ released: boolean; position: bigint }> {
+    const stream = this.streams.get(name);
+    if (stream === undefined) return { released: true, position: 0n };
+    for (;;) {
+      if (stream.session !== undefined && !stream.session.ended) return { released: false, position: stream.accepted };
+      if (stream.committed >= stream.accepted || this.closed) break;
+      await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
+    }
+    stream.released = true;
+    return { released: true, position: stream.accepted };
+  }
+
+  /** Opens a stream on a session; returns where the connector resumes (after a cluster's claim when it needs one). */
+  openStream(name: string, session: SourceSessionPort): OpenedAt | Promise<OpenedAt> {
+    const known = this.streams.get(name);
+    if (this.claim === undefined || (known !== undefined && !known.released)) return this.openHere(name, session);
+    return this.claim(name).then(({ granted, resumeAfter }) => {
+      if (!granted) throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on a session of another worker`);
+      const stream = this.streams.get(name) ?? this.stream(name);
+      stream.released = false;
+      // Records up to resumeAfter were applied and committed on the worker that held the stream.
+      if (resumeAfter > stream.accepted) stream.accepted = stream.handed = stream.lastValue = stream.committed = resumeAfter;
+      return this.openHere(name, session);
+    });
+  }
+
+  private openHere(name: string, session: SourceSessionPort): OpenedAt {
     const existing = this.streams.get(name);
     if (existing?.session !== undefined && !existing.session.ended) {
       throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on another session`);
@@ -188,7 +235,7 @@ export class ConnectorSource implements Source {
   }
 
   private stream(name: string): StreamState {
-    const stream: StreamState = { name, session: undefined, accepted: 0n, handed: 0n, lastValue: 0n, committed: 0n, endAt: undefined };
+    const stream: StreamState = { name, session: undefined, accepted: 0n, handed: 0n, lastValue: 0n, committed: 0n, endAt: undefined, released: false };
     this.streams.set(name, stream);
     return stream;
   }

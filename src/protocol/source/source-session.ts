@@ -19,7 +19,7 @@ import type { HandshakePolicy } from "../handshake.ts";
 import { sourceCreditWindow, type ProtocolLimits } from "../limits.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import type { RoleBinding, RoleHandler, SessionChannel } from "../session.ts";
-import type { ConnectorSource, SourceSessionPort } from "./connector-source.ts";
+import type { ConnectorSource, OpenedAt, SourceSessionPort } from "./connector-source.ts";
 
 type SourceKind = SourceResponse["kind"];
 
@@ -39,6 +39,7 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   /** Credits granted and not yet spent. */
   private creditsAvailable: number;
   private readonly open = new Map<string, OpenStream>();
+  private readonly opening = new Set<string>();
 
   constructor(channel: SessionChannel<SourceKind>, source: ConnectorSource, limits: ProtocolLimits) {
     this.channel = channel;
@@ -86,8 +87,24 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
 
   private openStream(name: string): void {
     if (name === "") throw violation("OpenStream needs a stream name");
-    if (this.open.has(name)) throw violation(`stream "${name}" is already open on this session`);
-    const { resumeAfter, committed } = this.source.openStream(name, this);
+    if (this.open.has(name) || this.opening.has(name)) throw violation(`stream "${name}" is already open on this session`);
+    const opened = this.source.openStream(name, this);
+    if (!(opened instanceof Promise)) return this.opened(name, opened);
+    // In a cluster the stream may have stood on another worker: it opens once the cluster grants it.
+    this.opening.add(name);
+    opened.then(
+      (at) => {
+        this.opening.delete(name);
+        if (!this.channel.ended) this.opened(name, at);
+      },
+      (err: unknown) => {
+        this.opening.delete(name);
+        this.channel.fail(err instanceof ProtocolError ? err : new ProtocolError(ErrorCode.INTERNAL, `opening stream "${name}": ${(err as Error).message}`));
+      },
+    );
+  }
+
+  private opened(name: string, { resumeAfter, committed }: OpenedAt): void {
     this.open.set(name, { lastPosition: 0n, ended: false });
     this.channel.send({ case: "opened", value: create(StreamOpenedSchema, { stream: name, resumeAfter, committed }) });
   }

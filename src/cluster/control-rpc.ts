@@ -1,0 +1,106 @@
+/**
+ * grpc-js plumbing for the cluster: one server per worker carrying ControlService and
+ * ExchangeService, cached ControlService clients to peers, and the token check every control
+ * call passes before its handler runs.
+ */
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { ErrorCode, KeywayError } from "../errors.ts";
+import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, type Exchange } from "../exchange/grpc-exchange.ts";
+import { ControlService } from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
+import { clientDefinition, isDecodeFailure, serverDefinition } from "../rpc/grpc-adapter.ts";
+import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
+
+export type Handlers = grpc.UntypedServiceImplementation;
+type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+
+/** A gRPC error carrying a message for the caller; grpc-js sends it as the call's status. */
+export function grpcError(code: grpc.status, message: string): grpc.ServiceError {
+  return Object.assign(new Error(message), { code, details: message, metadata: new grpc.Metadata() });
+}
+
+/** Every ControlService method, token-checked, looked up at call time (the server binds before its parts exist). */
+function guarded(token: string | undefined, resolve: (method: string) => UnaryHandler | undefined): Handlers {
+  return Object.fromEntries(
+    ControlService.methods.map((m) => [
+      m.name,
+      ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (!tokenMatches(token, call.metadata)) return callback(grpcError(grpc.status.UNAUTHENTICATED, "wrong or missing cluster token"));
+        if (isDecodeFailure(call.request)) return callback(grpcError(grpc.status.INVALID_ARGUMENT, call.request.reason));
+        const handler = resolve(m.name);
+        if (handler === undefined) return callback(grpcError(grpc.status.UNAVAILABLE, `this worker is not ready to answer ${m.name}`));
+        handler(call, callback);
+      }) as grpc.UntypedHandleCall,
+    ]),
+  );
+}
+
+/** Binds the cluster server; a port in use is a PORT_IN_USE error naming the address. */
+export async function serveCluster(
+  listen: string,
+  token: string | undefined,
+  resolve: (method: string) => UnaryHandler | undefined,
+  exchange: Exchange,
+): Promise<{ server: grpc.Server; address: string }> {
+  const parsed = parseListenAddress(listen);
+  const server = new grpc.Server(CHANNEL_OPTIONS);
+  server.addService(serverDefinition(ControlService, CLUSTER_MESSAGE_BYTES_MAX), guarded(token, resolve));
+  server.addService(exchange.definition, exchange.service);
+  const port = await new Promise<number>((resolvePort, reject) => {
+    server.bindAsync(formatListenAddress(parsed), grpc.ServerCredentials.createInsecure(), (err, bound) => {
+      if (err === null) return resolvePort(bound);
+      server.forceShutdown();
+      const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
+      reject(new KeywayError(ErrorCode.PORT_IN_USE, `cannot listen on ${listen} for workers: ${reason}`));
+    });
+  });
+  return { server, address: formatListenAddress({ host: parsed.host, port }) };
+}
+
+const Client = grpc.makeGenericClientConstructor(clientDefinition(ControlService), "ControlService");
+type UnaryClient = grpc.Client & Record<string, (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+
+export interface ControlClients {
+  call<O extends DescMessage>(address: string, method: string, request: object, output: O, deadlineMs?: number): Promise<MessageShape<O>>;
+  close(): void;
+}
+
+/** A client per peer address, kept for the life of the worker; every call carries the token. */
+export function createControlClients(token: string | undefined): ControlClients {
+  const clients = new Map<string, UnaryClient>();
+  const clientFor = (address: string): UnaryClient => {
+    let client = clients.get(address);
+    if (client === undefined) {
+      client = new Client(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as UnaryClient;
+      clients.set(address, client);
+    }
+    return client;
+  };
+  return {
+    call(address, method, request, _output, deadlineMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        clientFor(address)[method]!(request, tokenMetadata(token), { deadline: Date.now() + deadlineMs }, (err, response) => {
+          if (err !== null) reject(err);
+          else resolve(response as never);
+        });
+      });
+    },
+    close() {
+      for (const client of clients.values()) client.close();
+      clients.clear();
+    },
+  };
+}
+
+/** A unary handler from an async function: its result is the answer, a thrown grpc error its status. */
+export function unary<Req>(fn: (request: Req) => Promise<object> | object): UnaryHandler {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request as Req))
+      .then(
+        (response) => callback(null, response),
+        (err: grpc.ServiceError | Error) => callback("code" in err && typeof err.code === "number" ? err : grpcError(grpc.status.INTERNAL, err.message)),
+      );
+  };
+}

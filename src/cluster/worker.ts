@@ -1,0 +1,440 @@
+/**
+ * One worker of a cluster, the first one included: the same engine as on one process, joined
+ * to its peers by the exchange, answering the coordinator's control calls, heartbeating it, and
+ * placing connector sessions. The first worker also holds the coordinator (embedded) and the
+ * sinks; every worker reads the sources placed on it.
+ */
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import type { AppSpec } from "../app/spec.ts";
+import type { Sink, Source } from "../connector/types.ts";
+import { ErrorCode, KeywayError } from "../errors.ts";
+import { createExchange, type Exchange } from "../exchange/grpc-exchange.ts";
+import { decodeRecords, decodeSinkRecords, encodeRecords, encodeSinkRecords } from "../exchange/payload.ts";
+import type { Logger } from "../log/logger.ts";
+import {
+  ClaimStreamResponseSchema,
+  ExportSlotsResponseSchema,
+  FreezeResponseSchema,
+  HeartbeatResponseSchema,
+  ImportSlotsResponseSchema,
+  JoinResponseSchema,
+  LeaveResponseSchema,
+  ReleaseStreamResponseSchema,
+  ShrinkResponseSchema,
+  SourcesDoneResponseSchema,
+  StartSourcesResponseSchema,
+  StatusResponseSchema,
+  StopSourcesResponseSchema,
+  UpdateMapResponseSchema,
+  WorkerStatsResponseSchema,
+  type ClaimStreamRequest,
+  type ExportSlotsRequest,
+  type FreezeRequest,
+  type HeartbeatRequest,
+  type ImportSlotsRequest,
+  type JoinRequest,
+  type LeaveRequest,
+  type ReleaseStreamRequest,
+  type ShrinkRequest,
+  type SlotState,
+  type SourceAssignment,
+  type SourcesDoneRequest,
+  type StartSourcesRequest,
+  type StatusResponse,
+  type UpdateMapRequest,
+  type WorkerStatsResponse,
+} from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import type { PartitionMap } from "../routing/partition-map.ts";
+import { equalRanges } from "../routing/partition-map.ts";
+import type { Placement } from "../runtime/dataflow.ts";
+import { startEngine, type Engine } from "../runtime/engine.ts";
+import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
+import { mapFromMessage, mapToMessage } from "./codec.ts";
+import { createControlClients, grpcError, serveCluster, unary, type ControlClients } from "./control-rpc.ts";
+import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator, type WorkerPort } from "./coordinator.ts";
+import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./membership.ts";
+
+const RATE_WINDOW_MS = 2000;
+const CONTROL_DEADLINE_MS = 10 * 60_000;
+
+/** The connectors of one worker, built by the caller from the run's bindings. */
+export interface WorkerConnectors {
+  sources: Map<string, Source>;
+  sinks: Map<string, Sink>;
+  /** A bundled source from a URI, for sources the coordinator hands this worker. */
+  sourceFromUri(uri: string): Source;
+  /** App sink names bound to `connector` (they dedup by record id). */
+  connectorSinks: ReadonlySet<string>;
+}
+
+/** What the worker needs of the connector-protocol server, when one runs here. */
+export interface ConnectorEdge {
+  readonly address: string;
+  rebalance(reason: string): number;
+  sessionCount(): number;
+  /** Gives up a connector source's stream once its records are committed; false while a session has it open. */
+  releaseStream(source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
+}
+
+export interface ClusterWorkerOptions {
+  app: AppSpec;
+  log: Logger;
+  token?: string;
+  /** Where this worker serves ControlService and ExchangeService. */
+  listen: string;
+  /** First worker: the slot count and the run's bindings (JSON for joiners). Joiner: the address to join. */
+  role: { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number } } | { join: string };
+  /** Builds this worker's connectors once it knows the bindings; `placement` places connector sessions. */
+  connectors(bindingsJson: string, placement: SessionPlacementLike): Promise<{ connectors: WorkerConnectors; edge?: ConnectorEdge; partition?: import("../runtime/dataflow.ts").PartitionFn }>;
+  /** Bundled sources to spread when the run starts (the files of directory sources), by pipeline. */
+  spreadSources?: () => Array<{ pipeline: number; uris: string[] }>;
+  onStateLost?: (err: Error) => void;
+}
+
+export interface SessionPlacementLike {
+  addresses(): readonly string[];
+  redirectFor(role: "source" | "sink" | "partitioner", target: string, instanceId: string): string | undefined;
+  /** Where connector sources ask to open a stream (the coordinator's registry). */
+  claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
+}
+
+export interface ClusterWorker {
+  readonly id: () => string;
+  readonly address: string;
+  readonly engine: Engine;
+  readonly coordinator: Coordinator | undefined;
+  /** First worker: resolves once the run is over everywhere. Others: once told to leave, with the reason. */
+  readonly finished: Promise<string>;
+  /** First worker: stops every source in the cluster, waits for their records, and ends the run. */
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startClusterWorker(options: ClusterWorkerOptions): Promise<ClusterWorker> {
+  const { app, log, token } = options;
+  const clients = createControlClients(token);
+  const first = "first" in options.role ? options.role.first : undefined;
+  const joinAddress = "join" in options.role ? options.role.join : undefined;
+
+  // A joiner learns the slot count and the bindings from the cluster before it builds anything.
+  let slotCount: number;
+  let bindingsJson: string;
+  if (first !== undefined) {
+    slotCount = first.slotCount;
+    bindingsJson = first.bindingsJson;
+  } else {
+    const status = await clients.call(joinAddress!, "Status", {}, StatusResponseSchema, 10_000).catch((err: grpc.ServiceError) => {
+      clients.close();
+      throw new KeywayError(err.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE, `cannot reach the cluster at ${joinAddress}: ${err.details || err.message}`);
+    });
+    slotCount = status.slotCount;
+    bindingsJson = status.bindingsJson;
+  }
+
+  let selfId = first !== undefined ? "w0" : "";
+  let members: Worker[] = [];
+  // A joiner owns nothing until a map names it.
+  const placement: Placement = first !== undefined ? { map: equalRanges(slotCount, ["w0"], 1), self: 0, frozen: new Uint8Array(slotCount) } : { map: equalRanges(slotCount, ["?"], 0), self: -1, frozen: new Uint8Array(slotCount) };
+  let engine: Engine | undefined;
+  let coordinator: Coordinator | undefined;
+  let edge: ConnectorEdge | undefined;
+  let address = "";
+
+  const exchange: Exchange = createExchange({
+    self: () => selfId,
+    token,
+    log: log.child({ component: "exchange" }),
+    receive: (batch) => {
+      const inbound = batch.toSink
+        ? { pipeline: batch.pipeline, stage: 0, toSink: true, hops: batch.hops, output: decodeSinkRecords(batch.payload) }
+        : { pipeline: batch.pipeline, stage: batch.stage, toSink: false, hops: batch.hops, records: decodeRecords(batch.payload) };
+      return engine!.receive(inbound);
+    },
+  });
+
+  const coordinatorAddress = (): string => members.find((m) => m.id === "w0")?.address ?? joinAddress ?? address;
+  const home = (): Worker | undefined => members.find((m) => m.id === "w0");
+
+  const applyMap = (map: PartitionMap, newMembers: Worker[]): void => {
+    if (map.epoch < placement.map.epoch) {
+      throw grpcError(grpc.status.FAILED_PRECONDITION, `${ErrorCode.EPOCH_MISMATCH}: map epoch ${map.epoch} is below this worker's ${placement.map.epoch}`);
+    }
+    if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
+    members = newMembers;
+    exchange.setPeers(members);
+    const index = map.workers.indexOf(selfId);
+    placement.map = map;
+    placement.self = index;
+    placement.frozen!.fill(0);
+    for (const flow of engine?.flows ?? []) {
+      for (const store of flow.stores) {
+        for (let slot = 0; slot < map.slotCount; slot++) if (map.owners[slot] !== index) dropSlot(store, slot);
+      }
+    }
+    engine?.thaw();
+    edge?.rebalance("the cluster changed");
+  };
+
+  const placementForSessions: SessionPlacementLike = {
+    addresses: () => members.map((m) => m.connectorAddress).filter((a) => a !== ""),
+    redirectFor(role, _target, instanceId) {
+      if (role === "sink") return home()?.connectorAddress || undefined;
+      if (role === "source") return workerForInstance(members, instanceId)?.connectorAddress;
+      return undefined;
+    },
+    claimStream: (source, stream) =>
+      clients.call(coordinatorAddress(), "ClaimStream", { workerId: selfId, source, stream }, ClaimStreamResponseSchema, CONTROL_DEADLINE_MS),
+  };
+
+  // Rate over the last window: a sample taken at most every RATE_WINDOW_MS.
+  let sample = { atMs: Date.now(), records: 0 };
+  let recordsPerSecond = 0;
+  const recordsRun = () => (engine?.flows ?? []).reduce((n, f) => n + f.recordsRun(), 0);
+  const figures = (): WorkerStatsResponse => {
+    const now = Date.now();
+    if (now - sample.atMs >= RATE_WINDOW_MS) {
+      recordsPerSecond = ((recordsRun() - sample.records) * 1000) / (now - sample.atMs);
+      sample = { atMs: now, records: recordsRun() };
+    }
+    const stats = engine?.stats();
+    const backlog = exchange.backlog();
+    return create(WorkerStatsResponseSchema, {
+      keys: BigInt(stats?.keys ?? 0),
+      recordsProcessed: BigInt(recordsRun()),
+      epoch: BigInt(placement.map.epoch),
+      recordsPerSecond,
+      pid: process.pid,
+      connectorSessions: edge?.sessionCount() ?? 0,
+      sources: engine?.sourceNames() ?? [],
+      backlogOut: BigInt(backlog.out),
+      backlogIn: BigInt(backlog.in),
+      recordsForwarded: BigInt(stats?.recordsForwarded ?? 0),
+    });
+  };
+
+  let leave!: (reason: string) => void;
+  const left = new Promise<string>((resolve) => (leave = resolve));
+  let built!: WorkerConnectors;
+  const stopOwnSources = async (): Promise<SourceAssignment[]> => {
+    await engine!.closeSources();
+    return [];
+  };
+
+  const workerHandlers: Record<string, ReturnType<typeof unary>> = {
+    Freeze: unary(async (req: FreezeRequest) => {
+      for (const slot of req.slots) placement.frozen![slot] = 1;
+      await exchange.drained();
+      return create(FreezeResponseSchema, {});
+    }),
+    ExportSlots: unary((req: ExportSlotsRequest) =>
+      create(ExportSlotsResponseSchema, { slots: req.slots.map((slot) => ({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) })) }),
+    ),
+    ImportSlots: unary((req: ImportSlotsRequest) => {
+      try {
+        for (const state of req.slots) engine!.flows.forEach((flow, i) => importSlot(flow.stores, state.slot, state.pipelines[i]!));
+      } catch (err) {
+        throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      }
+      return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
+    }),
+    UpdateMap: unary((req: UpdateMapRequest) => {
+      const { map, members: newMembers } = mapFromMessage(req.map!);
+      applyMap(map, newMembers);
+      return create(UpdateMapResponseSchema, {});
+    }),
+    ReleaseStream: unary(async (req: ReleaseStreamRequest) => {
+      const answer = edge === undefined ? { released: true, position: 0n } : await edge.releaseStream(req.source, req.stream);
+      return create(ReleaseStreamResponseSchema, answer);
+    }),
+    StartSources: unary(async (req: StartSourcesRequest) => {
+      for (const s of req.sources) await engine!.addSource(s.pipeline, built.sourceFromUri(s.uri), s.resumeFrom === 0n ? undefined : s.resumeFrom);
+      if (req.sources.length > 0) log.info({ sources: req.sources.map((s) => s.uri) }, "reading sources placed here");
+      watchSources();
+      return create(StartSourcesResponseSchema, {});
+    }),
+    StopSources: unary(async () => create(StopSourcesResponseSchema, { sources: await stopOwnSources() })),
+    Leave: unary((req: LeaveRequest) => {
+      setImmediate(() => leave(req.reason));
+      return create(LeaveResponseSchema, {});
+    }),
+    WorkerStats: unary(() => figures()),
+  };
+
+  const coordinatorHandlers = (c: Coordinator): Record<string, ReturnType<typeof unary>> => ({
+    Join: unary(async (req: JoinRequest) => {
+      try {
+        const joined = await c.join({ version: req.version, address: req.address, connectorAddress: req.connectorAddress, app: req.app, appDigest: req.appDigest });
+        return create(JoinResponseSchema, { workerId: joined.id, map: mapToMessage(joined.map, joined.members), bindingsJson, heartbeatIntervalMs: BigInt(HEARTBEAT_INTERVAL_MS) });
+      } catch (err) {
+        log.warn({ address: req.address, reason: (err as Error).message }, "join refused");
+        throw grpcError(grpc.status.FAILED_PRECONDITION, (err as Error).message);
+      }
+    }),
+    Heartbeat: unary((req: HeartbeatRequest) => {
+      c.heartbeat(req.workerId);
+      return create(HeartbeatResponseSchema, { epoch: BigInt(c.map().epoch) });
+    }),
+    ClaimStream: unary(async (req: ClaimStreamRequest) => create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream))),
+    SourcesDone: unary((req: SourcesDoneRequest) => {
+      c.sourcesDone(req.workerId);
+      return create(SourcesDoneResponseSchema, {});
+    }),
+    Shrink: unary(async (req: ShrinkRequest) => {
+      try {
+        const { map, removed } = await c.shrink(req.workerIds, req.count);
+        return create(ShrinkResponseSchema, { map: mapToMessage(map, c.members()), removed });
+      } catch (err) {
+        const code = err instanceof KeywayError && err.code === ErrorCode.UNKNOWN_NAME ? grpc.status.NOT_FOUND : err instanceof KeywayError && err.code === ErrorCode.USAGE ? grpc.status.FAILED_PRECONDITION : grpc.status.ABORTED;
+        throw grpcError(code, (err as Error).message);
+      }
+    }),
+    Status: unary(async () => statusMessage(await c.status())),
+  });
+
+  const statusMessage = (view: Awaited<ReturnType<Coordinator["status"]>>): StatusResponse =>
+    create(StatusResponseSchema, {
+      app: app.name,
+      epoch: BigInt(view.epoch),
+      slotCount: view.slotCount,
+      bindingsJson,
+      workers: view.members.map((m) => ({ id: m.id, address: m.address, connectorAddress: m.connectorAddress, data: m.data, slots: m.slots, coordinator: m.coordinator, reachable: m.reachable, ...(m.stats === undefined ? {} : { stats: m.stats }) })),
+    });
+
+  // Coordinator-wide calls made to a worker without the coordinator go on to it.
+  const forwarded = (method: string) =>
+    unary(async (req: object) => {
+      const output = method === "Status" ? StatusResponseSchema : method === "Shrink" ? ShrinkResponseSchema : JoinResponseSchema;
+      return clients.call(coordinatorAddress(), method, req, output, CONTROL_DEADLINE_MS).catch((err: grpc.ServiceError) => {
+        throw grpcError(err.code ?? grpc.status.UNAVAILABLE, err.details || err.message);
+      });
+    });
+
+  let handlers: Record<string, ReturnType<typeof unary>> = {};
+  const served = await serveCluster(options.listen, token, (method) => handlers[method], exchange);
+  address = served.address;
+  const { server } = served;
+
+  const built0 = await options.connectors(bindingsJson, placementForSessions);
+  built = built0.connectors;
+  edge = built0.edge;
+  const self: Worker = { id: selfId, address, connectorAddress: edge?.address ?? "", data: true };
+  if (first !== undefined) members = [self];
+
+  // Calls the coordinator makes of workers: its own process directly, others over gRPC.
+  const local = (method: string, request: object): Promise<unknown> =>
+    new Promise((resolve, reject) => workerHandlers[method]!({ request, metadata: new grpc.Metadata() } as never, (err, res) => (err ? reject(err) : resolve(res))));
+  const call = <T>(worker: Worker, method: string, request: object, output: Parameters<ControlClients["call"]>[3]): Promise<T> =>
+    (worker.id === selfId ? local(method, request) : clients.call(worker.address, method, request, output, CONTROL_DEADLINE_MS)) as Promise<T>;
+  const port: WorkerPort = {
+    freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
+    exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
+    importSlots: (w, slots) => call(w, "ImportSlots", { slots }, ImportSlotsResponseSchema).then(() => undefined),
+    updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
+    releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema),
+    startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),
+    stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema).then((r) => r.sources),
+    leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
+    stats: (w) => (w.id === selfId ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, 2000)),
+  };
+
+  let runOver: Promise<void> = left.then(() => undefined);
+  if (first !== undefined) {
+    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, onStateLost: options.onStateLost ?? (() => undefined) });
+    runOver = coordinator.runOver;
+    handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator) };
+  } else {
+    handlers = { ...workerHandlers, ...Object.fromEntries(["Join", "Status", "Shrink"].map((m) => [m, forwarded(m)])) };
+  }
+
+  // Sources wait until every expected worker has joined, so the run uses them all from the start.
+  const startGate = first === undefined ? undefined : coordinator!.waitForWorkers(first.expectedWorkers);
+  engine = await startEngine(app, { sources: built.sources, sinks: built.sinks }, {
+    slotCount,
+    log,
+    placement,
+    partition: built0.partition,
+    startGate,
+    holdOpen: runOver,
+    peers: {
+      send: (owner, pipeline, stage, batch, hops) => {
+        const to = placement.map.workers[owner]!;
+        return exchange.send(to, { epoch: placement.map.epoch, pipeline, stage, toSink: false, hops, records: batch.values.length, payload: encodeRecords(batch) });
+      },
+      sendOutput: (pipeline, values, ids) => {
+        const to = home();
+        if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
+        return exchange.send(to.id, { epoch: placement.map.epoch, pipeline, stage: 0, toSink: true, hops: 0, records: values.length, payload: encodeSinkRecords(ids === undefined ? { values } : { values, ids }) });
+      },
+      ready: () => exchange.ready(),
+    },
+    remoteSinkWantsIds: (sink) => built.connectorSinks.has(sink),
+  });
+
+  // A worker tells the coordinator when its sources have ended (a finite run's end).
+  let watching = false;
+  const watchSources = (): void => {
+    if (watching) return;
+    watching = true;
+    void engine!.sourcesDone().then(
+      () => (coordinator !== undefined ? coordinator.sourcesDone(selfId) : clients.call(coordinatorAddress(), "SourcesDone", { workerId: selfId }, SourcesDoneResponseSchema).then(() => undefined)),
+      () => undefined,
+    );
+  };
+
+  let heartbeat: NodeJS.Timeout | undefined;
+  if (first === undefined) {
+    try {
+      const response = await clients.call(
+        joinAddress!,
+        "Join",
+        { version: CLUSTER_VERSION, address, connectorAddress: edge?.address ?? "", app: app.name, appDigest: appDigest(app), pid: process.pid },
+        JoinResponseSchema,
+        CONTROL_DEADLINE_MS,
+      );
+      const { map, members: joined } = mapFromMessage(response.map!);
+      selfId = response.workerId;
+      if (map.epoch >= placement.map.epoch) applyMap(map, joined);
+      log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
+    } catch (err) {
+      await engine.stop().catch(() => undefined);
+      server.forceShutdown();
+      exchange.close();
+      clients.close();
+      const e = err as grpc.ServiceError;
+      const code = e.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE;
+      throw new KeywayError(code, `join refused by ${joinAddress}: ${e.details || e.message}`);
+    }
+    heartbeat = setInterval(() => {
+      clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).catch(() => undefined);
+    }, HEARTBEAT_INTERVAL_MS);
+    heartbeat.unref();
+  } else {
+    void startGate!.then(async () => {
+      const spread = options.spreadSources?.() ?? [];
+      const data = coordinator!.members().filter((m) => m.data);
+      const assignments = spread.flatMap(({ pipeline, uris }) => uris.map((uri, i) => ({ worker: data[i % data.length]!.id, source: { pipeline, uri, resumeFrom: 0n } as SourceAssignment })));
+      await coordinator!.startSources(assignments);
+    });
+  }
+
+  const finished = first !== undefined ? runOver.then(() => "the run is over") : left;
+  return {
+    id: () => selfId,
+    address,
+    engine,
+    coordinator,
+    finished,
+    async stop() {
+      if (coordinator !== undefined) await coordinator.stopRun();
+      else await engine!.closeSources();
+    },
+    async close() {
+      clearInterval(heartbeat);
+      if (coordinator !== undefined) await coordinator.shutdown("the run is over");
+      exchange.close();
+      clients.close();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+  };
+}

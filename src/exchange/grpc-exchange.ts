@@ -1,0 +1,271 @@
+/**
+ * The exchange over gRPC: one long-lived ExchangeService.Link stream per ordered pair of
+ * workers, opened by the sender. The link state machines (link-state.ts) decide what to send
+ * and when a batch is done; this file only moves their frames and reconnects a broken stream,
+ * after which the receiver's LinkAccepted says what to send again.
+ */
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import {
+  ExchangeService,
+  LinkResponseSchema,
+  type ExchangeBatch,
+  type LinkRequest,
+  type LinkResponse,
+} from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import type { Logger } from "../log/logger.ts";
+import { clientDefinition, isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
+import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
+import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkReceiver, type LinkSender, type LinkWindow } from "./link-state.ts";
+
+export const CLUSTER_VERSION = { major: 2, minor: 0 } as const;
+const RECONNECT_DELAY_MS_MIN = 50;
+const RECONNECT_DELAY_MS_MAX = 1000;
+/** Large slot states and record batches travel over these channels. */
+export const CLUSTER_MESSAGE_BYTES_MAX = 512 * 1024 * 1024;
+export const CHANNEL_OPTIONS = {
+  "grpc.max_send_message_length": CLUSTER_MESSAGE_BYTES_MAX,
+  "grpc.max_receive_message_length": CLUSTER_MESSAGE_BYTES_MAX,
+  "grpc.per_rpc_retry_buffer_size": 0,
+  "grpc.enable_retries": 0,
+  "grpc.keepalive_time_ms": 10_000,
+};
+
+/** A batch as the runtime sends it; the exchange adds the sequence number. */
+export interface BatchOut {
+  epoch: number;
+  pipeline: number;
+  stage: number;
+  toSink: boolean;
+  hops: number;
+  records: number;
+  payload: Uint8Array;
+}
+
+export interface BatchIn extends BatchOut {
+  from: string;
+}
+
+/** What the runtime does with a batch: `applied` once its local part ran, `done` once it is finished. */
+export type ReceiveFn = (batch: BatchIn) => { applied: Promise<void>; done: Promise<void> };
+
+export interface Peer {
+  id: string;
+  address: string;
+}
+
+export interface Exchange {
+  /** Queues a batch for worker `to`; resolves once it is done there. */
+  send(to: string, batch: BatchOut): Promise<void>;
+  /** Resolves once no link holds more unsent records than its window (the sources' backpressure). */
+  ready(): Promise<void>;
+  /** Resolves once every batch queued so far, on every link, has been applied where it went. */
+  drained(): Promise<void>;
+  /** The current members; links to workers no longer listed are closed. */
+  setPeers(peers: readonly Peer[]): void;
+  backlog(): { out: number; in: number };
+  /** The ExchangeService implementation this worker serves. */
+  readonly service: grpc.UntypedServiceImplementation;
+  readonly definition: grpc.ServiceDefinition;
+  close(): void;
+}
+
+export interface ExchangeOptions {
+  self: () => string;
+  token?: string;
+  receive: ReceiveFn;
+  log: Logger;
+  window?: LinkWindow;
+}
+
+interface OutLink {
+  peer: Peer;
+  sender: LinkSender<ExchangeBatch>;
+  call: grpc.ClientDuplexStream<LinkRequest, LinkResponse> | undefined;
+  open: boolean;
+  closed: boolean;
+  client: grpc.Client;
+  failures: number;
+}
+
+const LinkClient = grpc.makeGenericClientConstructor(clientDefinition(ExchangeService), "ExchangeService");
+
+export function createExchange(options: ExchangeOptions): Exchange {
+  const { log } = options;
+  const window = options.window ?? LINK_WINDOW_DEFAULT;
+  const links = new Map<string, OutLink>();
+  const receivers = new Map<string, LinkReceiver>();
+  let roomWaiters: Array<() => void> = [];
+
+  const hasRoom = () => [...links.values()].every((l) => l.sender.queuedRecords() <= l.sender.window().records);
+  const wakeRoom = () => {
+    if (roomWaiters.length === 0 || !hasRoom()) return;
+    for (const w of roomWaiters.splice(0)) w();
+  };
+
+  const flush = (link: OutLink): void => {
+    if (!link.open || link.call === undefined) return;
+    for (const b of link.sender.takeSendable()) link.call.write({ kind: { case: "batch", value: { ...b.message, seq: b.seq } } } as never);
+    wakeRoom();
+  };
+
+  const connect = (link: OutLink): void => {
+    if (link.closed) return;
+    const call = (link.client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): grpc.ClientDuplexStream<LinkRequest, LinkResponse> }).Link(tokenMetadata(options.token), {});
+    link.call = call;
+    link.open = false;
+    call.write({ kind: { case: "open", value: { from: options.self(), version: CLUSTER_VERSION } } } as never);
+    call.on("data", (response: LinkResponse) => {
+      const kind = response.kind;
+      if (kind.case === "accepted") {
+        link.sender.accepted(kind.value.applied, { records: kind.value.windowRecords, bytes: Number(kind.value.windowBytes) });
+        link.open = true;
+        link.failures = 0;
+        flush(link);
+      } else if (kind.case === "ack") {
+        link.sender.ack(kind.value.applied, kind.value.done);
+        flush(link);
+      }
+    });
+    const broken = (err?: grpc.ServiceError) => {
+      if (link.call !== call) return;
+      link.call = undefined;
+      link.open = false;
+      if (link.closed) return;
+      link.failures++;
+      if (err?.code === grpc.status.UNAUTHENTICATED || err?.code === grpc.status.FAILED_PRECONDITION) {
+        log.error({ peer: link.peer.id, err: err.details }, "exchange link refused");
+      } else if (link.failures === 1 || link.failures % 20 === 0) {
+        log.warn({ peer: link.peer.id, address: link.peer.address, err: err?.details ?? "stream ended", attempt: link.failures }, "exchange link broken; reconnecting");
+      }
+      const delay = Math.min(RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN * 2 ** Math.min(link.failures, 5));
+      setTimeout(() => connect(link), delay).unref();
+    };
+    call.on("error", broken);
+    call.on("end", () => broken());
+  };
+
+  const linkTo = (id: string): OutLink => {
+    const link = links.get(id);
+    if (link === undefined) throw new Error(`no exchange link to worker ${id}: it is not a member`);
+    return link;
+  };
+
+  const service: grpc.UntypedServiceImplementation = {
+    Link(call: grpc.ServerDuplexStream<LinkRequest | DecodeFailure, LinkResponse>) {
+      if (!tokenMatches(options.token, call.metadata)) {
+        call.emit("error", { code: grpc.status.UNAUTHENTICATED, details: "wrong or missing cluster token" });
+        return;
+      }
+      let receiver: LinkReceiver | undefined;
+      let from = "";
+      let ackScheduled = false;
+      let chain: Promise<void> = Promise.resolve();
+      const ack = () => {
+        if (ackScheduled) return;
+        ackScheduled = true;
+        setImmediate(() => {
+          ackScheduled = false;
+          if (receiver !== undefined && !call.cancelled) call.write(create(LinkResponseSchema, { kind: { case: "ack", value: { applied: receiver.applied, done: receiver.done } } }));
+        });
+      };
+      const refuse = (code: grpc.status, details: string) => {
+        log.error({ from, details }, "exchange link refused");
+        call.emit("error", { code, details });
+      };
+      call.on("data", (request: LinkRequest | DecodeFailure) => {
+        if (isDecodeFailure(request)) return refuse(grpc.status.INVALID_ARGUMENT, request.reason);
+        const kind = request.kind;
+        if (kind.case === "open") {
+          if (kind.value.version?.major !== CLUSTER_VERSION.major) return refuse(grpc.status.FAILED_PRECONDITION, `cluster protocol ${kind.value.version?.major ?? 0} is not ${CLUSTER_VERSION.major}`);
+          from = kind.value.from;
+          receiver = receivers.get(from);
+          if (receiver === undefined) receivers.set(from, (receiver = createLinkReceiver()));
+          call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: window.records, windowBytes: BigInt(window.bytes) } } }));
+          return;
+        }
+        if (kind.case !== "batch" || receiver === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "a link starts with LinkOpen, then carries batches");
+        const batch = kind.value;
+        const r = receiver;
+        const verdict = r.classify(batch.seq);
+        if (verdict === "duplicate") return;
+        if (verdict === "gap") return refuse(grpc.status.FAILED_PRECONDITION, `batch ${batch.seq} from ${from} after ${r.applied}: a batch is missing`);
+        r.markApplied(batch.seq);
+        r.track(batch.seq, batch.records);
+        const seq = batch.seq;
+        const input: BatchIn = { from, epoch: Number(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload };
+        // Batches of one link run in order: a key's records keep their order.
+        chain = chain.then(async () => {
+          const { applied, done } = options.receive(input);
+          done.then(
+            () => {
+              r.markDone(seq);
+              ack();
+            },
+            (err: Error) => log.error({ from, seq: String(seq), err: err.message }, "a batch from another worker failed"),
+          );
+          await applied;
+          ack();
+        });
+      });
+      call.on("end", () => call.end());
+      call.on("error", () => undefined);
+    },
+  };
+
+  return {
+    send(to, batch) {
+      const link = linkTo(to);
+      const message = { $typeName: "keyway.v1.ExchangeBatch", seq: 0n, epoch: BigInt(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload } as ExchangeBatch;
+      const { done } = link.sender.enqueue(message, batch.records, batch.payload.byteLength);
+      flush(link);
+      return done;
+    },
+    ready() {
+      if (hasRoom()) return Promise.resolve();
+      return new Promise((resolve) => roomWaiters.push(resolve));
+    },
+    drained() {
+      return Promise.all([...links.values()].map((l) => l.sender.whenApplied(l.sender.lastSeq()))).then(() => undefined);
+    },
+    setPeers(peers) {
+      const self = options.self();
+      for (const peer of peers) {
+        if (peer.id === self) continue;
+        const existing = links.get(peer.id);
+        if (existing !== undefined && existing.peer.address === peer.address) continue;
+        const client = new LinkClient(peer.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+        const link: OutLink = { peer, sender: createLinkSender(window), call: undefined, open: false, closed: false, client, failures: 0 };
+        links.set(peer.id, link);
+        connect(link);
+      }
+      for (const [id, link] of links) {
+        if (peers.some((p) => p.id === id)) continue;
+        links.delete(id);
+        link.closed = true;
+        link.sender.fail(new Error(`worker ${id} left the cluster`));
+        link.call?.end();
+        link.client.close();
+      }
+      wakeRoom();
+    },
+    backlog() {
+      let out = 0;
+      let inbound = 0;
+      for (const l of links.values()) out += l.sender.backlogRecords();
+      for (const r of receivers.values()) inbound += r.backlogRecords();
+      return { out, in: inbound };
+    },
+    service,
+    definition: serverDefinition(ExchangeService, CLUSTER_MESSAGE_BYTES_MAX),
+    close() {
+      for (const link of links.values()) {
+        link.closed = true;
+        link.call?.end();
+        link.client.close();
+      }
+      links.clear();
+      for (const w of roomWaiters.splice(0)) w();
+    },
+  };
+}
