@@ -1,7 +1,8 @@
 // A small partitioner written on raw gRPC (no SDK), to show the conformance suite fails when it
 // should. Without --break it keeps every promise (key = the value's text); with
-//   --break no-answer   it grants credits but never answers a request (R-PART-ANSWER).
-//   node --import tsx conformance/negative-controls/partitioner.ts [--break no-answer]
+//   --break no-answer     it grants credits but never answers a request (R-PART-ANSWER).
+//   --break no-failover   it redials only its configured address when its engine is gone (R-FAILOVER).
+//   node --import tsx conformance/negative-controls/partitioner.ts [--break MODE]
 // The engine's address, token and target come from KEYWAY_ENGINE, KEYWAY_TOKEN and KEYWAY_TARGET.
 import { parseArgs } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -12,11 +13,11 @@ import { runWithReconnects, type SessionOutcome } from "./reconnect.ts";
 
 const { values: args } = parseArgs({ options: { break: { type: "string" } } });
 const broken = args.break ?? "none";
-if (!["none", "no-answer"].includes(broken)) throw new Error(`unknown --break ${broken}`);
+if (!["none", "no-answer", "no-failover"].includes(broken)) throw new Error(`unknown --break ${broken}`);
 const method = clientDefinition(ConnectorService).Partition!;
 const decoder = new TextDecoder();
 
-function session(address: string): Promise<SessionOutcome> {
+function session(address: string, learn: (clusterAddresses: readonly string[]) => void): Promise<SessionOutcome> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 << 20, "grpc.enable_retries": 0 });
   const call = client.makeBidiStreamRequest<PartitionRequest, PartitionResponse>(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => PartitionResponse);
   const send = (kind: MessageInitShape<typeof PartitionRequestSchema>["kind"]): void => void call.write(create(PartitionRequestSchema, { kind }));
@@ -26,6 +27,7 @@ function session(address: string): Promise<SessionOutcome> {
       const kind = response.kind;
       switch (kind.case) {
         case "welcome":
+          learn(kind.value.clusterAddresses);
           ending = { kind: "welcomed" };
           // R-PART-CREDITS: keep at least max_batch_records granted.
           return send({ case: "credits", value: { records: Math.max(1000, kind.value.limits?.maxBatchRecords ?? 0) } });
@@ -55,4 +57,4 @@ function session(address: string): Promise<SessionOutcome> {
   });
 }
 
-process.exitCode = await runWithReconnects(process.env.KEYWAY_ENGINE!, session);
+process.exitCode = await runWithReconnects(process.env.KEYWAY_ENGINE!, session, { failover: broken !== "no-failover" });

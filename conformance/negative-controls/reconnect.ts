@@ -1,7 +1,8 @@
 // The session loop the negative controls share, done right: configuration errors (and unknown
 // codes whose status says so) end the process with exit 1; Redirect is followed at once; every other
 // ending reconnects after a full-jitter exponential backoff (100 ms doubling to 5 s, reset by a
-// session that stayed up 5 s). docs/protocol.md §11 and §13.
+// session that stayed up 5 s), to the next address the last Welcome listed when the worker is
+// unreachable. docs/protocol.md §11 and §13.
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { ErrorCode, ErrorCode as Code } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
 
@@ -16,12 +17,21 @@ const FATAL_CODES = new Set<number>([Code.UNAUTHENTICATED, Code.UNSUPPORTED_VERS
 const BASE_MS = 100;
 const CAP_MS = 5_000;
 
-export async function runWithReconnects(configured: string, session: (address: string) => Promise<SessionOutcome>): Promise<number> {
+/** A session dials `address`, calls `learn` with its Welcome's cluster_addresses, and resolves with how it ended. */
+export async function runWithReconnects(
+  configured: string,
+  session: (address: string, learn: (clusterAddresses: readonly string[]) => void) => Promise<SessionOutcome>,
+  { failover = true } = {},
+): Promise<number> {
   let address = configured;
+  let cluster: readonly string[] = [];
+  const learn = (addresses: readonly string[]): void => {
+    if (addresses.length > 0) cluster = addresses;
+  };
   let attempt = 0;
   for (;;) {
     const started = Date.now();
-    const outcome = await session(address);
+    const outcome = await session(address, learn);
     if (outcome.kind === "done") return 0;
     if (outcome.kind === "redirect") {
       address = outcome.address;
@@ -36,10 +46,19 @@ export async function runWithReconnects(configured: string, session: (address: s
       return 1;
     }
     if (Date.now() - started >= CAP_MS) attempt = 0;
-    address = configured;
+    address = failover && workerLost(outcome) ? nextAddress([...new Set([configured, ...cluster])], address) : configured;
     await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(CAP_MS, BASE_MS * 2 ** attempt)));
     attempt++;
   }
+}
+
+/** R-FAILOVER: no Error at all, or SHUTTING_DOWN, means the worker is gone or going. */
+function workerLost(outcome: SessionOutcome): boolean {
+  return outcome.kind === "status" || (outcome.kind === "error" && outcome.code === Code.SHUTTING_DOWN);
+}
+
+function nextAddress(known: readonly string[], current: string): string {
+  return known[(known.indexOf(current) + 1) % known.length]!;
 }
 
 /** A known fatal code; a code unknown to 1.0 is judged by the status the call ended with. */

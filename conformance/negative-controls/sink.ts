@@ -30,7 +30,7 @@ function write(batch: SinkBatch): void {
   appendFileSync(args.out!, lines.join(""));
 }
 
-function session(address: string): Promise<SessionOutcome> {
+function session(address: string, learn: (clusterAddresses: readonly string[]) => void): Promise<SessionOutcome> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 << 20, "grpc.enable_retries": 0 });
   const call = client.makeBidiStreamRequest<SinkRequest, SinkResponse>(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => SinkResponse);
   const send = (kind: MessageInitShape<typeof SinkRequestSchema>["kind"]): void => void call.write(create(SinkRequestSchema, { kind }));
@@ -44,6 +44,7 @@ function session(address: string): Promise<SessionOutcome> {
       const kind = response.kind;
       switch (kind.case) {
         case "welcome":
+          learn(kind.value.clusterAddresses);
           ending = { kind: "welcomed" };
           return send({ case: "credits", value: { records: Math.max(1000, kind.value.limits?.maxBatchRecords ?? 0) } });
         case "batch": {

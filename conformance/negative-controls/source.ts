@@ -28,7 +28,7 @@ const ack = (position: number): void => {
 
 const method = clientDefinition(ConnectorService).Source!;
 
-function session(address: string): Promise<SessionOutcome> {
+function session(address: string, learn: (clusterAddresses: readonly string[]) => void): Promise<SessionOutcome> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 << 20, "grpc.enable_retries": 0 });
   const call = client.makeBidiStreamRequest<SourceRequest, SourceResponse>(method.path, method.requestSerialize, method.responseDeserialize as (b: Buffer) => SourceResponse);
   const send = (kind: MessageInitShape<typeof SourceRequestSchema>["kind"]): void => void call.write(create(SourceRequestSchema, { kind }));
@@ -57,6 +57,7 @@ function session(address: string): Promise<SessionOutcome> {
       const kind = response.kind;
       switch (kind.case) {
         case "welcome":
+          learn(kind.value.clusterAddresses);
           credits = kind.value.initialCredits;
           batchMax = Math.min(100, kind.value.limits?.maxBatchRecords || 100);
           ending = { kind: "welcomed" };

@@ -1,8 +1,9 @@
 /**
  * Runs one case against a connector: serves the engine side on two loopback ports (the second is
- * where Redirect points), starts the connector with the case's placeholders, performs the case's
- * steps in order, then judges its checks over everything recorded. Every wait has a deadline; the
- * connector is killed and both servers closed whatever happens.
+ * where Redirect points, and the other worker of a cluster), starts the connector with the case's
+ * placeholders, performs the case's steps in order, then judges its checks over everything
+ * recorded. Every wait has a deadline; the connector is killed and both servers closed whatever
+ * happens.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -101,6 +102,8 @@ export class ConnectorCaseRun {
   readonly workdir: string;
   readonly valueIndex: Map<string, number>;
   private servers: Record<ServedAt, ScriptedServer> | undefined;
+  /** The address a stop_server step took away, and when. */
+  stopped: { at: ServedAt; seq: number } | undefined;
   private refusing: { code: number; status: number } | undefined;
   private fed = false;
   private startedAt = 0;
@@ -216,7 +219,7 @@ export class ConnectorCaseRun {
   }
 
   private async startServers(): Promise<void> {
-    const describe = () => describeFor(this.role, this.placeholders.target!, DEFAULT_LIMITS);
+    const describe = (at: ServedAt) => describeFor(this.role, this.placeholders.target!, DEFAULT_LIMITS, [this.address(at)]);
     const onCall = (at: ServedAt) => (served: ServedCall) => {
       const session = new ScriptedSession(served.role, at, served.call, this.clock, this.notifier);
       this.sessions.push(session);
@@ -335,6 +338,8 @@ export class ConnectorCaseRun {
         return this.takeSession(p, where);
       case "refuse_sessions":
         return this.refuseSessions(p);
+      case "stop_server":
+        return this.stopServer(p.string("at") as ServedAt);
       case "end_session":
         return this.endSession(p, where);
       case "idle":
@@ -445,6 +450,7 @@ export class ConnectorCaseRun {
       capabilities?: string[];
       unknown_fields?: boolean;
       unknown_kind?: boolean;
+      cluster_addresses?: ServedAt[];
     };
     if (welcome.delay_ms !== undefined) await sleep(welcome.delay_ms);
     const initialCredits = this.role === "source" ? (welcome.initial_credits ?? 1000) : 0;
@@ -460,6 +466,8 @@ export class ConnectorCaseRun {
           idempotencyWindow: welcome.idempotency_window ?? DEFAULT_LIMITS.idempotencyWindow,
         },
         capabilities: welcome.capabilities ?? [],
+        // An engine lists at least its own address (R-CLUSTER-ADDRESSES).
+        clusterAddresses: (welcome.cluster_addresses ?? [session.at]).map((at) => this.address(at)),
       },
       welcome.unknown_fields === true,
     );
@@ -480,6 +488,17 @@ export class ConnectorCaseRun {
     }
     await sleep(p.number("ms"));
     this.refusing = undefined;
+  }
+
+  /**
+   * The engine at an address goes away as a killed worker does: its sessions end with UNAVAILABLE
+   * and no Error, and nothing listens there any more.
+   */
+  private stopServer(at: ServedAt): void {
+    for (const s of this.sessions) if (s.at === at) s.endCall(grpcStatusOf("UNAVAILABLE"), "the engine went away");
+    this.servers![at].kill();
+    this.stopped = { at, seq: ++this.clock.seq };
+    this.notifier.changed();
   }
 
   private endSession(p: Params, where: string): void {

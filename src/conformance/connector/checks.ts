@@ -30,6 +30,12 @@ const hellos = (run: ConnectorCaseRun): Array<{ session: ScriptedSession; hello:
 
 const records = (run: ConnectorCaseRun, s: ScriptedSession): ReceivedRecord[] => run.records(s);
 
+/** Why a Hello after a move is not the same connector's, or undefined when it is (R-REDIRECT, R-FAILOVER). */
+function identityChange(before: Hello, after: Hello): string | undefined {
+  const differs = (["connectorName", "instanceId", "target", "token"] as const).filter((f) => after[f] !== before[f]);
+  return differs.length === 0 ? undefined : differs.join(", ");
+}
+
 function label(run: ConnectorCaseRun, index: number): string {
   return `record ${index} ("${run.fixture.records![index - 1]}")`;
 }
@@ -134,11 +140,21 @@ export const CONNECTOR_CHECKS: Readonly<Record<string, ConnectorCheck>> = {
     const next = run.sessions.find((s) => s.arrivedSeq > redirectSeq);
     if (next === undefined) return "no session followed the Redirect";
     if (next.at !== "secondary") return "after the Redirect the connector dialled its configured address again, not the one redirected to";
-    const before = redirected.hello!;
-    const after = next.hello;
-    if (after === undefined) return "the session at the redirected address sent no Hello";
-    const differs = (["connectorName", "instanceId", "target", "token"] as const).filter((f) => after[f] !== before[f]);
-    return differs.length === 0 ? undefined : `the Hello at the redirected address differs in ${differs.join(", ")}`;
+    if (next.hello === undefined) return "the session at the redirected address sent no Hello";
+    const differs = identityChange(redirected.hello!, next.hello);
+    return differs === undefined ? undefined : `the Hello at the redirected address differs in ${differs}`;
+  },
+
+  failed_over: (run) => {
+    const stopped = run.stopped;
+    if (stopped === undefined) return "no engine address went away in this case";
+    const lost = taken(run).filter((s) => s.at === stopped.at && s.arrivedSeq < stopped.seq).at(-1);
+    if (lost?.hello === undefined) return `no session was open at the ${stopped.at} address when it went away`;
+    const next = run.sessions.find((s) => s.arrivedSeq > stopped.seq);
+    if (next === undefined) return `after the ${stopped.at} address went away, no session came to the other address the Welcome listed`;
+    if (next.hello === undefined) return "the session at the other address sent no Hello";
+    const differs = identityChange(lost.hello, next.hello);
+    return differs === undefined ? undefined : `the Hello at the other address differs in ${differs}`;
   },
 
   half_closed: (run, p) => {

@@ -19,6 +19,9 @@ export interface ServedCall {
 
 export interface ScriptedServer {
   readonly address: string;
+  /** Stops listening and cuts every connection at once, as a killed engine would. */
+  kill(): void;
+  /** Lets calls end within a grace period, then cuts them; once, however often it is called. */
   close(): Promise<void>;
 }
 
@@ -28,7 +31,7 @@ const CLOSE_GRACE_MS = 1_000;
 
 const ROLE_OF_METHOD: Readonly<Record<string, Role>> = { Source: "source", Sink: "sink", Partition: "partitioner" };
 
-export async function startScriptedServer(at: ServedAt, describe: () => DescribeResponse, onCall: (call: ServedCall) => void): Promise<ScriptedServer> {
+export async function startScriptedServer(at: ServedAt, describe: (at: ServedAt) => DescribeResponse, onCall: (call: ServedCall) => void): Promise<ScriptedServer> {
   const server = new Server({ "grpc.max_receive_message_length": RECEIVE_BYTES_MAX, "grpc.max_send_message_length": RECEIVE_BYTES_MAX });
   const definition: Record<string, ServiceDefinition[string]> = {};
   const implementation: UntypedServiceImplementation = {};
@@ -45,7 +48,7 @@ export async function startScriptedServer(at: ServedAt, describe: () => Describe
         responseDeserialize: (b: Buffer) => b,
         originalName: method.localName,
       };
-      implementation[method.localName] = (_call: unknown, callback: (err: null, value: DescribeResponse) => void) => callback(null, describe());
+      implementation[method.localName] = (_call: unknown, callback: (err: null, value: DescribeResponse) => void) => callback(null, describe(at));
       continue;
     }
     const role = ROLE_OF_METHOD[method.name]!;
@@ -66,10 +69,15 @@ export async function startScriptedServer(at: ServedAt, describe: () => Describe
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, bound) => (err === null ? resolve(bound) : reject(err))),
   );
+  let closing: Promise<void> | undefined;
   return {
     address: `127.0.0.1:${port}`,
+    kill() {
+      server.forceShutdown();
+      closing ??= Promise.resolve();
+    },
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();
@@ -78,12 +86,20 @@ export async function startScriptedServer(at: ServedAt, describe: () => Describe
           clearTimeout(force);
           resolve();
         });
-      }),
+      })),
   };
 }
 
-/** What the harness's Describe says: one target for the role under test, a token required. */
-export function describeFor(role: Role, target: string, limits: { maxBatchRecords: number; maxMessageBytes: number; idempotencyWindow: number }): DescribeResponse {
+/**
+ * What the harness's Describe says: one target for the role under test, a token required, and the
+ * answering address as the whole cluster (R-CLUSTER-ADDRESSES).
+ */
+export function describeFor(
+  role: Role,
+  target: string,
+  limits: { maxBatchRecords: number; maxMessageBytes: number; idempotencyWindow: number },
+  clusterAddresses: string[],
+): DescribeResponse {
   return create(DescribeResponseSchema, {
     app: "keyway-conformance",
     sources: role === "source" ? [target] : [],
@@ -92,5 +108,6 @@ export function describeFor(role: Role, target: string, limits: { maxBatchRecord
     versions: [{ major: 1, minor: 0 }],
     limits,
     tokenRequired: true,
+    clusterAddresses,
   });
 }

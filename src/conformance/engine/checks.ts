@@ -9,6 +9,7 @@ import type { ClientSession } from "./client-session.ts";
 
 /** grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING */
 const SERVING = 1;
+const HOST_PORT = /^.+:\d+$/;
 
 /** A SinkBatch or a PartitionBatch: records or values. */
 type BatchOfEither = { records?: unknown[]; values?: unknown[] };
@@ -53,6 +54,20 @@ export const ENGINE_CHECKS: Readonly<Record<string, EngineCheck>> = {
     const tokenGiven = token !== undefined && token !== "";
     if (d.tokenRequired !== tokenGiven) return `Describe.token_required is ${d.tokenRequired}, but the harness was ${tokenGiven ? "" : "not "}given a token`;
     return undefined;
+  },
+
+  cluster_addresses: (run) => {
+    if (run.describeResponse === undefined) return "Describe was not called";
+    const lists: Array<[string, readonly string[]]> = [["Describe", run.describeResponse.clusterAddresses]];
+    for (const s of run.sessions.values()) if (s.welcome !== undefined) lists.push([`the Welcome of session ${s.name}`, s.welcome.clusterAddresses]);
+    if (lists.length === 1) return "no session was welcomed";
+    const dialled = run.target.address;
+    return first(lists, ([where, addresses]) => {
+      const malformed = addresses.find((a) => !HOST_PORT.test(a));
+      if (malformed !== undefined) return `${where} lists "${malformed}" in cluster_addresses; each entry is host:port`;
+      if (!addresses.includes(dialled)) return `${where} lists [${addresses.join(", ")}] in cluster_addresses, without ${dialled}, the address the harness dialled`;
+      return undefined;
+    });
   },
 
   health_serving: (run) =>
