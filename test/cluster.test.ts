@@ -1,195 +1,168 @@
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { checkSequenceWindows } from "../examples/validation/check.ts";
 import { createControlClients } from "../src/cluster/control-rpc.ts";
-import { JoinResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
+import { ControlService, JoinResponseSchema, StatusResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
+import { clusterStatus, perWord } from "./helpers/cluster.ts";
 import { countWords, generateText } from "./helpers/text.ts";
 import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
-/** Each word's output lines, in order: the per-word sequence the engine must keep on any worker count. */
-function perWord(output: string): Map<string, string[]> {
-  const groups = new Map<string, string[]>();
-  for (const line of output.split("\n")) {
-    if (line === "") continue;
-    const word = line.slice(0, line.lastIndexOf(" "));
-    let list = groups.get(word);
-    if (list === undefined) groups.set(word, (list = []));
-    list.push(line);
-  }
-  return groups;
-}
-
-interface ClusterStatus {
-  epoch: number;
-  slotCount: number;
-  workers: Array<{ id: string; slots: number; keys: number; coordinator: boolean }>;
-}
-
-async function status(address: string): Promise<ClusterStatus> {
-  const result = await runKeyway(["cluster", "status", "--address", address, "--json"]);
-  if (result.code !== 0) throw new Error(`cluster status failed: ${result.stderr}`);
-  return JSON.parse(result.stdout) as ClusterStatus;
-}
-
 const running: Running[] = [];
 afterEach(() => {
-  for (const r of running.splice(0)) r.child.kill("SIGKILL");
+  for (const r of running.splice(0)) {
+    r.child.kill("SIGCONT");
+    r.child.kill("SIGKILL");
+  }
 });
 
+/** A corpus split over a directory of files, and its exact word counts. */
+function corpus(dir: string, files: number, words: number): Map<string, number> {
+  const inputs = join(dir, "in");
+  mkdirSync(inputs);
+  let text = "";
+  for (let f = 0; f < files; f++) {
+    const part = generateText(words, 11 + f);
+    writeFileSync(join(inputs, `part-${f}.txt`), part);
+    text += part;
+  }
+  return countWords(text);
+}
+
+/** Output lines "word n" end at each word's total, and run 1..n in order per word. */
+function expectExact(output: string, counts: Map<string, number>): void {
+  const groups = perWord(output);
+  expect(groups.size).toBe(counts.size);
+  for (const [word, lines] of groups) {
+    expect(lines.length, word).toBe(counts.get(word));
+    lines.forEach((line, i) => expect(line).toBe(`${word} ${i + 1}`));
+  }
+}
+
 describe("cluster", () => {
-  it("gives identical per-word output on 1, 2 and 3 workers", async () => {
+  it("counts a directory's words exactly on 1, 2 and 3 workers, its files spread over them", async () => {
     const dir = scratchDir("cluster-wc");
-    const input = join(dir, "in.txt");
-    const text = generateText(300_000, 5);
-    writeFileSync(input, text);
-    const outputs: string[] = [];
+    const counts = corpus(dir, 3, 60_000);
     for (const workers of [1, 2, 3]) {
       const output = join(dir, `out-${workers}.txt`);
-      const result = await runKeyway(["run", "examples/word-count/app.ts", "--source", `lines=file:${input}`, "--sink", `counts=file:${output}`, "--workers", String(workers)]);
+      const result = await runKeyway(["run", "examples/word-count/app.ts", "--source", `lines=file:${join(dir, "in")}`, "--sink", `counts=file:${output}`, "--workers", String(workers)]);
       expect(result.code, result.stderr).toBe(0);
-      if (workers > 1) expect(result.stderr).toMatch(/"msg":"slots moved"/);
-      outputs.push(readFileSync(output, "utf8"));
+      expect(result.stderr).not.toMatch(/"level":50/);
+      if (workers > 1) {
+        expect(result.stderr).toMatch(/"msg":"slots moved"/);
+        // Each worker read a file of its own.
+        expect(result.stderr.match(/"msg":"reading sources placed here"/g)?.length).toBe(workers);
+      }
+      expectExact(readFileSync(output, "utf8"), counts);
     }
-    const [one, two, three] = outputs.map(perWord);
-    expect(one!.size).toBe(countWords(text).size);
-    expect(two).toEqual(one);
-    expect(three).toEqual(one);
   });
 
-  it("grows 1->2->3 and shrinks 3->2->1 under load, twice, with nothing lost, duplicated or reordered", async () => {
-    const dir = scratchDir("cluster-grow");
+  it("counts exactly with connector sources attached to the first worker and spread over three by Redirect", async () => {
+    const dir = scratchDir("cluster-connectors");
+    const counts = corpus(dir, 4, 30_000);
     const output = join(dir, "out.txt");
-    const [sourcePort, clusterPort] = [await freePort(), await freePort()];
-    const address = `127.0.0.1:${clusterPort}`;
-    const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${sourcePort}`,
-      "--sink", `out=file:${output}`, "--cluster-listen", address]);
+    const connectorPort = await freePort();
+    const clusterAddress = `127.0.0.1:${await freePort()}`;
+    const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", "lines=connector", "--sink", `counts=file:${output}`,
+      "--listen", `127.0.0.1:${connectorPort}`, "--cluster-listen", clusterAddress, "--workers", "3"]);
     running.push(engine);
-
-    // Constant load: KEYS keys, each counting up, a small batch every few milliseconds.
-    const KEYS = 500;
-    const next = new Array<number>(KEYS).fill(0);
-    let sent = 0;
-    const socket = await waitFor("the engine's TCP source", () =>
-      new Promise<Socket | undefined>((resolve) => {
-        const s = connect(sourcePort, "127.0.0.1");
-        s.once("connect", () => resolve(s));
-        s.once("error", () => resolve(undefined));
-      }));
-    let loading = true;
-    const load = (async () => {
-      while (loading) {
-        let chunk = "";
-        for (let j = 0; j < 200; j++) {
-          const k = (sent + j) % KEYS;
-          chunk += `k${k} ${++next[k]!}\n`;
-        }
-        sent += 200;
-        if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
-
-    const workers: Running[] = [];
-    const expectShape = async (count: number) => {
-      const s = await waitFor(`${count} workers`, async () => {
-        const now = await status(address);
-        return now.workers.length === count ? now : undefined;
-      });
-      expect(s.slotCount).toBe(4096);
-      expect(s.workers.reduce((n, w) => n + w.slots, 0)).toBe(4096);
-      for (const w of s.workers) expect(w.slots).toBeGreaterThan(0);
-    };
-    for (let cycle = 0; cycle < 2; cycle++) {
-      for (const count of [2, 3]) {
-        const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
-        running.push(worker);
-        workers.push(worker);
-        // The step is over when the join answers, that is once every slot it brings has moved.
-        await waitFor("the join to complete", () => (worker.stderr().includes("joined the cluster") ? true : undefined));
-        await expectShape(count);
-        await waitFor("records flowing", () => (existsSync(output) && readFileSync(output).length > 0 ? true : undefined));
-      }
-      for (const count of [2, 1]) {
-        const shrink = await runKeyway(["cluster", "shrink", "--address", address, "--count", "1"]);
-        expect(shrink.code, shrink.stderr).toBe(0);
-        await expectShape(count);
-      }
-      for (const worker of workers.splice(0)) {
-        const finished = await worker.finished;
-        expect(finished.code, finished.stderr).toBe(0);
-        expect(finished.stderr).not.toMatch(/"level":50/);
-      }
+    await waitFor("three workers", async () => ((await clusterStatus(clusterAddress).catch(() => undefined))?.workers.length === 3 ? true : undefined), 60_000);
+    const sources = [0, 1, 2, 3].map((f) => {
+      const source = startKeyway(["connector", "file-source", "--engine", `127.0.0.1:${connectorPort}`, "--target", "lines", "--path", join(dir, "in", `part-${f}.txt`), "--instance-id", `reader-${f}`]);
+      running.push(source);
+      return source;
+    });
+    for (const source of sources) {
+      const finished = await source.finished;
+      expect(finished.code, finished.stderr).toBe(0);
     }
-
-    loading = false;
-    await load;
-    socket.end();
-    const expected = new Map(next.map((n, k) => [`k${k}`, n]));
-    await waitFor("every record at the sink", () => {
-      const lines = existsSync(output) ? readFileSync(output, "utf8").split("\n").length - 1 : 0;
-      return lines >= sent ? true : undefined;
-    }, 60_000);
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    await waitFor("every count at the sink", () => (existsSync(output) && readFileSync(output, "utf8").split("\n").length - 1 >= total ? true : undefined), 60_000);
+    const redirected = sources.filter((s) => /engine redirected the session/.test(s.stderr())).length;
+    expect(redirected).toBeGreaterThan(0);
     engine.child.kill("SIGTERM");
     const finished = await engine.finished;
-    expect(finished.code).toBe(0);
+    expect(finished.code, finished.stderr).toBe(0);
     expect(finished.stderr).not.toMatch(/"level":50/);
-    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), expected);
-    expect(verdict.problems).toEqual([]);
-    expect(verdict.outputs).toBe(sent);
+    expectExact(readFileSync(output, "utf8"), counts);
   });
 
   it("refuses a worker with a wrong token, another app or another protocol major, and the cluster goes on", async () => {
-    const clusterPort = await freePort();
-    const address = `127.0.0.1:${clusterPort}`;
+    const address = `127.0.0.1:${await freePort()}`;
     const dir = scratchDir("cluster-token");
     const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${await freePort()}`,
       "--sink", `out=file:${join(dir, "out.txt")}`, "--cluster-listen", address, "--token", "s3cret"]);
     running.push(engine);
-    await waitFor("the cluster", () => status(address).catch(() => undefined));
+    await waitFor("the cluster", () => clusterStatus(address, "s3cret").catch(() => undefined));
     const refused = await runKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address, "--token", "wrong"]);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/join refused by .*: wrong or missing cluster token/);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/error \[UNAUTHENTICATED\]: cannot reach the cluster at .*: wrong or missing cluster token/);
     const otherApp = await runKeyway(["worker", "examples/word-count/app.ts", "--join", address, "--token", "s3cret"]);
     expect(otherApp.code).toBe(2);
     expect(otherApp.stderr).toMatch(/the cluster runs app "sequence-window"/);
     // A worker of another major version of the cluster protocol, spoken raw.
-    const peers = createControlClients("s3cret");
-    const incompatible = await peers
+    const clients = createControlClients("s3cret");
+    const incompatible = await clients
       .call(address, "Join", { version: { major: 3, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
       .then(() => "joined", (err: { details?: string }) => err.details ?? "");
-    peers.close();
-    expect(incompatible).toMatch(/cluster protocol 2\.0 is not compatible with this cluster's 1\.0/);
+    clients.close();
+    expect(incompatible).toMatch(/cluster protocol 3\.0 is not compatible with this cluster's 2\.0/);
     const ok = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address, "--token", "s3cret"]);
     running.push(ok);
-    await waitFor("two workers", async () => ((await status(address)).workers.length === 2 ? true : undefined));
+    await waitFor("two workers", async () => ((await clusterStatus(address, "s3cret")).workers.length === 2 ? true : undefined));
   });
 
-  it("reports a worker killed during a migration clearly", async () => {
-    const [sourcePort, clusterPort] = [await freePort(), await freePort()];
-    const address = `127.0.0.1:${clusterPort}`;
-    const dir = scratchDir("cluster-kill");
-    const output = join(dir, "out.txt");
-    const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${sourcePort}`,
-      "--sink", `out=file:${output}`, "--cluster-listen", address, "--workers", "2"]);
+  it("refuses every cluster call made without the token, on the first worker and on the others, and nothing changes", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const dir = scratchDir("cluster-auth");
+    const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${await freePort()}`,
+      "--sink", `out=file:${join(dir, "out.txt")}`, "--cluster-listen", address, "--token", "s3cret", "--workers", "2"]);
     running.push(engine);
-    await waitFor("two workers", async () => ((await status(address).catch(() => undefined))?.workers.length === 2 ? true : undefined));
-    // Enough keys that moving their state takes a while, so the kill lands mid-move.
-    const KEYS = 600_000;
-    const socket = connect(sourcePort, "127.0.0.1");
-    for (let i = 0; i < KEYS; i += 10_000) {
-      socket.write(Array.from({ length: 10_000 }, (_, j) => `k${i + j} 1\n`).join(""));
+    await waitFor("the move to w1", () => (engine.stderr().includes('"msg":"slots moved"') ? true : undefined), 60_000);
+    const before = await clusterStatus(address, "s3cret");
+    expect(before.workers.map((w) => w.slots)).toEqual([2048, 2048]);
+    const intruder = createControlClients(undefined);
+    const wrong = createControlClients("guess");
+    for (const target of before.workers.map((w) => w.address)) {
+      for (const method of ControlService.methods) {
+        for (const clients of [intruder, wrong]) {
+          const outcome = await clients.call(target, method.name, {}, StatusResponseSchema, 10_000).then(() => "answered", (err: { code?: number; details?: string }) => `${err.code}: ${err.details}`);
+          expect(outcome, `${method.name} at ${target}`).toBe("16: wrong or missing cluster token");
+        }
+      }
     }
-    await waitFor("every key in state", () => (existsSync(output) && readFileSync(output, "utf8").split("\n").length > KEYS ? true : undefined), 60_000);
+    intruder.close();
+    wrong.close();
+    const after = await clusterStatus(address, "s3cret");
+    expect(after.epoch).toBe(before.epoch);
+    expect(after.workers.map((w) => [w.id, w.slots, w.data])).toEqual(before.workers.map((w) => [w.id, w.slots, w.data]));
+    // The exchange refuses a link without the token too.
+    const { checkExchangeRefusesWithoutToken } = await import("./helpers/exchange-probe.ts");
+    expect(await checkExchangeRefusesWithoutToken(before.workers[1]!.address)).toBe("16: wrong or missing cluster token");
+    const status = await runKeyway(["cluster", "status", "--address", address]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toMatch(/error \[UNAUTHENTICATED\]: status at .*: wrong or missing cluster token/);
+  });
 
-    const third = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
-    running.push(third);
-    await waitFor("the move to w2", () => (/"worker":"w2"[^\n]*"msg":"worker joining"/.test(engine.stderr()) ? true : undefined));
-    third.child.kill("SIGKILL");
-    const report = await waitFor("the coordinator's report", () =>
-      engine.stderr().split("\n").find((l) => l.includes('"level":50') && l.includes("w2")));
-    expect(report).toMatch(/worker w2 joining failed|state was lost|w2 at .* failed to process records/);
-    socket.destroy();
+  it("shows a worker that stopped answering as unreachable within a few seconds, with each worker's pid and sources", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const dir = scratchDir("cluster-silent");
+    const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${await freePort()}`,
+      "--sink", `out=file:${join(dir, "out.txt")}`, "--cluster-listen", address]);
+    running.push(engine);
+    await waitFor("the cluster", () => clusterStatus(address).catch(() => undefined));
+    const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
+    running.push(worker);
+    const joined = await waitFor("w1 reachable", async () => {
+      const s = await clusterStatus(address);
+      return s.workers.find((w) => w.id === "w1" && w.reachable && w.slots > 0) === undefined ? undefined : s;
+    });
+    expect(joined.workers.map((w) => w.pid)).toEqual([engine.child.pid, worker.child.pid]);
+    expect(joined.workers[0]!.sources).toEqual(["in"]);
+    worker.child.kill("SIGSTOP");
+    const stoppedAt = Date.now();
+    await waitFor("w1 unreachable", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1")?.reachable === false ? true : undefined), 10_000);
+    expect(Date.now() - stoppedAt).toBeLessThan(8000);
+    worker.child.kill("SIGCONT");
+    await waitFor("w1 reachable again", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1")?.reachable === true ? true : undefined), 10_000);
   });
 });

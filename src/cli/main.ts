@@ -41,6 +41,7 @@ interface RunFlags {
   idempotencyWindow?: number;
   workers: number;
   clusterListen?: string;
+  migrationChunkKeys?: number;
   progress: boolean;
   verbose: boolean;
 }
@@ -113,7 +114,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     log,
     token,
     listen: flags.clusterListen ?? "127.0.0.1:0",
-    role: { first: { slotCount: flags.slots, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), expectedWorkers: flags.workers } },
+    role: { first: { slotCount: flags.slots, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), expectedWorkers: flags.workers, chunkKeys: flags.migrationChunkKeys } },
     connectors: async (_json, placement) => {
       const built = await buildWorkerConnectors(app, table, flags, log, placement, true);
       edgeClose = built.edge?.close;
@@ -198,6 +199,7 @@ function buildProgram(): Command {
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
+    .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 25000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")
     .option("--verbose", "print stack traces with errors", false)

@@ -290,7 +290,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             }),
           );
         }
-        members = members.filter((m) => !leaving.includes(m));
+        members = members.filter((m) => !leaving.some((w) => w.id === m.id));
         await publish({ ...map, epoch: map.epoch + 1 }, undefined, members);
         await Promise.all(
           leaving.map((w) => port.leave(w, "removed by shrink").catch((err: Error) => log.warn({ worker: w.id, err: err.message }, "a removed worker did not hear it should leave"))),

@@ -84,7 +84,7 @@ export interface ClusterWorkerOptions {
   /** Where this worker serves ControlService and ExchangeService. */
   listen: string;
   /** First worker: the slot count and the run's bindings (JSON for joiners). Joiner: the address to join. */
-  role: { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number } } | { join: string };
+  role: { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number; chunkKeys?: number } } | { join: string };
   /** Builds this worker's connectors once it knows the bindings; `placement` places connector sessions. */
   connectors(bindingsJson: string, placement: SessionPlacementLike): Promise<{ connectors: WorkerConnectors; edge?: ConnectorEdge; partition?: import("../runtime/dataflow.ts").PartitionFn }>;
   /** Bundled sources to spread when the run starts (the files of directory sources), by pipeline. */
@@ -340,7 +340,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   let runOver: Promise<void> = left.then(() => undefined);
   if (first !== undefined) {
-    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, onStateLost: options.onStateLost ?? (() => undefined) });
+    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, onStateLost: options.onStateLost ?? (() => undefined) });
     runOver = coordinator.runOver;
     handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator) };
   } else {
@@ -397,6 +397,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (map.epoch >= placement.map.epoch) applyMap(map, joined);
       log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
     } catch (err) {
+      leave("join refused");
       await engine.stop().catch(() => undefined);
       server.forceShutdown();
       exchange.close();

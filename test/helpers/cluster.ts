@@ -1,0 +1,91 @@
+/** Shared set-ups for cluster tests: status over the CLI, per-word grouping, a steady TCP load. */
+import { connect, type Socket } from "node:net";
+import { runKeyway, waitFor } from "./process.ts";
+
+export interface WorkerView {
+  id: string;
+  address: string;
+  connectorAddress: string;
+  coordinator: boolean;
+  data: boolean;
+  reachable: boolean;
+  slots: number;
+  pid: number;
+  keys: number;
+  connectorSessions: number;
+  sources: string[];
+  backlogOut: number;
+  backlogIn: number;
+}
+
+export interface ClusterStatus {
+  app: string;
+  epoch: number;
+  slotCount: number;
+  workers: WorkerView[];
+}
+
+export async function clusterStatus(address: string, token?: string): Promise<ClusterStatus> {
+  const result = await runKeyway(["cluster", "status", "--address", address, "--json", ...(token === undefined ? [] : ["--token", token])]);
+  if (result.code !== 0) throw new Error(`cluster status failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as ClusterStatus;
+}
+
+/** Each word's output lines, in order: the per-word sequence the engine must keep on any worker count. */
+export function perWord(output: string): Map<string, string[]> {
+  const groups = new Map<string, string[]>();
+  for (const line of output.split("\n")) {
+    if (line === "") continue;
+    const word = line.slice(0, line.lastIndexOf(" "));
+    let list = groups.get(word);
+    if (list === undefined) groups.set(word, (list = []));
+    list.push(line);
+  }
+  return groups;
+}
+
+/** Sequence-window input over TCP: `keys` keys counting up, a small batch every few milliseconds. */
+export async function steadyLoad(port: number, keys: number, perTick = 200, tickMs = 5) {
+  const next = new Array<number>(keys).fill(0);
+  let sent = 0;
+  let extra: string[] = [];
+  const socket = await waitFor("a TCP source listening", () =>
+    new Promise<Socket | undefined>((resolve) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => resolve(s));
+      s.once("error", () => resolve(undefined));
+    }));
+  let loading = true;
+  const loop = (async () => {
+    while (loading) {
+      let chunk = "";
+      for (let j = 0; j < perTick; j++) {
+        const k = (sent + j) % keys;
+        chunk += `k${k} ${++next[k]!}\n`;
+      }
+      sent += perTick;
+      for (const line of extra.splice(0)) {
+        chunk += line;
+        sent++;
+      }
+      if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
+      await new Promise((r) => setTimeout(r, tickMs));
+    }
+  })();
+  return {
+    sent: () => sent,
+    /** Adds one record of key `key` (beyond the steady keys) to the next tick. */
+    also(key: string, counters: Map<string, number>) {
+      const n = (counters.get(key) ?? 0) + 1;
+      counters.set(key, n);
+      extra.push(`${key} ${n}\n`);
+    },
+    expected: (more: ReadonlyMap<string, number> = new Map()) => new Map([...next.map((n, k) => [`k${k}`, n] as [string, number]), ...more]),
+    async stop() {
+      loading = false;
+      await loop;
+      extra = [];
+      socket.end();
+    },
+  };
+}
