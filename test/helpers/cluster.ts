@@ -44,11 +44,10 @@ export function perWord(output: string): Map<string, string[]> {
   return groups;
 }
 
-/** Sequence-window input over TCP: `keys` keys counting up, a small batch every few milliseconds. */
-export async function steadyLoad(port: number, keys: number, perTick = 200, tickMs = 5) {
-  const next = new Array<number>(keys).fill(0);
+/** Sequence-window input over TCP: `keys` keys (named prefix + index) counting up, a small batch every few milliseconds. */
+export async function steadyLoad(port: number, keys: number, perTick = 200, tickMs = 5, prefix = "k", from?: readonly number[]) {
+  const next = from === undefined ? new Array<number>(keys).fill(0) : [...from];
   let sent = 0;
-  let extra: string[] = [];
   const socket = await waitFor("a TCP source listening", () =>
     new Promise<Socket | undefined>((resolve) => {
       const s = connect(port, "127.0.0.1");
@@ -61,30 +60,21 @@ export async function steadyLoad(port: number, keys: number, perTick = 200, tick
       let chunk = "";
       for (let j = 0; j < perTick; j++) {
         const k = (sent + j) % keys;
-        chunk += `k${k} ${++next[k]!}\n`;
+        chunk += `${prefix}${k} ${++next[k]!}\n`;
       }
       sent += perTick;
-      for (const line of extra.splice(0)) {
-        chunk += line;
-        sent++;
-      }
       if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
       await new Promise((r) => setTimeout(r, tickMs));
     }
   })();
   return {
     sent: () => sent,
-    /** Adds one record of key `key` (beyond the steady keys) to the next tick. */
-    also(key: string, counters: Map<string, number>) {
-      const n = (counters.get(key) ?? 0) + 1;
-      counters.set(key, n);
-      extra.push(`${key} ${n}\n`);
-    },
-    expected: (more: ReadonlyMap<string, number> = new Map()) => new Map([...next.map((n, k) => [`k${k}`, n] as [string, number]), ...more]),
+    /** Where each key stands, for a load that carries on from here. */
+    counts: () => [...next],
+    expected: () => new Map(next.map((n, k) => [`${prefix}${k}`, n] as [string, number])),
     async stop() {
       loading = false;
       await loop;
-      extra = [];
       socket.end();
     },
   };
