@@ -166,3 +166,24 @@ describe("cluster", () => {
     await waitFor("w1 reachable again", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1")?.reachable === true ? true : undefined), 10_000);
   });
 });
+
+describe("cluster sources", () => {
+  it("passes a leaving worker's unread files on to the others, resumed where they stood, and the counts stay exact", async () => {
+    const dir = scratchDir("cluster-handoff");
+    const counts = corpus(dir, 3, 1_500_000);
+    const output = join(dir, "out.txt");
+    const address = `127.0.0.1:${await freePort()}`;
+    const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", `lines=file:${join(dir, "in")}`, "--sink", `counts=file:${output}`,
+      "--workers", "3", "--cluster-listen", address]);
+    running.push(engine);
+    await waitFor("output flowing", () => (existsSync(output) && readFileSync(output).length > 100_000 ? true : undefined), 60_000);
+    const shrink = await runKeyway(["cluster", "shrink", "--address", address, "--worker", "w2"]);
+    expect(shrink.code, shrink.stderr).toBe(0);
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stderr).not.toMatch(/"level":50/);
+    // Three files placed at the start, one per worker, and w2's unfinished one placed again.
+    expect(finished.stderr.match(/"msg":"reading sources placed here"/g)?.length).toBe(4);
+    expectExact(readFileSync(output, "utf8"), counts);
+  });
+});

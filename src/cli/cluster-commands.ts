@@ -104,11 +104,14 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
           return built;
         },
       });
-      const reason = await worker.finished;
-      log.info({ reason }, "leaving the cluster");
-      await worker.engine.stop();
-      await worker.close();
-      await edgeClose?.();
+      try {
+        const reason = await worker.finished;
+        log.info({ reason }, "leaving the cluster");
+      } finally {
+        await worker.engine.stop().catch(() => undefined);
+        await worker.close();
+        await edgeClose?.();
+      }
       setExitCode(0);
     });
 

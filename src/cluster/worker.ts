@@ -22,6 +22,7 @@ import {
   LeaveResponseSchema,
   ReleaseStreamResponseSchema,
   ShrinkResponseSchema,
+  SourceAssignmentSchema,
   SourcesDoneResponseSchema,
   StartSourcesResponseSchema,
   StatusResponseSchema,
@@ -56,6 +57,8 @@ import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator, type Worker
 import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./membership.ts";
 
 const RATE_WINDOW_MS = 2000;
+/** A worker whose coordinator has not answered a heartbeat for this long stops: nothing can change its map any more. */
+export const COORDINATOR_LOST_MS = 10_000;
 const CONTROL_DEADLINE_MS = 10 * 60_000;
 
 /** The connectors of one worker, built by the caller from the run's bindings. */
@@ -214,11 +217,22 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   };
 
   let leave!: (reason: string) => void;
-  const left = new Promise<string>((resolve) => (leave = resolve));
+  let lose!: (err: Error) => void;
+  const left = new Promise<string>((resolve, reject) => {
+    leave = resolve;
+    lose = reject;
+  });
+  left.catch(() => undefined);
   let built!: WorkerConnectors;
+  // Bundled sources handed to this worker, by URI, so a worker that leaves can pass them on.
+  const assigned = new Map<Source, string>();
   const stopOwnSources = async (): Promise<SourceAssignment[]> => {
-    await engine!.closeSources();
-    return [];
+    const standings = await engine!.closeSources();
+    return standings.flatMap(({ pipeline, source, progress, ended }) => {
+      const uri = assigned.get(source);
+      if (uri === undefined || ended) return [];
+      return [create(SourceAssignmentSchema, { pipeline, uri, resumeFrom: typeof progress === "bigint" ? progress : 0n })];
+    });
   };
 
   const workerHandlers: Record<string, ReturnType<typeof unary>> = {
@@ -248,7 +262,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       return create(ReleaseStreamResponseSchema, answer);
     }),
     StartSources: unary(async (req: StartSourcesRequest) => {
-      for (const s of req.sources) await engine!.addSource(s.pipeline, built.sourceFromUri(s.uri), s.resumeFrom === 0n ? undefined : s.resumeFrom);
+      for (const s of req.sources) {
+        const source = built.sourceFromUri(s.uri);
+        assigned.set(source, s.uri);
+        await engine!.addSource(s.pipeline, source, s.resumeFrom === 0n ? undefined : s.resumeFrom);
+      }
       if (req.sources.length > 0) log.info({ sources: req.sources.map((s) => s.uri) }, "reading sources placed here");
       watchSources();
       return create(StartSourcesResponseSchema, {});
@@ -371,11 +389,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     remoteSinkWantsIds: (sink) => built.connectorSinks.has(sink),
   });
 
-  // A worker tells the coordinator when its sources have ended (a finite run's end).
-  let watching = false;
+  // A worker tells the coordinator when its sources, those just placed here too, have ended (a finite run's end).
   const watchSources = (): void => {
-    if (watching) return;
-    watching = true;
     void engine!.sourcesDone().then(
       () => (coordinator !== undefined ? coordinator.sourcesDone(selfId) : clients.call(coordinatorAddress(), "SourcesDone", { workerId: selfId }, SourcesDoneResponseSchema).then(() => undefined)),
       () => undefined,
@@ -406,8 +421,17 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       const code = e.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE;
       throw new KeywayError(code, `join refused by ${joinAddress}: ${e.details || e.message}`);
     }
+    let answeredAt = Date.now();
     heartbeat = setInterval(() => {
-      clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).catch(() => undefined);
+      if (Date.now() - answeredAt > COORDINATOR_LOST_MS) {
+        clearInterval(heartbeat);
+        lose(new KeywayError(ErrorCode.WORKER_LOST, `the coordinator at ${coordinatorAddress()} has not answered for ${COORDINATOR_LOST_MS / 1000} s; this worker stops`));
+        return;
+      }
+      clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).then(
+        () => (answeredAt = Date.now()),
+        () => undefined,
+      );
     }, HEARTBEAT_INTERVAL_MS);
     heartbeat.unref();
   } else {

@@ -90,8 +90,11 @@ export interface Engine {
   readonly done: Promise<void>;
   /** Settles once this worker's sources (those added so far too) have ended and every batch they read is done. */
   sourcesDone(): Promise<void>;
-  /** Closes this worker's sources; resolves once every batch they read is done. */
-  closeSources(): Promise<void>;
+  /**
+   * Closes this worker's sources; resolves once every batch they read is done, with each
+   * source's last committed progress and whether it had ended by itself (a file read to its end).
+   */
+  closeSources(): Promise<SourceStanding[]>;
   readonly finite: boolean;
   stats(): EngineStats;
   /** Every state stage's store, per pipeline, in pipeline order. */
@@ -110,6 +113,15 @@ export interface Engine {
   addSource(pipeline: number, source: Source, resumeFrom?: bigint): Promise<void>;
   /** Sources being read on this worker, by app source name. */
   sourceNames(): string[];
+}
+
+/** Where a source stood when it was closed. */
+export interface SourceStanding {
+  pipeline: number;
+  source: Source;
+  /** Its last committed progress (a batch position, or what checkpoint() returned); undefined before any. */
+  progress: unknown;
+  ended: boolean;
 }
 
 export interface Connectors {
@@ -214,10 +226,10 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   }
   // Each pipeline's source progress after its last finished batch: what a checkpoint records.
   const progress: unknown[] = app.pipelines.map((_, i) => restored?.sources[i]?.progress);
-  const sources: Array<{ pipeline: number; source: Source }> = [];
+  const sources: SourceStanding[] = [];
   for (const [i, p] of app.pipelines.entries()) {
     const source = connectors.sources.get(p.source.name);
-    if (source !== undefined) sources.push({ pipeline: i, source });
+    if (source !== undefined) sources.push({ pipeline: i, source, progress: undefined, ended: false });
   }
 
   await openAll(app, connectors, restored, log);
@@ -265,10 +277,13 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     if (busy === 0) idle?.resolve();
   };
 
-  const pump = async (pipeline: number, source: Source): Promise<void> => {
+  let closing = false;
+  const pump = async (standing: SourceStanding): Promise<void> => {
+    const { pipeline, source } = standing;
     const flow = flows[pipeline]!;
     const tracker = createCommitTracker((upTo) => {
       progress[pipeline] = upTo;
+      standing.progress = upTo;
       if (dataDir === undefined) source.commit?.(upTo);
     }, fail);
     await options.startGate;
@@ -295,6 +310,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       }
       done.then(settle, settle);
     }
+    if (!closing) standing.ended = true;
     await tracker.drained();
   };
 
@@ -365,7 +381,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }
   };
 
-  const pumps: Promise<void>[] = sources.map(({ pipeline, source }) => pump(pipeline, source));
+  const pumps: Promise<void>[] = sources.map(pump);
   const closeSources = () => Promise.allSettled(sources.map(({ source }) => source.close()));
   const allPumps = async (): Promise<void> => {
     // Sources added while others run are awaited too.
@@ -416,8 +432,10 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       return done;
     },
     async closeSources() {
+      closing = true;
       await closeSources();
       await sourcesDone();
+      return [...sources];
     },
     receive(batch) {
       if (batch.toSink) {
@@ -451,8 +469,9 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     async addSource(pipeline, source, resumeFrom) {
       const name = app.pipelines[pipeline]!.source.name;
       await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
-      sources.push({ pipeline, source });
-      pumps.push(pump(pipeline, source));
+      const standing: SourceStanding = { pipeline, source, progress: resumeFrom, ended: false };
+      sources.push(standing);
+      pumps.push(pump(standing));
     },
     sourceNames: () => sources.map(({ pipeline }) => app.pipelines[pipeline]!.source.name),
   };

@@ -45,7 +45,7 @@ describe("keyway run with connector bindings", () => {
     expect(await source.session.next("ended")).toMatchObject({ stream: "book", position: 2n });
     await sink.untilValues(8);
     expect(sink.values()).toEqual(["it 1", "was 1", "the 1", "best 1", "it 2", "was 2", "the 2", "worst 1"]);
-    expect(sink.ids()[0]).toBe("word-count:book@1:0");
+    expect(sink.ids()[0]).toBe("word-count:book@1:0.0");
 
     running.child.kill("SIGTERM");
     const finished = await running.finished;
