@@ -123,7 +123,8 @@ export const ENGINE_CHECKS: Readonly<Record<string, EngineCheck>> = {
     for (const o of run.outputs()) {
       if (!mine(run, o.value) || !o.value.includes(`:${stream}:`)) continue;
       const position = o.value.slice(o.value.lastIndexOf(":") + 1);
-      const suffix = `:${stream}@${position}:0`;
+      // The conformance app emits each record once, from its one keyed stage: path 0.0 (§8.6).
+      const suffix = `:${stream}@${position}:0.0`;
       if (!o.id.endsWith(suffix)) return `the output of ${stream}@${position} has id "${o.id}"; §8.6 makes it "<pipeline>${suffix}"`;
       const before = idOf.get(o.value);
       if (before !== undefined && before !== o.id) return `the output of ${o.value} had id "${before}" and then "${o.id}"; ids must be deterministic`;
