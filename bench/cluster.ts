@@ -75,15 +75,25 @@ function pidPreloadEnv(): NodeJS.ProcessEnv {
   return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${PID_PRELOAD_URL}`.trim() };
 }
 
-/** CPU seconds of every listed process so far (from /proc); null when any cannot be read. */
-function cpuOf(pids: readonly number[]): number | null {
-  let sum = 0;
-  for (const pid of pids) {
-    const cpu = procCpuSec(pid);
-    if (cpu === null) return null;
-    sum += cpu;
+/**
+ * CPU seconds of a run's processes so far, from /proc. Sampled often, it keeps each process's
+ * last reading, so a process that exits between two samples counts with what it had a moment ago.
+ */
+class CpuSampler {
+  private readonly last = new Map<number, number>();
+  constructor(private readonly pids: readonly number[]) {}
+
+  /** The sum over every listed process; null when one has never been read. */
+  sample(): number | null {
+    let sum = 0;
+    for (const pid of this.pids) {
+      const cpu = procCpuSec(pid) ?? this.last.get(pid);
+      if (cpu === undefined) return null;
+      this.last.set(pid, cpu);
+      sum += cpu;
+    }
+    return sum;
   }
-  return sum;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,6 +152,8 @@ interface ScalingRun {
   bytesAtEnd: number;
   outputLines: number;
   pids: number;
+  /** Connector mode: sessions the engine redirected to the worker their instance maps to. */
+  sessionsRedirected?: number;
 }
 
 /** The app's split, so the driver can count the corpus itself. */
@@ -232,24 +244,29 @@ class OutputWatch {
   cpuAtFirst: number | null = null;
   cpuAtComplete: number | null = null;
   bytes = 0;
+  private readonly cpu: CpuSampler;
 
   constructor(
     private readonly path: string,
     private readonly expectedBytes: number,
-    private readonly pids: readonly number[],
-  ) {}
+    pids: readonly number[],
+  ) {
+    this.cpu = new CpuSampler(pids);
+  }
 
   /** One look; true once the output is complete. */
   poll(): boolean {
+    if (this.completeAt !== null) return true;
     this.bytes = statSync(this.path, { throwIfNoEntry: false })?.size ?? 0;
     const now = performance.now();
+    const cpu = this.firstAt === null && this.bytes === 0 ? null : this.cpu.sample();
     if (this.firstAt === null && this.bytes > 0) {
       this.firstAt = now;
-      this.cpuAtFirst = cpuOf(this.pids);
+      this.cpuAtFirst = cpu;
     }
-    if (this.completeAt === null && this.bytes >= this.expectedBytes) {
+    if (this.bytes >= this.expectedBytes) {
       this.completeAt = now;
-      this.cpuAtComplete = cpuOf(this.pids);
+      this.cpuAtComplete = cpu;
     }
     return this.completeAt !== null;
   }
@@ -338,6 +355,7 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
   let serving = false;
   let joined = workers === 1;
   let openedAt: number | null = null;
+  let redirected = 0;
   const spawnedAt = performance.now();
   const engine = spawnNode(
     [
@@ -360,6 +378,7 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
         if (msg.startsWith("serving connectors")) serving = true;
         if (msg === "slots moved" && Array.isArray(entry.workers) && entry.workers.length === workers) joined = true;
         if (msg === "connector session opened" && openedAt === null) openedAt = performance.now();
+        if (msg === "connector session redirected") redirected++;
       },
     },
   );
@@ -376,17 +395,19 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
         ),
       );
     });
+    const cpu = new CpuSampler(pids);
     let cpuAtOpen: number | null = null;
     const deadline = performance.now() + CHILD_TIMEOUT_MS;
     // The connectors retry a missing engine forever; an engine that died must not hang the bench.
     while (connectors.some((c) => !c.exited())) {
       if (engine.exited()) throw new Error("the engine exited while the connectors were sending");
       if (performance.now() > deadline) throw new Error("the connectors did not finish in time");
-      if (openedAt !== null && cpuAtOpen === null) cpuAtOpen = cpuOf(pids);
+      const sampled = openedAt === null ? null : cpu.sample();
+      if (cpuAtOpen === null) cpuAtOpen = sampled;
       await sleep(OUTPUT_POLL_MS);
     }
     const endedAt = performance.now();
-    const cpuAtEnd = cpuOf(pids);
+    const cpuAtEnd = cpu.sample();
     const bytesAtEnd = statSync(output, { throwIfNoEntry: false })?.size ?? 0;
     const results = await Promise.all(connectors.map((c) => c.done));
     const failed = results.find((r) => r.exitCode !== 0);
@@ -412,6 +433,7 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
         bytesAtEnd,
         outputLines: digest.lines,
         pids: pids.length,
+        sessionsRedirected: redirected,
       },
     };
   } catch (err) {
@@ -512,6 +534,10 @@ async function measureScaling(ctx: BenchContext, errors: string[], notes: string
   );
   if (early.length > 0) {
     notes.push(`scaling, connector: in ${early.length} run(s) the sink file was short when the last connector exited (${early.map((r) => `${r.bytesAtEnd}/${data.expectedBytes} B`).join(", ")}): "committed" came before the sink had written everything, so those times are slightly short.`);
+  }
+  const unspread = connectorRuns.filter((r) => r.workers === 2 && r.sessionsRedirected === 0);
+  if (unspread.length > 0) {
+    notes.push(`scaling, connector: in ${unspread.length} run(s) on 2 workers no connector session was redirected, so both connectors were probably served by the first worker.`);
   }
   if (missingPids.length > 0) {
     notes.push(`scaling: in ${missingPids.length} run(s) not every engine process announced its pid, so their CPU per word is left out.`);
