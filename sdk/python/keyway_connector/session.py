@@ -281,7 +281,7 @@ class SessionLoop:
         # The first failure after a healthy session waits at most initial_s, so a failover is
         # near-immediate; a cluster whose every worker is down is retried with growing delays.
         delay_s = options.backoff.delay_s(self._failures)
-        self.log.warning("%s; reconnecting in %.3f s (attempt %d)", error, delay_s, self._failures)
+        self.log.warning("%s; reconnecting to %s in %.3f s (attempt %d)", error, self._address, delay_s, self._failures)
         self._sleep(delay_s)
 
     def _fail_over(self) -> None:
