@@ -199,7 +199,7 @@ function buildProgram(): Command {
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
-    .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 25000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
+    .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 5000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")
     .option("--verbose", "print stack traces with errors", false)

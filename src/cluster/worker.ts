@@ -159,13 +159,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const coordinatorAddress = (): string => members.find((m) => m.id === "w0")?.address ?? joinAddress ?? address;
   const home = (): Worker | undefined => members.find((m) => m.id === "w0");
 
-  const applyMap = (map: PartitionMap, newMembers: Worker[]): void => {
+  /** Takes a map; settles once links to workers that left have finished what they carried. */
+  const applyMap = (map: PartitionMap, newMembers: Worker[]): Promise<void> => {
     if (map.epoch < placement.map.epoch) {
       throw grpcError(grpc.status.FAILED_PRECONDITION, `${ErrorCode.EPOCH_MISMATCH}: map epoch ${map.epoch} is below this worker's ${placement.map.epoch}`);
     }
     if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
     members = newMembers;
-    exchange.setPeers(members);
+    const retired = exchange.setPeers(members);
     const index = map.workers.indexOf(selfId);
     placement.map = map;
     placement.self = index;
@@ -177,6 +178,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     }
     engine?.thaw();
     edge?.rebalance("the cluster changed");
+    return retired;
   };
 
   const placementForSessions: SessionPlacementLike = {
@@ -241,9 +243,12 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       await exchange.drained();
       return create(FreezeResponseSchema, {});
     }),
-    ExportSlots: unary((req: ExportSlotsRequest) =>
-      create(ExportSlotsResponseSchema, { slots: req.slots.map((slot) => ({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) })) }),
-    ),
+    ExportSlots: unary(async (req: ExportSlotsRequest) => {
+      // What these slots' records produced here (outputs, next-stage records) must be applied where
+      // it went before the new owner produces more, or a key's outputs could overtake each other.
+      await exchange.drained();
+      return create(ExportSlotsResponseSchema, { slots: req.slots.map((slot) => ({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) })) });
+    }),
     ImportSlots: unary((req: ImportSlotsRequest) => {
       try {
         for (const state of req.slots) engine!.flows.forEach((flow, i) => importSlot(flow.stores, state.slot, state.pipelines[i]!));
@@ -252,9 +257,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       }
       return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
     }),
-    UpdateMap: unary((req: UpdateMapRequest) => {
+    UpdateMap: unary(async (req: UpdateMapRequest) => {
       const { map, members: newMembers } = mapFromMessage(req.map!);
-      applyMap(map, newMembers);
+      await applyMap(map, newMembers);
       return create(UpdateMapResponseSchema, {});
     }),
     ReleaseStream: unary(async (req: ReleaseStreamRequest) => {
@@ -409,7 +414,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       );
       const { map, members: joined } = mapFromMessage(response.map!);
       selfId = response.workerId;
-      if (map.epoch >= placement.map.epoch) applyMap(map, joined);
+      if (map.epoch >= placement.map.epoch) await applyMap(map, joined);
       log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
     } catch (err) {
       leave("join refused");

@@ -21,6 +21,9 @@ import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkRec
 export const CLUSTER_VERSION = { major: 2, minor: 0 } as const;
 const RECONNECT_DELAY_MS_MIN = 50;
 const RECONNECT_DELAY_MS_MAX = 1000;
+/** How long a link to a worker that left may take to finish what it carries before that fails. */
+export const LINK_RETIRE_MS = 30_000;
+const RETIRE_POLL_MS = 10;
 /** Large slot states and record batches travel over these channels. */
 export const CLUSTER_MESSAGE_BYTES_MAX = 512 * 1024 * 1024;
 export const CHANNEL_OPTIONS = {
@@ -61,8 +64,11 @@ export interface Exchange {
   ready(): Promise<void>;
   /** Resolves once every batch queued so far, on every link, has been applied where it went. */
   drained(): Promise<void>;
-  /** The current members; links to workers no longer listed are closed. */
-  setPeers(peers: readonly Peer[]): void;
+  /**
+   * The current members. Links to workers no longer listed take nothing new; the promise settles
+   * once what they carry is done (or, past LINK_RETIRE_MS, has failed) and they are closed.
+   */
+  setPeers(peers: readonly Peer[]): Promise<void>;
   backlog(): { out: number; in: number };
   /** The ExchangeService implementation this worker serves. */
   readonly service: grpc.UntypedServiceImplementation;
@@ -145,6 +151,15 @@ export function createExchange(options: ExchangeOptions): Exchange {
     call.on("end", () => broken());
   };
 
+  const retire = async (id: string, link: OutLink): Promise<void> => {
+    const deadline = Date.now() + LINK_RETIRE_MS;
+    while (link.sender.backlogRecords() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, RETIRE_POLL_MS));
+    link.closed = true;
+    link.sender.fail(new Error(`worker ${id} left the cluster before the records sent to it were done`));
+    link.call?.end();
+    link.client.close();
+  };
+
   const linkTo = (id: string): OutLink => {
     const link = links.get(id);
     if (link === undefined) throw new Error(`no exchange link to worker ${id}: it is not a member`);
@@ -202,7 +217,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
               r.markDone(seq);
               ack();
             },
-            (err: Error) => log.error({ from, seq: String(seq), err: err.message }, "a batch from another worker failed"),
+            (err: Error) => log.error({ from, seq: String(seq), epoch: input.epoch, stage: input.stage, toSink: input.toSink, records: input.records, err: err.message }, "a batch from another worker failed"),
           );
           await applied;
           ack();
@@ -239,15 +254,10 @@ export function createExchange(options: ExchangeOptions): Exchange {
         links.set(peer.id, link);
         connect(link);
       }
-      for (const [id, link] of links) {
-        if (peers.some((p) => p.id === id)) continue;
-        links.delete(id);
-        link.closed = true;
-        link.sender.fail(new Error(`worker ${id} left the cluster`));
-        link.call?.end();
-        link.client.close();
-      }
+      const retiring = [...links].filter(([id]) => !peers.some((p) => p.id === id));
+      for (const [id] of retiring) links.delete(id);
       wakeRoom();
+      return Promise.all(retiring.map(([id, link]) => retire(id, link))).then(() => undefined);
     },
     backlog() {
       let out = 0;

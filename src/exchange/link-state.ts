@@ -12,8 +12,11 @@ export interface LinkWindow {
   bytes: number;
 }
 
-/** Until the receiver says otherwise: enough for a few large batches in flight. */
-export const LINK_WINDOW_DEFAULT: LinkWindow = { records: 50_000, bytes: 32 * 1024 * 1024 };
+/**
+ * Until the receiver says otherwise: about sixteen batches in flight, plenty on a LAN; small, so
+ * that draining a link (a slot move waits for it) takes milliseconds, not a whole backlog.
+ */
+export const LINK_WINDOW_DEFAULT: LinkWindow = { records: 16_000, bytes: 8 * 1024 * 1024 };
 
 export interface OutBatch<M> {
   seq: bigint;
