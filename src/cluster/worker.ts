@@ -102,6 +102,21 @@ export interface SessionPlacementLike {
   claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
 }
 
+/** Serialising a slot state takes about a microsecond a key: the event loop is let go this often, so other slots keep flowing. */
+const SLICE_MS = 2;
+
+/** Runs fn over items, yielding to the event loop whenever a slice of work has taken SLICE_MS. */
+async function inSlices<T>(items: readonly T[], fn: (item: T) => void): Promise<void> {
+  let sliceStart = performance.now();
+  for (const item of items) {
+    fn(item);
+    if (performance.now() - sliceStart >= SLICE_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
+  }
+}
+
 export interface ClusterWorker {
   readonly id: () => string;
   readonly address: string;
@@ -247,11 +262,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       // What these slots' records produced here (outputs, next-stage records) must be applied where
       // it went before the new owner produces more, or a key's outputs could overtake each other.
       await exchange.drained();
-      return create(ExportSlotsResponseSchema, { slots: req.slots.map((slot) => ({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) })) });
+      const slots: Array<{ slot: number; pipelines: Uint8Array[] }> = [];
+      await inSlices(req.slots, (slot) => slots.push({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) }));
+      return create(ExportSlotsResponseSchema, { slots });
     }),
-    ImportSlots: unary((req: ImportSlotsRequest) => {
+    ImportSlots: unary(async (req: ImportSlotsRequest) => {
       try {
-        for (const state of req.slots) engine!.flows.forEach((flow, i) => importSlot(flow.stores, state.slot, state.pipelines[i]!));
+        await inSlices(req.slots, (state) => engine!.flows.forEach((flow, i) => importSlot(flow.stores, state.slot, state.pipelines[i]!)));
       } catch (err) {
         throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
