@@ -6,7 +6,7 @@
 import { filesOf, isDirectory, parseConnectorUri, sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
-import type { ConnectorEdge, SessionPlacementLike, WorkerConnectors } from "../cluster/worker.ts";
+import type { ConnectorEdge, ClusterSessionPlacement, WorkerConnectors } from "../cluster/worker.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
@@ -54,7 +54,7 @@ export async function buildWorkerConnectors(
   table: BindingTable,
   flags: ConnectorServerFlags,
   log: Logger,
-  placement: SessionPlacementLike,
+  placement: ClusterSessionPlacement,
   first: boolean,
 ): Promise<BuiltWorkerConnectors> {
   const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };

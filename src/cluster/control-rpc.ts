@@ -13,7 +13,7 @@ import { clientDefinition, isDecodeFailure, serverDefinition } from "../rpc/grpc
 import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
 
 export type Handlers = grpc.UntypedServiceImplementation;
-type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+export type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 
 /** A gRPC error carrying a message for the caller; grpc-js sends it as the call's status. */
 export function grpcError(code: grpc.status, message: string): grpc.ServiceError {

@@ -29,31 +29,27 @@ import {
   StopSourcesResponseSchema,
   UpdateMapResponseSchema,
   WorkerStatsResponseSchema,
-  type ClaimStreamRequest,
   type ExportSlotsRequest,
   type FreezeRequest,
-  type HeartbeatRequest,
   type ImportSlotsRequest,
-  type JoinRequest,
   type LeaveRequest,
   type ReleaseStreamRequest,
-  type ShrinkRequest,
-  type SlotState,
   type SourceAssignment,
-  type SourcesDoneRequest,
   type StartSourcesRequest,
-  type StatusResponse,
   type UpdateMapRequest,
   type WorkerStatsResponse,
 } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
 import { equalRanges } from "../routing/partition-map.ts";
-import type { Placement } from "../runtime/dataflow.ts";
+import type { SessionPlacement } from "../protocol/index.ts";
+import type { PartitionFn, Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
-import { mapFromMessage, mapToMessage } from "./codec.ts";
-import { createControlClients, grpcError, serveCluster, unary, type ControlClients } from "./control-rpc.ts";
-import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator, type WorkerPort } from "./coordinator.ts";
+import { mapFromMessage } from "./codec.ts";
+import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
+import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
+import { coordinatorHandlers } from "./coordinator-service.ts";
+import { createWorkerPort } from "./worker-port.ts";
 import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./membership.ts";
 
 const RATE_WINDOW_MS = 2000;
@@ -89,16 +85,14 @@ export interface ClusterWorkerOptions {
   /** First worker: the slot count and the run's bindings (JSON for joiners). Joiner: the address to join. */
   role: { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number; chunkKeys?: number } } | { join: string };
   /** Builds this worker's connectors once it knows the bindings; `placement` places connector sessions. */
-  connectors(bindingsJson: string, placement: SessionPlacementLike): Promise<{ connectors: WorkerConnectors; edge?: ConnectorEdge; partition?: import("../runtime/dataflow.ts").PartitionFn }>;
+  connectors(bindingsJson: string, placement: ClusterSessionPlacement): Promise<{ connectors: WorkerConnectors; edge?: ConnectorEdge; partition?: PartitionFn }>;
   /** Bundled sources to spread when the run starts (the files of directory sources), by pipeline. */
   spreadSources?: () => Array<{ pipeline: number; uris: string[] }>;
   onStateLost?: (err: Error) => void;
 }
 
-export interface SessionPlacementLike {
-  addresses(): readonly string[];
-  redirectFor(role: "source" | "sink" | "partitioner", target: string, instanceId: string): string | undefined;
-  /** Where connector sources ask to open a stream (the coordinator's registry). */
+/** Where connector sessions belong, and where connector sources ask to open a stream (the coordinator's registry). */
+export interface ClusterSessionPlacement extends SessionPlacement {
   claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
 }
 
@@ -196,7 +190,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     return retired;
   };
 
-  const placementForSessions: SessionPlacementLike = {
+  const placementForSessions: ClusterSessionPlacement = {
     addresses: () => members.map((m) => m.connectorAddress).filter((a) => a !== ""),
     redirectFor(role, _target, instanceId) {
       if (role === "sink") return home()?.connectorAddress || undefined;
@@ -252,7 +246,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     });
   };
 
-  const workerHandlers: Record<string, ReturnType<typeof unary>> = {
+  const workerHandlers: Record<string, UnaryHandler> = {
     Freeze: unary(async (req: FreezeRequest) => {
       for (const slot of req.slots) placement.frozen![slot] = 1;
       await exchange.drained();
@@ -301,46 +295,6 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     WorkerStats: unary(() => figures()),
   };
 
-  const coordinatorHandlers = (c: Coordinator): Record<string, ReturnType<typeof unary>> => ({
-    Join: unary(async (req: JoinRequest) => {
-      try {
-        const joined = await c.join({ version: req.version, address: req.address, connectorAddress: req.connectorAddress, app: req.app, appDigest: req.appDigest });
-        return create(JoinResponseSchema, { workerId: joined.id, map: mapToMessage(joined.map, joined.members), bindingsJson, heartbeatIntervalMs: BigInt(HEARTBEAT_INTERVAL_MS) });
-      } catch (err) {
-        log.warn({ address: req.address, reason: (err as Error).message }, "join refused");
-        throw grpcError(grpc.status.FAILED_PRECONDITION, (err as Error).message);
-      }
-    }),
-    Heartbeat: unary((req: HeartbeatRequest) => {
-      c.heartbeat(req.workerId);
-      return create(HeartbeatResponseSchema, { epoch: BigInt(c.map().epoch) });
-    }),
-    ClaimStream: unary(async (req: ClaimStreamRequest) => create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream))),
-    SourcesDone: unary((req: SourcesDoneRequest) => {
-      c.sourcesDone(req.workerId);
-      return create(SourcesDoneResponseSchema, {});
-    }),
-    Shrink: unary(async (req: ShrinkRequest) => {
-      try {
-        const { map, removed } = await c.shrink(req.workerIds, req.count);
-        return create(ShrinkResponseSchema, { map: mapToMessage(map, c.members()), removed });
-      } catch (err) {
-        const code = err instanceof KeywayError && err.code === ErrorCode.UNKNOWN_NAME ? grpc.status.NOT_FOUND : err instanceof KeywayError && err.code === ErrorCode.USAGE ? grpc.status.FAILED_PRECONDITION : grpc.status.ABORTED;
-        throw grpcError(code, (err as Error).message);
-      }
-    }),
-    Status: unary(async () => statusMessage(await c.status())),
-  });
-
-  const statusMessage = (view: Awaited<ReturnType<Coordinator["status"]>>): StatusResponse =>
-    create(StatusResponseSchema, {
-      app: app.name,
-      epoch: BigInt(view.epoch),
-      slotCount: view.slotCount,
-      bindingsJson,
-      workers: view.members.map((m) => ({ id: m.id, address: m.address, connectorAddress: m.connectorAddress, data: m.data, slots: m.slots, coordinator: m.coordinator, reachable: m.reachable, ...(m.stats === undefined ? {} : { stats: m.stats }) })),
-    });
-
   // Coordinator-wide calls made to a worker without the coordinator go on to it.
   const forwarded = (method: string) =>
     unary(async (req: object) => {
@@ -350,7 +304,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       });
     });
 
-  let handlers: Record<string, ReturnType<typeof unary>> = {};
+  let handlers: Record<string, UnaryHandler> = {};
   const served = await serveCluster(options.listen, token, (method) => handlers[method], exchange);
   address = served.address;
   const { server } = served;
@@ -361,28 +315,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const self: Worker = { id: selfId, address, connectorAddress: edge?.address ?? "", data: true };
   if (first !== undefined) members = [self];
 
-  // Calls the coordinator makes of workers: its own process directly, others over gRPC.
-  const local = (method: string, request: object): Promise<unknown> =>
-    new Promise((resolve, reject) => workerHandlers[method]!({ request, metadata: new grpc.Metadata() } as never, (err, res) => (err ? reject(err) : resolve(res))));
-  const call = <T>(worker: Worker, method: string, request: object, output: Parameters<ControlClients["call"]>[3]): Promise<T> =>
-    (worker.id === selfId ? local(method, request) : clients.call(worker.address, method, request, output, CONTROL_DEADLINE_MS)) as Promise<T>;
-  const port: WorkerPort = {
-    freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
-    exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
-    importSlots: (w, slots) => call(w, "ImportSlots", { slots }, ImportSlotsResponseSchema).then(() => undefined),
-    updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
-    releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema),
-    startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),
-    stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema).then((r) => r.sources),
-    leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
-    stats: (w) => (w.id === selfId ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, 2000)),
-  };
+  const port = createWorkerPort(() => selfId, workerHandlers, clients, figures);
 
   let runOver: Promise<void> = left.then(() => undefined);
   if (first !== undefined) {
     coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, onStateLost: options.onStateLost ?? (() => undefined) });
     runOver = coordinator.runOver;
-    handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator) };
+    handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator, { appName: app.name, bindingsJson, log }) };
   } else {
     handlers = { ...workerHandlers, ...Object.fromEntries(["Join", "Status", "Shrink"].map((m) => [m, forwarded(m)])) };
   }

@@ -1,0 +1,47 @@
+/** The coordinator's WorkerPort over ControlService: its own worker's handlers directly, the others over gRPC. */
+import * as grpc from "@grpc/grpc-js";
+import {
+  ExportSlotsResponseSchema,
+  FreezeResponseSchema,
+  ImportSlotsResponseSchema,
+  LeaveResponseSchema,
+  ReleaseStreamResponseSchema,
+  StartSourcesResponseSchema,
+  StopSourcesResponseSchema,
+  UpdateMapResponseSchema,
+  WorkerStatsResponseSchema,
+  type SlotState,
+  type SourceAssignment,
+  type WorkerStatsResponse,
+} from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import { mapToMessage } from "./codec.ts";
+import type { ControlClients, UnaryHandler } from "./control-rpc.ts";
+import type { WorkerPort } from "./coordinator.ts";
+import type { Worker } from "./membership.ts";
+
+const CONTROL_DEADLINE_MS = 10 * 60_000;
+/** Status asks every worker for its figures; one that does not answer this fast shows without them. */
+const STATS_DEADLINE_MS = 2000;
+
+export function createWorkerPort(
+  selfId: () => string,
+  handlers: Record<string, UnaryHandler>,
+  clients: ControlClients,
+  figures: () => WorkerStatsResponse,
+): WorkerPort {
+  const local = (method: string, request: object): Promise<unknown> =>
+    new Promise((resolve, reject) => handlers[method]!({ request, metadata: new grpc.Metadata() } as never, (err, res) => (err ? reject(err) : resolve(res))));
+  const call = <T>(worker: Worker, method: string, request: object, output: Parameters<ControlClients["call"]>[3]): Promise<T> =>
+    (worker.id === selfId() ? local(method, request) : clients.call(worker.address, method, request, output, CONTROL_DEADLINE_MS)) as Promise<T>;
+  return {
+    freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
+    exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
+    importSlots: (w, slots) => call(w, "ImportSlots", { slots }, ImportSlotsResponseSchema).then(() => undefined),
+    updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
+    releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema),
+    startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),
+    stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema).then((r) => r.sources),
+    leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
+    stats: (w) => (w.id === selfId() ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, STATS_DEADLINE_MS)),
+  };
+}
