@@ -18,7 +18,7 @@ export function launchLocalWorkers(count: number, appPath: string, join: string,
   const failed = new Promise<never>((_, reject) => (fail = reject));
   failed.catch(() => undefined);
   for (let i = 0; i < count; i++) {
-    const args = [KEYWAY_BIN, "worker", appPath, "--join", join, "--listen", "127.0.0.1:0", "--log-level", logLevel];
+    const args = [...process.execArgv, KEYWAY_BIN, "worker", appPath, "--join", join, "--listen", "127.0.0.1:0", "--log-level", logLevel];
     // The token travels in the environment, not argv, so `ps` does not show it.
     const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...(token ? { KEYWAY_TOKEN: token } : {}) } });
     child.on("exit", (code, signal) => {

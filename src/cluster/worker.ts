@@ -96,6 +96,11 @@ export interface ClusterSessionPlacement extends SessionPlacement {
   claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
 }
 
+/** One promise for several sends: settles when all are done, rejects with the first failure. */
+function settled(sends: Promise<void>[]): Promise<void> {
+  return sends.length === 1 ? sends[0]! : Promise.all(sends).then(() => undefined);
+}
+
 /** Serialising a slot state takes about a microsecond a key: the event loop is let go this often, so other slots keep flowing. */
 const SLICE_MS = 2;
 
@@ -338,12 +343,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     peers: {
       send: (owner, pipeline, stage, batch, hops) => {
         const to = placement.map.workers[owner]!;
-        return exchange.send(to, { epoch: placement.map.epoch, pipeline, stage, toSink: false, hops, records: batch.values.length, payload: encodeRecords(batch) });
+        const epoch = placement.map.epoch;
+        return settled(encodeRecords(batch).map(({ records, payload }) => exchange.send(to, { epoch, pipeline, stage, toSink: false, hops, records, payload })));
       },
       sendOutput: (pipeline, values, ids) => {
         const to = home();
         if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
-        return exchange.send(to.id, { epoch: placement.map.epoch, pipeline, stage: 0, toSink: true, hops: 0, records: values.length, payload: encodeSinkRecords(ids === undefined ? { values } : { values, ids }) });
+        const epoch = placement.map.epoch;
+        return settled(encodeSinkRecords({ values, ids }).map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload })));
       },
       ready: () => exchange.ready(),
     },

@@ -3,8 +3,29 @@ import { deserialize, serialize } from "node:v8";
 import type { Payload } from "../connector/types.ts";
 import type { KeyedBatch } from "../runtime/dataflow.ts";
 
-export function encodeRecords(batch: KeyedBatch): Uint8Array {
-  return serialize(batch);
+/**
+ * Records per exchange batch at most. A source batch (a 256 KiB file chunk is ~40k words) goes
+ * out in pieces: several in a link's window at once keep both ends busy, and a receiver starts on
+ * the first piece while the rest travel.
+ */
+export const EXCHANGE_BATCH_RECORDS_MAX = 4096;
+
+/** The batch as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
+export function encodeRecords(batch: KeyedBatch): Array<{ records: number; payload: Uint8Array }> {
+  const n = batch.values.length;
+  if (n <= EXCHANGE_BATCH_RECORDS_MAX) return [{ records: n, payload: serialize(batch) }];
+  const pieces: Array<{ records: number; payload: Uint8Array }> = [];
+  for (let from = 0; from < n; from += EXCHANGE_BATCH_RECORDS_MAX) {
+    const to = Math.min(n, from + EXCHANGE_BATCH_RECORDS_MAX);
+    const piece: KeyedBatch = {
+      keys: batch.keys.slice(from, to),
+      slots: batch.slots.slice(from, to),
+      values: batch.values.slice(from, to),
+      lineage: batch.lineage.length === 0 ? [] : batch.lineage.slice(from, to),
+    };
+    pieces.push({ records: to - from, payload: serialize(piece) });
+  }
+  return pieces;
 }
 
 export function decodeRecords(bytes: Uint8Array): KeyedBatch {
@@ -16,8 +37,15 @@ export interface SinkRecords {
   ids?: string[];
 }
 
-export function encodeSinkRecords(records: SinkRecords): Uint8Array {
-  return serialize(records);
+/** Sink output as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
+export function encodeSinkRecords({ values, ids }: SinkRecords): Array<{ records: number; payload: Uint8Array }> {
+  const pieces: Array<{ records: number; payload: Uint8Array }> = [];
+  for (let from = 0; from < values.length; from += EXCHANGE_BATCH_RECORDS_MAX) {
+    const to = Math.min(values.length, from + EXCHANGE_BATCH_RECORDS_MAX);
+    const piece = values.length <= EXCHANGE_BATCH_RECORDS_MAX ? { values, ids } : { values: values.slice(from, to), ids: ids?.slice(from, to) };
+    pieces.push({ records: to - from, payload: serialize(ids === undefined ? { values: piece.values } : piece) });
+  }
+  return pieces;
 }
 
 export function decodeSinkRecords(bytes: Uint8Array): SinkRecords {
