@@ -5,7 +5,7 @@ import { createControlClients } from "../src/cluster/control-rpc.ts";
 import { ControlService, JoinResponseSchema, StatusResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { clusterStatus, perWord } from "./helpers/cluster.ts";
 import { countWords, generateText } from "./helpers/text.ts";
-import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
+import { expectOneLineError, freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
 afterEach(() => {
@@ -186,5 +186,23 @@ describe("cluster sources", () => {
     // Three files placed at the start, one per worker, and w2's unfinished one placed again.
     expect(finished.stderr.match(/"msg":"reading sources placed here"/g)?.length).toBe(4);
     expectExact(readFileSync(output, "utf8"), counts);
+  });
+});
+
+describe("cluster refusals", () => {
+  it("refuses a partition function after a keyed stage in a cluster, with one line and exit 2", async () => {
+    const dir = scratchDir("cluster-late-partitioner");
+    const app = join(dir, "app.ts");
+    writeFileSync(app, `import { partitioner, pipeline } from "keyway";
+export default pipeline("late")
+  .source("in")
+  .keyBy((line: string) => line)
+  .state(() => ({}), (line: string) => line)
+  .keyBy(partitioner("pk"))
+  .state(() => ({}), (line: string) => line)
+  .sink("out");
+`);
+    await expectOneLineError(["run", app, "--source", `in=file:${app}`, "--sink", `out=file:${join(dir, "out.txt")}`, "--workers", "2"], 2,
+      /keyway: error \[USAGE\]: pipeline "late" keys by a partition function after a keyed stage/);
   });
 });

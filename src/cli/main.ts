@@ -11,6 +11,7 @@ import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
+import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
@@ -100,6 +101,10 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
 async function runCluster(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<number> {
   if (flags.dataDir !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state will survive through replication, not checkpoints");
+  }
+  const late = app.pipelines.find(partitionerAfterKeyedStage);
+  if (late !== undefined) {
+    throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
   }
   const token = flags.token ?? process.env.KEYWAY_TOKEN;
   const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }] = await Promise.all([

@@ -42,7 +42,7 @@ import {
 import type { PartitionMap } from "../routing/partition-map.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import type { SessionPlacement } from "../protocol/index.ts";
-import type { PartitionFn, Placement } from "../runtime/dataflow.ts";
+import { partitionerNames, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
 import { mapFromMessage } from "./codec.ts";
@@ -195,11 +195,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     return retired;
   };
 
+  const usesPartitioner = app.pipelines.some((p) => partitionerNames(p).length > 0);
   const placementForSessions: ClusterSessionPlacement = {
     addresses: () => members.map((m) => m.connectorAddress).filter((a) => a !== ""),
     redirectFor(role, _target, instanceId) {
       if (role === "sink") return home()?.connectorAddress || undefined;
-      if (role === "source") return workerForInstance(members, instanceId)?.connectorAddress;
+      // A partition function keys records where they are read: its sessions serve the worker they
+      // attach to, so source sessions stay there too rather than move to a worker without them.
+      if (role === "source" && !usesPartitioner) return workerForInstance(members, instanceId)?.connectorAddress;
       return undefined;
     },
     claimStream: (source, stream) =>
@@ -405,7 +408,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   } else {
     void startGate!.then(async () => {
       const spread = options.spreadSources?.() ?? [];
-      const data = coordinator!.members().filter((m) => m.data);
+      // A partition function's sessions attach to the first worker: what they key is read there.
+      const data = usesPartitioner ? [self] : coordinator!.members().filter((m) => m.data);
       const assignments = spread.flatMap(({ pipeline, uris }) => uris.map((uri, i) => ({ worker: data[i % data.length]!.id, source: { pipeline, uri, resumeFrom: 0n } as SourceAssignment })));
       await coordinator!.startSources(assignments);
     });

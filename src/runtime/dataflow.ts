@@ -185,6 +185,12 @@ function splitStages(steps: readonly Step[]): { head: Step[]; keyed: StagePlan[]
   return { head, keyed };
 }
 
+/** Whether a keyBy served by a partition function follows a keyed stage (it then runs where that stage's slots are). */
+export function partitionerAfterKeyedStage(pipeline: PipelineSpec): boolean {
+  const first = pipeline.steps.findIndex((s) => s.kind === "keyBy" || s.kind === "keyByPartitioner");
+  return pipeline.steps.some((s, i) => i > first && s.kind === "keyByPartitioner");
+}
+
 /** The partitioner names a pipeline keys by. */
 export function partitionerNames(pipeline: PipelineSpec): string[] {
   return pipeline.steps.flatMap((s) => (s.kind === "keyByPartitioner" ? [s.partitioner] : []));

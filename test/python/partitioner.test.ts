@@ -2,7 +2,7 @@
  * examples/python-partitioner: word count keyed by a partition function in a Python process gives
  * the same counts as the in-app keyBy of examples/word-count, on the same input.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { countWords, generateText } from "../helpers/text.ts";
@@ -58,6 +58,25 @@ describe("a partition function in Python", () => {
     for (const [word, n] of expected) {
       if (a.get(word) !== n || b.get(word) !== n) throw new Error(`"${word}": in-app ${a.get(word)}, python ${b.get(word)}, expected ${n}`);
     }
+    expect(partitioner.stderr()).not.toMatch(/Traceback/);
+  }, 300_000);
+
+  it("keys a directory's words on a cluster of two workers, where the files are read on the worker its sessions attach to", async () => {
+    const dir = scratchDir("py-partitioner-cluster");
+    mkdirSync(join(dir, "in"));
+    let text = "";
+    for (const f of [0, 1]) {
+      const part = generateText(50_000, 20 + f);
+      writeFileSync(join(dir, "in", `part-${f}.txt`), part);
+      text += part;
+    }
+    const port = await freePort();
+    const partitioner = procs.python("examples/python-partitioner/partitioner.py", ["--engine", `127.0.0.1:${port}`]);
+    const run = await runKeyway(["run", "examples/python-partitioner/app.ts", "--source", `lines=file:${join(dir, "in")}`,
+      "--sink", `counts=file:${join(dir, "out.txt")}`, "--listen", `127.0.0.1:${port}`, "--workers", "2", "--no-progress"]);
+    expect(run.code, run.stderr).toBe(0);
+    const counts = finalCounts(readFileSync(join(dir, "out.txt"), "utf8"));
+    expect(counts).toEqual(countWords(text));
     expect(partitioner.stderr()).not.toMatch(/Traceback/);
   }, 300_000);
 });
