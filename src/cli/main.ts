@@ -12,7 +12,8 @@ import type { ConnectorServer } from "../protocol/index.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
-import { startEngine, type Engine } from "../runtime/engine.ts";
+import { startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
+import type { Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connector-server.ts";
@@ -133,7 +134,8 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   });
   log.info({ address: worker.address }, "serving workers");
   const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, worker.address, token, flags.logLevel) : undefined;
-  const startedAt = performance.now();
+  let startedAt = performance.now();
+  let totals: EngineStats | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
     // Sources wait until every local worker has joined; a worker that cannot join fails the run.
@@ -145,16 +147,32 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
           timer = setTimeout(() => reject(new KeywayError(ErrorCode.INTERNAL, `the ${flags.workers - 1} local workers did not join within ${WORKERS_JOIN_MS_MAX / 1000} s`)), WORKERS_JOIN_MS_MAX);
         }),
       ]).finally(() => clearTimeout(timer));
+      startedAt = performance.now();
     }
     await runToEnd(worker.engine, () => worker.stop(), flags);
+    totals = await clusterTotals(worker.coordinator!);
   } finally {
     await worker.close();
     await locals?.stop(WORKERS_EXIT_GRACE_MS);
     await edgeClose?.();
   }
   if (stateLost !== undefined) throw stateLost;
-  process.stderr.write(`keyway: ${formatSummary(worker.engine.stats(), performance.now() - startedAt)}\n`);
+  process.stderr.write(`keyway: ${formatSummary(totals ?? worker.engine.stats(), performance.now() - startedAt)}\n`);
   return 0;
+}
+
+/** The whole cluster's figures for the summary, from every worker still there at the end. */
+async function clusterTotals(coordinator: Coordinator): Promise<EngineStats> {
+  const { members } = await coordinator.status();
+  const sum = (pick: (s: NonNullable<(typeof members)[number]["stats"]>) => bigint) => members.reduce((n, m) => n + (m.stats === undefined ? 0 : Number(pick(m.stats))), 0);
+  return {
+    recordsIn: sum((s) => s.recordsIn),
+    recordsOut: sum((s) => s.recordsOut),
+    keys: sum((s) => s.keys),
+    bufferedRecords: 0,
+    checkpoints: 0,
+    recordsForwarded: sum((s) => s.recordsForwarded),
+  };
 }
 
 /** Waits for the engine to finish, showing progress; SIGINT or SIGTERM stops it cleanly. */

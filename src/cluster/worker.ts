@@ -232,6 +232,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       backlogOut: BigInt(backlog.out),
       backlogIn: BigInt(backlog.in),
       recordsForwarded: BigInt(stats?.recordsForwarded ?? 0),
+      recordsIn: BigInt(stats?.recordsIn ?? 0),
+      recordsOut: BigInt(stats?.recordsOut ?? 0),
     });
   };
 
