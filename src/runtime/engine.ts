@@ -103,8 +103,6 @@ export interface Engine {
   stop(): Promise<void>;
   /** The compiled pipelines, in app order. */
   readonly flows: readonly Dataflow[];
-  /** Runs fn while no batch is in flight: pipelines finish what they hold and wait. */
-  quiesce<T>(fn: () => Promise<T>): Promise<T>;
   /** Runs a batch another worker sent: `applied` once its local part ran, `done` once finished. */
   receive(batch: InboundBatch): { applied: Promise<void>; done: Promise<void> };
   /** Sends records held for frozen slots on by the current map, in the order they were held. */
@@ -314,7 +312,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     await tracker.drained();
   };
 
-  // One quiescent section at a time: a checkpoint and a slot move never overlap.
+  // One quiescent section at a time: checkpoints never overlap.
   let quiescing: Promise<unknown> = Promise.resolve();
   const quiesce = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = async (): Promise<T> => {
@@ -426,7 +424,6 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }),
     stores,
     flows,
-    quiesce,
     async stop() {
       await closeSources();
       return done;
