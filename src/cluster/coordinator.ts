@@ -207,7 +207,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       throw lost;
     }
     log.error({ err: reason }, `${what} failed; the cluster goes on with ${survivors.map((w) => w.id).join(", ")}`);
-    members = members.filter((m) => survivors.some((s) => s.id === m.id));
+    members = [...survivors];
     // Thaw whatever was frozen: the same owners, a new epoch.
     await publish({ ...map, epoch: map.epoch + 1 }, undefined, members).catch(() => undefined);
     throw new KeywayError(ErrorCode.WORKER_LOST, `${what} failed: ${reason}`);
