@@ -33,7 +33,8 @@ export const UNREACHABLE_AFTER_MS = 2000;
 export interface WorkerPort {
   freeze(worker: Worker, epoch: number, slots: number[]): Promise<void>;
   exportSlots(worker: Worker, slots: number[]): Promise<SlotState[]>;
-  importSlots(worker: Worker, states: SlotState[]): Promise<void>;
+  /** Imports the states, then takes the map that gives them to the worker. */
+  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[]): Promise<void>;
   updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[]): Promise<void>;
   releaseStream(worker: Worker, source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
   startSources(worker: Worker, sources: SourceAssignment[]): Promise<void>;
@@ -135,11 +136,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   };
   const member = (id: string) => members.find((m) => m.id === id);
 
-  /** The new map reaches `first` before anyone else, so records sent under it find their state there. */
-  const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[]): Promise<void> => {
+  /**
+   * The new map reaches `first` before anyone else (or `first` already has it), so records sent
+   * under it find their state there.
+   */
+  const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[], firstHasIt = false): Promise<void> => {
     if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
     map = next;
-    if (first !== undefined) await port.updateMap(first, next, members);
+    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members);
     await Promise.all(
       to.filter((m) => m.id !== first?.id).map((m) =>
         port.updateMap(m, next, members).catch((err: Error) => {
@@ -182,14 +186,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       } catch (err) {
         throw new MigrationError(`exporting ${slots.length} slots from worker ${from.id} failed: ${(err as Error).message}`, true);
       }
+      const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
-        await port.importSlots(to, states);
+        await port.importSlots(to, states, next, members);
       } catch (err) {
         // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
         throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
       }
       finished.push(...chunk);
-      await publish(applyMoves(start, target, finished, map.epoch + 1), to, members);
+      await publish(next, to, members, true);
       longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
     }
     const final = dataRanges(map.slotCount, members, map.epoch + 1);

@@ -36,7 +36,7 @@ export function createWorkerPort(
   return {
     freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
     exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
-    importSlots: (w, slots) => call(w, "ImportSlots", { slots }, ImportSlotsResponseSchema).then(() => undefined),
+    importSlots: (w, slots, map, all) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all) }, ImportSlotsResponseSchema).then(() => undefined),
     updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
     releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema),
     startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),

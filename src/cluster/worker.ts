@@ -276,6 +276,10 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       } catch (err) {
         throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
+      if (req.map !== undefined) {
+        const { map, members: newMembers } = mapFromMessage(req.map);
+        await applyMap(map, newMembers);
+      }
       return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
     }),
     UpdateMap: unary(async (req: UpdateMapRequest) => {
