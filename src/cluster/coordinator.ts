@@ -170,22 +170,32 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     let longestPauseMs = 0;
     const keysPerSlot = Math.max(1, ...(await Promise.all([...new Set(moves.map((m) => m.from))].map(averageKeysPerSlot))));
     const chunkSlots = Math.max(1, Math.min(MIGRATION_CHUNK_SLOTS_MAX, Math.floor(chunkKeys / keysPerSlot)));
+    // The longest time each step of a chunk took, for the log: where a move's pauses go.
+    const slowest = { freezeMs: 0, exportMs: 0, importMs: 0, publishMs: 0 };
+    let stepAt = 0;
+    const step = (name: keyof typeof slowest): void => {
+      const now = performance.now();
+      slowest[name] = Math.max(slowest[name], now - stepAt);
+      stepAt = now;
+    };
     for (const chunk of chunkMoves(moves, chunkSlots)) {
       const from = member(chunk[0]!.from)!;
       const to = member(chunk[0]!.to)!;
       const slots = chunk.map((m) => m.slot);
-      const pausedAt = performance.now();
+      const pausedAt = (stepAt = performance.now());
       try {
         await Promise.all(members.map((m) => port.freeze(m, map.epoch, slots)));
       } catch (err) {
         throw new MigrationError(`freezing ${slots.length} slots failed: ${(err as Error).message}`, false);
       }
+      step("freezeMs");
       let states: SlotState[];
       try {
         states = await port.exportSlots(from, slots);
       } catch (err) {
         throw new MigrationError(`exporting ${slots.length} slots from worker ${from.id} failed: ${(err as Error).message}`, true);
       }
+      step("exportMs");
       const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
         await port.importSlots(to, states, next, members);
@@ -193,13 +203,16 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
         throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
       }
+      step("importMs");
       finished.push(...chunk);
       await publish(next, to, members, true);
+      step("publishMs");
       longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
     }
     const final = dataRanges(map.slotCount, members, map.epoch + 1);
     await publish(final, undefined, members);
-    log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs) }, "slots moved");
+    const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
+    log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
   };
 
   /** A failed move: if state went with it, the run is over; otherwise the cluster goes on as it was. */
