@@ -19,7 +19,10 @@ import type { ControlClients, UnaryHandler } from "./control-rpc.ts";
 import type { WorkerPort } from "./coordinator.ts";
 import type { Worker } from "./membership.ts";
 
-const CONTROL_DEADLINE_MS = 10 * 60_000;
+/** A step of a slot move: one that takes longer means a worker stopped answering, and the move fails rather than hangs. */
+const MOVE_STEP_DEADLINE_MS = 60_000;
+/** Stopping sources and giving up a stream wait for records to be committed: longer. */
+const DRAIN_DEADLINE_MS = 10 * 60_000;
 /** Status asks every worker for its figures; one that does not answer this fast shows without them. */
 const STATS_DEADLINE_MS = 2000;
 
@@ -31,16 +34,16 @@ export function createWorkerPort(
 ): WorkerPort {
   const local = (method: string, request: object): Promise<unknown> =>
     new Promise((resolve, reject) => handlers[method]!({ request, metadata: new grpc.Metadata() } as never, (err, res) => (err ? reject(err) : resolve(res))));
-  const call = <T>(worker: Worker, method: string, request: object, output: Parameters<ControlClients["call"]>[3]): Promise<T> =>
-    (worker.id === selfId() ? local(method, request) : clients.call(worker.address, method, request, output, CONTROL_DEADLINE_MS)) as Promise<T>;
+  const call = <T>(worker: Worker, method: string, request: object, output: Parameters<ControlClients["call"]>[3], deadlineMs = MOVE_STEP_DEADLINE_MS): Promise<T> =>
+    (worker.id === selfId() ? local(method, request) : clients.call(worker.address, method, request, output, deadlineMs)) as Promise<T>;
   return {
     freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
     exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
     importSlots: (w, slots, map, all) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all) }, ImportSlotsResponseSchema).then(() => undefined),
     updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
-    releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema),
+    releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema, DRAIN_DEADLINE_MS),
     startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),
-    stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema).then((r) => r.sources),
+    stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema, DRAIN_DEADLINE_MS).then((r) => r.sources),
     leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
     stats: (w) => (w.id === selfId() ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, STATS_DEADLINE_MS)),
   };
