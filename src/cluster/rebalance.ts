@@ -3,18 +3,13 @@
  * testable without processes. A new map gives each worker an equal contiguous range, in the
  * order of the worker list, which keeps a worker's slots next to each other.
  */
-import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
+import type { PartitionMap } from "../routing/partition-map.ts";
 
 export interface SlotMove {
   slot: number;
   /** Worker ids. */
   from: string;
   to: string;
-}
-
-/** The map after membership becomes `workers`, at the next epoch. */
-export function rebalance(current: PartitionMap, workers: readonly string[]): PartitionMap {
-  return equalRanges(current.slotCount, workers, current.epoch + 1);
 }
 
 /** Every slot whose owner differs between two maps. */
