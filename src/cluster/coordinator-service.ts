@@ -73,7 +73,7 @@ export function coordinatorHandlers(c: Coordinator, context: CoordinatorServiceC
     }),
     ClaimStream: unary(async (req: ClaimStreamRequest) => create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream))),
     SourcesDone: unary((req: SourcesDoneRequest) => {
-      c.sourcesDone(req.workerId);
+      c.sourcesDone(req.workerId, Number(req.generation));
       return create(SourcesDoneResponseSchema, {});
     }),
     Shrink: unary(async (req: ShrinkRequest) => {

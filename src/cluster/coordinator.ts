@@ -37,7 +37,7 @@ export interface WorkerPort {
   importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[]): Promise<void>;
   updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[]): Promise<void>;
   releaseStream(worker: Worker, source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
-  startSources(worker: Worker, sources: SourceAssignment[]): Promise<void>;
+  startSources(worker: Worker, sources: SourceAssignment[], generation: number): Promise<void>;
   stopSources(worker: Worker): Promise<SourceAssignment[]>;
   leave(worker: Worker, reason: string): Promise<void>;
   stats(worker: Worker): Promise<WorkerStatsResponse | undefined>;
@@ -77,7 +77,8 @@ export interface Coordinator {
   shrink(ids: string[], count: number): Promise<{ map: PartitionMap; removed: string[] }>;
   heartbeat(id: string): void;
   claimStream(worker: string, source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
-  sourcesDone(worker: string): void;
+  /** A worker's sources, as placed by its StartSources of this generation, have ended. */
+  sourcesDone(worker: string, generation: number): void;
   /** Resolves once the cluster has this many members. */
   waitForWorkers(count: number): Promise<void>;
   /** Hands bundled sources to workers (a directory's files spread over the data workers). */
@@ -114,6 +115,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const lastSeen = new Map<string, number>();
   const streams = new Map<string, { holder: string | undefined; position: bigint }>();
   const done = new Set<string>();
+  // Per worker, the generation of its latest StartSources: an older SourcesDone is stale.
+  const placed = new Map<string, number>();
+  const place = (worker: Worker, sources: SourceAssignment[]): Promise<void> => {
+    const generation = (placed.get(worker.id) ?? 0) + 1;
+    placed.set(worker.id, generation);
+    done.delete(worker.id);
+    return port.startSources(worker, sources, generation);
+  };
   let endRun!: () => void;
   const runOver = new Promise<void>((resolve) => (endRun = resolve));
   let sourcesStarted = false;
@@ -280,7 +289,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }
         notifyWaiters();
         // A worker joining a run under way reads no bundled source, but its end counts too.
-        if (sourcesStarted) await port.startSources(joining, []).catch(() => undefined);
+        if (sourcesStarted) await place(joining, []).catch(() => undefined);
         return { id, map, members };
       });
     },
@@ -310,10 +319,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           await releaseStreamsOf(worker);
           const heirs = members.filter((m) => m.data);
           await Promise.all(
-            moved.map((s, i) => {
-              done.delete(heirs[i % heirs.length]!.id);
-              return port.startSources(heirs[i % heirs.length]!, [s]);
-            }),
+            moved.map((s, i) => place(heirs[i % heirs.length]!, [s])),
           );
         }
         members = members.filter((m) => !leaving.some((w) => w.id === m.id));
@@ -346,7 +352,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       entry.holder = worker;
       return { granted: true, resumeAfter: entry.position };
     },
-    sourcesDone(worker) {
+    sourcesDone(worker, generation) {
+      if (placed.get(worker) !== generation) return;
       done.add(worker);
       checkDone();
     },
@@ -356,8 +363,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
     async startSources(assignments) {
       sourcesStarted = true;
-      done.clear();
-      await Promise.all(members.map((m) => port.startSources(m, assignments.filter((a) => a.worker === m.id).map((a) => a.source))));
+      await Promise.all(members.map((m) => place(m, assignments.filter((a) => a.worker === m.id).map((a) => a.source))));
       checkDone();
     },
     runOver,

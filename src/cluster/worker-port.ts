@@ -42,7 +42,7 @@ export function createWorkerPort(
     importSlots: (w, slots, map, all) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all) }, ImportSlotsResponseSchema).then(() => undefined),
     updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
     releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema, DRAIN_DEADLINE_MS),
-    startSources: (w, sources) => call(w, "StartSources", { sources }, StartSourcesResponseSchema).then(() => undefined),
+    startSources: (w, sources, generation) => call(w, "StartSources", { sources, generation: BigInt(generation) }, StartSourcesResponseSchema).then(() => undefined),
     stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema, DRAIN_DEADLINE_MS).then((r) => r.sources),
     leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
     stats: (w) => (w.id === selfId() ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, STATS_DEADLINE_MS)),

@@ -298,7 +298,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         await engine!.addSource(s.pipeline, source, s.resumeFrom === 0n ? undefined : s.resumeFrom);
       }
       if (req.sources.length > 0) log.info({ sources: req.sources.map((s) => s.uri) }, "reading sources placed here");
-      watchSources();
+      watchSources(Number(req.generation));
       return create(StartSourcesResponseSchema, {});
     }),
     StopSources: unary(async () => create(StopSourcesResponseSchema, { sources: await stopOwnSources() })),
@@ -367,9 +367,12 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   });
 
   // A worker tells the coordinator when its sources, those just placed here too, have ended (a finite run's end).
-  const watchSources = (): void => {
+  const watchSources = (generation: number): void => {
     void engine!.sourcesDone().then(
-      () => (coordinator !== undefined ? coordinator.sourcesDone(selfId) : clients.call(coordinatorAddress(), "SourcesDone", { workerId: selfId }, SourcesDoneResponseSchema).then(() => undefined)),
+      () =>
+        coordinator !== undefined
+          ? coordinator.sourcesDone(selfId, generation)
+          : clients.call(coordinatorAddress(), "SourcesDone", { workerId: selfId, generation: BigInt(generation) }, SourcesDoneResponseSchema).then(() => undefined),
       () => undefined,
     );
   };
