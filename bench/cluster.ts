@@ -75,6 +75,13 @@ function pidPreloadEnv(): NodeJS.ProcessEnv {
   return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${PID_PRELOAD_URL}`.trim() };
 }
 
+/** Adds the pid a `bench-pid <pid>` line names to pids; true when the line was one. */
+function takePid(line: string, pids: number[]): boolean {
+  const pid = /^bench-pid (\d+)$/.exec(line);
+  if (pid !== null) pids.push(Number(pid[1]));
+  return pid !== null;
+}
+
 /**
  * CPU seconds of a run's processes so far, from /proc. Sampled often, it keeps each process's
  * last reading, so a process that exits between two samples counts with what it had a moment ago.
@@ -296,8 +303,7 @@ async function runDirectoryOnce(ctx: BenchContext, workers: Workers, data: Datas
       cwd: ctx.root,
       env: pidPreloadEnv(),
       onStderrLine(line) {
-        const pid = /^bench-pid (\d+)$/.exec(line);
-        if (pid !== null) pids.push(Number(pid[1]));
+        if (takePid(line, pids)) return;
         if (sourcesAt === null && parseLogLine(line)?.msg === "reading sources placed here") sourcesAt = performance.now();
       },
     },
@@ -370,8 +376,7 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
       cwd: ctx.root,
       env: pidPreloadEnv(),
       onStderrLine(line) {
-        const pid = /^bench-pid (\d+)$/.exec(line);
-        if (pid !== null) pids.push(Number(pid[1]));
+        if (takePid(line, pids)) return;
         const entry = parseLogLine(line);
         if (entry === null) return;
         const msg = String(entry.msg ?? "");

@@ -27,7 +27,12 @@ export function bindingsFromJson(json: string): BindingTable {
   }
 }
 
-const isDirectoryUri = (uri: string): boolean => uri !== CONNECTOR_URI && parseConnectorUri(uri).scheme === "file" && isDirectory((parseConnectorUri(uri) as { path: string }).path);
+/** The directory a `file:` URI names, or undefined for any other binding. */
+function directoryOf(uri: string): string | undefined {
+  if (uri === CONNECTOR_URI) return undefined;
+  const parsed = parseConnectorUri(uri);
+  return parsed.scheme === "file" && isDirectory(parsed.path) ? parsed.path : undefined;
+}
 
 /** A run whose every source is a file or a directory ends by itself. */
 export function bindingsFinite(table: BindingTable): boolean {
@@ -37,9 +42,8 @@ export function bindingsFinite(table: BindingTable): boolean {
 /** Per pipeline with a directory source: the files to spread over the workers, as file: URIs. */
 export function directoryFiles(app: AppSpec, table: BindingTable): Array<{ pipeline: number; uris: string[] }> {
   return app.pipelines.flatMap((p, pipeline) => {
-    const uri = table.sources.get(p.source.name)!;
-    if (!isDirectoryUri(uri)) return [];
-    return [{ pipeline, uris: filesOf((parseConnectorUri(uri) as { path: string }).path).map((f) => `file:${f}`) }];
+    const dir = directoryOf(table.sources.get(p.source.name)!);
+    return dir === undefined ? [] : [{ pipeline, uris: filesOf(dir).map((f) => `file:${f}`) }];
   });
 }
 
@@ -67,7 +71,7 @@ export async function buildWorkerConnectors(
   const sinks = new Map<string, Sink>();
   for (const [name, uri] of table.sources) {
     if (uri === CONNECTOR_URI) sources.set(name, server!.sourceFor(name));
-    else if (first && !isDirectoryUri(uri)) sources.set(name, sourceFromUri(uri, connectorOptions));
+    else if (first && directoryOf(uri) === undefined) sources.set(name, sourceFromUri(uri, connectorOptions));
   }
   if (first) for (const [name, uri] of table.sinks) sinks.set(name, uri === CONNECTOR_URI ? server!.sinkFor(name) : sinkFromUri(uri, connectorOptions));
   const connectorSinks = new Set([...table.sinks].filter(([, uri]) => uri === CONNECTOR_URI).map(([name]) => name));

@@ -5,12 +5,12 @@
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { ErrorCode, KeywayError } from "../errors.ts";
 import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, type Exchange } from "../exchange/grpc-exchange.ts";
 import { ControlService } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition } from "../rpc/grpc-adapter.ts";
-import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
+import { bindServer } from "../rpc/bind.ts";
+import { parseListenAddress } from "../rpc/listen-address.ts";
 
 export type Handlers = grpc.UntypedServiceImplementation;
 export type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
@@ -43,19 +43,10 @@ export async function serveCluster(
   resolve: (method: string) => UnaryHandler | undefined,
   exchange: Exchange,
 ): Promise<{ server: grpc.Server; address: string }> {
-  const parsed = parseListenAddress(listen);
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(serverDefinition(ControlService, CLUSTER_MESSAGE_BYTES_MAX), guarded(token, resolve));
   server.addService(exchange.definition, exchange.service);
-  const port = await new Promise<number>((resolvePort, reject) => {
-    server.bindAsync(formatListenAddress(parsed), grpc.ServerCredentials.createInsecure(), (err, bound) => {
-      if (err === null) return resolvePort(bound);
-      server.forceShutdown();
-      const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
-      reject(new KeywayError(ErrorCode.PORT_IN_USE, `cannot listen on ${listen} for workers: ${reason}`));
-    });
-  });
-  return { server, address: formatListenAddress({ host: parsed.host, port }) };
+  return { server, address: await bindServer(server, parseListenAddress(listen), "workers") };
 }
 
 const Client = grpc.makeGenericClientConstructor(clientDefinition(ControlService), "ControlService");

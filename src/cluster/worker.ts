@@ -170,8 +170,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     },
   });
 
-  const coordinatorAddress = (): string => members.find((m) => m.id === "w0")?.address ?? joinAddress ?? address;
+  // The first worker holds the coordinator and the sinks.
   const home = (): Worker | undefined => members.find((m) => m.id === "w0");
+  const coordinatorAddress = (): string => home()?.address ?? joinAddress ?? address;
 
   /** Takes a map; settles once links to workers that left have finished what they carried. */
   const applyMap = (map: PartitionMap, newMembers: Worker[]): Promise<void> => {
@@ -323,9 +324,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   address = served.address;
   const { server } = served;
 
-  const built0 = await options.connectors(bindingsJson, placementForSessions);
-  built = built0.connectors;
-  edge = built0.edge;
+  const { connectors, edge: connectorEdge, partition } = await options.connectors(bindingsJson, placementForSessions);
+  built = connectors;
+  edge = connectorEdge;
   const self: Worker = { id: selfId, address, connectorAddress: edge?.address ?? "", data: true };
   if (first !== undefined) members = [self];
 
@@ -346,7 +347,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     slotCount,
     log,
     placement,
-    partition: built0.partition,
+    partition,
     startGate,
     holdOpen: runOver,
     peers: {

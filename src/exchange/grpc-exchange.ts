@@ -103,7 +103,10 @@ export function createExchange(options: ExchangeOptions): Exchange {
   const receivers = new Map<string, LinkReceiver>();
   let roomWaiters: Array<() => void> = [];
 
-  const hasRoom = () => [...links.values()].every((l) => l.sender.queuedRecords() <= l.sender.window().records);
+  const hasRoom = (): boolean => {
+    for (const l of links.values()) if (l.sender.queuedRecords() > l.sender.window().records) return false;
+    return true;
+  };
   const wakeRoom = () => {
     if (roomWaiters.length === 0 || !hasRoom()) return;
     for (const w of roomWaiters.splice(0)) w();

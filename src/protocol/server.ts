@@ -5,7 +5,7 @@
  * `connector`, and the partition function that serves keyBy(partitioner(name)). In a cluster
  * every worker runs one, and a SessionPlacement says which sessions belong on which worker.
  */
-import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
@@ -17,7 +17,8 @@ import { ConnectorService, ErrorCode } from "./gen/keyway/v1/connector_pb.ts";
 import { isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import type { HandshakePolicy } from "./handshake.ts";
 import { resolveLimits, type ProtocolLimits } from "./limits.ts";
-import { formatListenAddress, parseListenAddress } from "../rpc/listen-address.ts";
+import { bindServer } from "../rpc/bind.ts";
+import { parseListenAddress } from "../rpc/listen-address.ts";
 import { PartitionerPool, type RequestIds } from "./partition/partitioner-pool.ts";
 import { partitionerRole } from "./partition/partition-session.ts";
 import { sessionRouting, type SessionPlacement } from "./placement.ts";
@@ -120,16 +121,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
   new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }).addToServer(server);
 
-  const requested = formatListenAddress(listen);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(requested, ServerCredentials.createInsecure(), (err, bound) => {
-      if (err === null) return resolve(bound);
-      server.forceShutdown();
-      const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
-      reject(new KeywayError(KeywayCode.PORT_IN_USE, `cannot listen on ${requested} for connectors: ${reason}`));
-    });
-  });
-  address = formatListenAddress({ host: listen.host, port });
+  address = await bindServer(server, listen, "connectors");
 
   let closing: Promise<void> | undefined;
   return {

@@ -245,15 +245,16 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const deliver = (pipeline: number, run: StageRun): { written: Promise<void>; done: Promise<void> } => {
     stats.recordsForwarded += run.forwarded;
     let written: Promise<void> = Promise.resolve();
-    let sent: Promise<void> = Promise.resolve();
+    const pending = run.pending;
     if (run.values.length > 0) {
       stats.recordsOut += run.values.length;
       const sink = localSinks[pipeline];
       if (sink !== undefined) written = writeSink(sink, run.values, run.ids);
-      else sent = peers!.sendOutput(pipeline, run.values, run.ids);
+      else pending.push(peers!.sendOutput(pipeline, run.values, run.ids));
     }
-    const done = run.pending.length === 0 ? Promise.all([written, sent]) : Promise.all([written, sent, ...run.pending]);
-    return { written, done: done.then(() => undefined) };
+    // Alone, a batch is done when its sink has it: no promise more than that per batch.
+    const done = pending.length === 0 ? written : Promise.all([written, ...pending]).then(() => undefined);
+    return { written, done };
   };
 
   // Checkpoint barrier: pipelines finish the batches in hand and wait while a checkpoint captures state.

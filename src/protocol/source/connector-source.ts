@@ -46,8 +46,6 @@ interface StreamState {
 /** What a stream's open asks of a cluster: whether it may open here, and where it resumes. */
 export type StreamClaim = (stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
 
-const RELEASE_POLL_MS = 10;
-
 export interface OpenedAt {
   resumeAfter: bigint;
   committed: bigint;
@@ -74,6 +72,8 @@ export class ConnectorSource implements Source {
   private batchesRead = 0n;
   private closed = false;
   private claim: StreamClaim | undefined;
+  /** Notified whenever a stream's committed position moves, or the source closes. */
+  private readonly settled = new Signal();
   private markOpened!: () => void;
   /** Resolves once the engine has opened the source (restoring a checkpoint): sessions wait for it. */
   readonly opened: Promise<void> = new Promise((resolve) => (this.markOpened = resolve));
@@ -132,6 +132,7 @@ export class ConnectorSource implements Source {
   async close(): Promise<void> {
     this.closed = true;
     this.arrived.notify();
+    this.settled.notify();
   }
 
   // ---- the sessions' side ----
@@ -151,7 +152,7 @@ export class ConnectorSource implements Source {
     for (;;) {
       if (stream.session !== undefined && !stream.session.ended) return { released: false, position: stream.accepted };
       if (stream.committed >= stream.accepted || this.closed) break;
-      await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
+      await this.settled.wait();
     }
     stream.released = true;
     return { released: true, position: stream.accepted };
@@ -280,6 +281,7 @@ export class ConnectorSource implements Source {
     if (committed > stream.committed) {
       stream.committed = committed;
       session?.committed(stream.name, committed);
+      this.settled.notify();
     }
     if (stream.endAt !== undefined && stream.committed >= stream.endAt && session !== undefined) {
       session.streamEnded(stream.name, stream.endAt);
