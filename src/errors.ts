@@ -25,6 +25,10 @@ export const ErrorCode = {
   BAD_CHECKPOINT: "BAD_CHECKPOINT",
   /** A worker of the cluster stopped answering, or left while it held what others needed. */
   WORKER_LOST: "WORKER_LOST",
+  /** A worker was declared dead (it missed heartbeats) and fenced: its requests are refused, and it exits. */
+  FENCED: "FENCED",
+  /** Every copy of some slots was lost at once (more workers than replicas - 1): the run cannot go on correctly. */
+  STATE_LOST: "STATE_LOST",
   /** Records or a map change named a partition-map epoch the worker cannot act on. */
   EPOCH_MISMATCH: "EPOCH_MISMATCH",
   /** A cluster call without the cluster token. */

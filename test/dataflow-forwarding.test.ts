@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { pipeline } from "../src/index.ts";
 import { createSlotOf } from "../src/routing/hash.ts";
 import { equalRanges } from "../src/routing/partition-map.ts";
-import { compileDataflow, type Dataflow, type KeyedBatch, type StageRun } from "../src/runtime/dataflow.ts";
+import { compileDataflow, emptyKeyedBatch, type Dataflow, type KeyedBatch, type StageRun } from "../src/runtime/dataflow.ts";
 
 const SLOTS = 64;
 
@@ -109,7 +109,7 @@ describe("dataflow across workers", () => {
   it("forwards records that reach a worker not owning their slot, and counts them", async () => {
     const { flows, slotOf, map } = await threeWorkers();
     const word = ["alpha", "beta", "gamma", "delta", "omega"].find((w) => map.owners[slotOf(w)] === 2)!;
-    const input: KeyedBatch = { keys: [word], slots: [slotOf(word)], values: [word], lineage: [] };
+    const input: KeyedBatch = { ...emptyKeyedBatch(), keys: [word], slots: [slotOf(word)], values: [word] };
     const run = await flows[1]!.runStage(0, input, { withIds: false, inbound: true, hops: 0 });
     await Promise.all(run.pending);
     expect(run.forwarded).toBe(1);

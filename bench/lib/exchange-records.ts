@@ -12,7 +12,7 @@
  * both sides, so both carry the same payload bytes and pay the same codec.
  */
 import { closeSync, openSync, readSync } from "node:fs";
-import type { KeyedBatch } from "../../src/runtime/dataflow.ts";
+import { emptyKeyedBatch, type KeyedBatch } from "../../src/runtime/dataflow.ts";
 import { createSlotOf } from "../../src/routing/hash.ts";
 
 export { cpuSecSince, parseArg, printResult, readResult } from "./protocol-records.ts";
@@ -67,7 +67,7 @@ export async function buildBatches(plan: LinkPlan): Promise<KeyedBatch[]> {
   const batches: KeyedBatch[] = [];
   for (let b = 0; b < plan.distinctBatches; b++) {
     const keys = words.slice(b * plan.batchRecords, (b + 1) * plan.batchRecords);
-    batches.push({ keys, slots: keys.map((k) => slotOf(k)), values: [...keys], lineage: [] });
+    batches.push({ ...emptyKeyedBatch(), keys, slots: keys.map((k) => slotOf(k)), values: [...keys] });
   }
   return batches;
 }

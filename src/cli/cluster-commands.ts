@@ -30,6 +30,9 @@ export function statusJson(status: StatusResponse) {
     app: status.app,
     epoch: Number(status.epoch),
     slotCount: status.slotCount,
+    replicas: Math.max(1, status.replicas),
+    underReplicated: status.underReplicated,
+    fenced: status.fenced,
     workers: status.workers.map((w) => ({
       id: w.id,
       address: w.address,
@@ -38,6 +41,7 @@ export function statusJson(status: StatusResponse) {
       data: w.data,
       reachable: w.reachable,
       slots: w.slots,
+      backups: w.backups,
       pid: w.stats?.pid ?? 0,
       keys: Number(w.stats?.keys ?? 0),
       recordsPerSecond: w.stats?.recordsPerSecond ?? 0,
@@ -52,8 +56,8 @@ export function statusJson(status: StatusResponse) {
 
 function formatStatus(status: StatusResponse): string {
   const json = statusJson(status);
-  const header = ["worker", "address", "pid", "slots", "keys", "records/s", "sessions", "backlog out/in", "sources"];
-  const widths = [8, 18, 8, 7, 10, 11, 10, 16, 0];
+  const header = ["worker", "address", "pid", "leads", "follows", "keys", "records/s", "sessions", "backlog out/in", "sources"];
+  const widths = [8, 18, 8, 7, 9, 10, 11, 10, 16, 0];
   const row = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("").trimEnd();
   const rows = json.workers.map((w) =>
     row([
@@ -61,6 +65,7 @@ function formatStatus(status: StatusResponse): string {
       w.address,
       String(w.pid),
       w.data ? String(w.slots) : "-",
+      w.data ? String(w.backups) : "-",
       String(w.keys),
       w.recordsPerSecond.toFixed(0),
       String(w.connectorSessions),
@@ -68,8 +73,10 @@ function formatStatus(status: StatusResponse): string {
       w.sources.join(","),
     ]),
   );
+  const copies = json.underReplicated === 0 ? "every slot has its copies" : `${json.underReplicated} slots short of a copy (being rebuilt)`;
   return [
     `app ${json.app}, epoch ${json.epoch}, ${json.slotCount} slots, ${json.workers.length} workers (* coordinator, ! unreachable, - no data role)`,
+    `replicas ${json.replicas}: ${copies}${json.fenced.length === 0 ? "" : `; fenced: ${json.fenced.join(", ")}`}`,
     row(header),
     ...rows,
   ].join("\n");

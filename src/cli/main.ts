@@ -13,7 +13,7 @@ import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
 import { startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
-import type { Coordinator } from "../cluster/coordinator.ts";
+import { FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connector-server.ts";
@@ -26,6 +26,10 @@ const WORKERS_JOIN_MS_MAX = 60_000;
 const WORKERS_EXIT_GRACE_MS = 5_000;
 
 const USAGE_CODES = new Set<string>([ErrorCode.USAGE, ErrorCode.BAD_URI, ErrorCode.UNKNOWN_NAME, ErrorCode.UNBOUND_NAME]);
+
+const REPLICAS_DEFAULT = 2;
+/** After lost state, what cannot close within this long is abandoned with the process. */
+const STATE_LOST_EXIT_MS = 5000;
 
 interface RunFlags {
   source: string[];
@@ -44,6 +48,8 @@ interface RunFlags {
   workers: number;
   clusterListen?: string;
   migrationChunkKeys?: number;
+  replicas?: number;
+  failureTimeoutMs?: number;
   progress: boolean;
   verbose: boolean;
 }
@@ -98,6 +104,17 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
   return 0;
 }
 
+/** A cluster keeps two copies of each slot unless told otherwise; replicas of a pipeline with several keyed stages are not built yet. */
+function replicasFor(app: AppSpec, requested: number | undefined, log: Logger): number {
+  const staged = app.pipelines.find((p) => p.steps.filter((s) => s.kind === "keyBy" || s.kind === "keyByPartitioner").length > 1);
+  if (staged === undefined) return requested ?? REPLICAS_DEFAULT;
+  if (requested !== undefined && requested > 1) {
+    throw new KeywayError(ErrorCode.USAGE, `pipeline "${staged.name}" has more than one keyed stage, which replicated state does not support yet; run it with --replicas 1`);
+  }
+  if (requested === undefined) log.warn({ pipeline: staged.name }, "a pipeline with more than one keyed stage runs without replicas (--replicas 1): a worker's death stops the run");
+  return 1;
+}
+
 /** With --workers or --cluster-listen this process is the cluster's first worker, holding the coordinator. */
 async function runCluster(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<number> {
   if (flags.dataDir !== undefined) {
@@ -114,13 +131,26 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     import("./worker-connectors.ts"),
   ]);
   let stateLost: Error | undefined;
+  let abandonRun!: (err: Error) => void;
+  const lost = new Promise<never>((_, reject) => (abandonRun = reject));
+  lost.catch(() => undefined);
   let edgeClose: (() => Promise<void>) | undefined;
   const worker = await startClusterWorker({
     app,
     log,
     token,
     listen: flags.clusterListen ?? "127.0.0.1:0",
-    role: { first: { slotCount: flags.slots, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), expectedWorkers: flags.workers, chunkKeys: flags.migrationChunkKeys } },
+    role: {
+      first: {
+        slotCount: flags.slots,
+        bindingsJson: bindingsToJson(table),
+        finite: bindingsFinite(table),
+        expectedWorkers: flags.workers,
+        chunkKeys: flags.migrationChunkKeys,
+        replicas: replicasFor(app, flags.replicas, log),
+        failureTimeoutMs: flags.failureTimeoutMs ?? FAILURE_TIMEOUT_MS_DEFAULT,
+      },
+    },
     connectors: async (_json, placement) => {
       const built = await buildWorkerConnectors(app, table, flags, log, placement, true);
       edgeClose = built.edge?.close;
@@ -128,8 +158,11 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     },
     spreadSources: () => directoryFiles(app, table),
     onStateLost: (err) => {
+      // Records sent to the lost slots will never finish: the run ends now, without waiting for them.
       stateLost = err;
+      abandonRun(err);
       void worker.stop();
+      setTimeout(() => process.exit(1), STATE_LOST_EXIT_MS).unref();
     },
   });
   log.info({ address: worker.address }, "serving workers");
@@ -149,8 +182,10 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
       ]).finally(() => clearTimeout(timer));
       startedAt = performance.now();
     }
-    await runToEnd(worker.engine, () => worker.stop(), flags);
+    await Promise.race([runToEnd(worker.engine, () => worker.stop(), flags), lost]);
     totals = await clusterTotals(worker.coordinator!);
+  } catch (err) {
+    if (err !== stateLost) throw err;
   } finally {
     await worker.close();
     await locals?.stop(WORKERS_EXIT_GRACE_MS);
@@ -222,6 +257,8 @@ function buildProgram(): Command {
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
+    .option("--replicas <n>", "copies of each slot's state in a cluster, on distinct workers (default 2; fewer while there are fewer workers): the cluster survives losing replicas - 1 workers at once", positiveInt("--replicas"))
+    .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))
     .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 5000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")

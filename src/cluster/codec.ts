@@ -5,7 +5,7 @@ import type { PartitionMap } from "../routing/partition-map.ts";
 import type { Worker } from "./membership.ts";
 
 /** The map with every member listed, owners indexing the map's own worker list. */
-export function mapToMessage(map: PartitionMap, members: readonly Worker[]): PartitionMapMessage {
+export function mapToMessage(map: PartitionMap, members: readonly Worker[], fenced: readonly string[] = []): PartitionMapMessage {
   const listed = [...map.workers, ...members.map((m) => m.id).filter((id) => !map.workers.includes(id))];
   return create(PartitionMapMessageSchema, {
     epoch: BigInt(map.epoch),
@@ -15,13 +15,24 @@ export function mapToMessage(map: PartitionMap, members: readonly Worker[]): Par
       return { id, address: m?.address ?? "", connectorAddress: m?.connectorAddress ?? "", data: m?.data ?? false };
     }),
     owners: Array.from(map.owners),
+    replicas: map.replicas,
+    backups: Array.from(map.backups),
+    fenced: [...fenced],
   });
 }
 
-export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMap; members: Worker[] } {
+export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMap; members: Worker[]; fenced: string[] } {
   const workers = message.workers.map((w) => ({ id: w.id, address: w.address, connectorAddress: w.connectorAddress, data: w.data }));
   return {
-    map: { epoch: Number(message.epoch), slotCount: message.slotCount, workers: workers.map((w) => w.id), owners: Uint16Array.from(message.owners) },
+    map: {
+      epoch: Number(message.epoch),
+      slotCount: message.slotCount,
+      workers: workers.map((w) => w.id),
+      owners: Uint16Array.from(message.owners),
+      replicas: Math.max(1, message.replicas),
+      backups: Uint16Array.from(message.backups),
+    },
     members: workers.filter((w) => w.address !== ""),
+    fenced: message.fenced,
   };
 }

@@ -43,12 +43,16 @@ export function statusMessage(view: ClusterView, context: CoordinatorServiceCont
     epoch: BigInt(view.epoch),
     slotCount: view.slotCount,
     bindingsJson: context.bindingsJson,
+    replicas: view.replicas,
+    underReplicated: view.underReplicated,
+    fenced: view.fenced,
     workers: view.members.map((m) => ({
       id: m.id,
       address: m.address,
       connectorAddress: m.connectorAddress,
       data: m.data,
       slots: m.slots,
+      backups: m.backups,
       coordinator: m.coordinator,
       reachable: m.reachable,
       ...(m.stats === undefined ? {} : { stats: m.stats }),
@@ -68,10 +72,21 @@ export function coordinatorHandlers(c: Coordinator, context: CoordinatorServiceC
       }
     }),
     Heartbeat: unary((req: HeartbeatRequest) => {
-      c.heartbeat(req.workerId);
+      try {
+        c.heartbeat(req.workerId);
+      } catch (err) {
+        throw grpcError(grpc.status.FAILED_PRECONDITION, `${ErrorCode.FENCED}: ${(err as Error).message}`);
+      }
       return create(HeartbeatResponseSchema, { epoch: BigInt(c.map().epoch) });
     }),
-    ClaimStream: unary(async (req: ClaimStreamRequest) => create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream))),
+    ClaimStream: unary(async (req: ClaimStreamRequest) => {
+      try {
+        return create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream));
+      } catch (err) {
+        const fencedWorker = err instanceof KeywayError && err.code === ErrorCode.FENCED;
+        throw grpcError(fencedWorker ? grpc.status.FAILED_PRECONDITION : grpc.status.UNAVAILABLE, `${fencedWorker ? `${ErrorCode.FENCED}: ` : ""}${(err as Error).message}`);
+      }
+    }),
     SourcesDone: unary((req: SourcesDoneRequest) => {
       c.sourcesDone(req.workerId, Number(req.generation));
       return create(SourcesDoneResponseSchema, {});

@@ -8,14 +8,20 @@
  * their sender) and answers once what it sent before is applied; its state then goes from the
  * old owner to the new one; the new map reaches the new owner first, then everyone, and each
  * worker sends the held records on to the new owner in the order they were held.
+ *
+ * With replicated state it also watches heartbeats: a worker silent for the failure timeout is
+ * declared dead and fenced, each slot it led is led by a surviving backup (a new map, published
+ * at once, not behind a move under way), and copies lost with it are made again on survivors in
+ * the background, one chunk at a time, until every slot has R copies.
  */
 import type { AppSpec } from "../app/spec.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { SlotState, SourceAssignment, WorkerStatsResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
-import type { PartitionMap } from "../routing/partition-map.ts";
+import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
+import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, reindex, underReplicated, type CopyPlan } from "./replicas.ts";
 
 /**
  * Keys moved per chunk, which bounds how long the moving slots wait and how long the old owner's
@@ -28,14 +34,26 @@ const MIGRATION_CHUNK_SLOTS_MAX = 512;
 export const HEARTBEAT_INTERVAL_MS = 500;
 /** A worker silent this long shows as unreachable: four missed heartbeats, to ride out a GC pause. */
 export const UNREACHABLE_AFTER_MS = 2000;
+/**
+ * A worker silent this long is declared dead (--failure-timeout-ms): four missed heartbeats, so a
+ * GC pause or a busy event loop (a large slot import takes ~1 s per million keys) does not fence
+ * a live worker, while a crash costs its slots two seconds of stalled records.
+ */
+export const FAILURE_TIMEOUT_MS_DEFAULT = 2000;
+const FAILURE_CHECK_MS = 100;
+/** A failed copy is tried again after this long (the failure that caused it is handled meanwhile). */
+const COPY_RETRY_MS = 500;
+const COPY_CHUNK_FACTOR = 4;
 
 /** What the coordinator asks of a worker. */
 export interface WorkerPort {
   freeze(worker: Worker, epoch: number, slots: number[]): Promise<void>;
   exportSlots(worker: Worker, slots: number[]): Promise<SlotState[]>;
   /** Imports the states, then takes the map that gives them to the worker. */
-  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[]): Promise<void>;
-  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[]): Promise<void>;
+  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
+  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
+  /** The primary `worker` copies these slots to worker `to`; settles once the copies are complete there. */
+  copySlots(worker: Worker, slots: number[], to: string): Promise<void>;
   releaseStream(worker: Worker, source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
   startSources(worker: Worker, sources: SourceAssignment[], generation: number): Promise<void>;
   stopSources(worker: Worker): Promise<SourceAssignment[]>;
@@ -62,12 +80,19 @@ export interface CoordinatorOptions {
   onStateLost: (err: Error) => void;
   /** The bundled sources of a finite run, for its end: true when every source binding is finite. */
   finite: boolean;
+  /** Copies of each slot, the primary's included (1: no replication). */
+  replicas?: number;
+  failureTimeoutMs?: number;
 }
 
 export interface ClusterView {
   epoch: number;
   slotCount: number;
-  members: Array<Worker & { slots: number; coordinator: boolean; reachable: boolean; stats: WorkerStatsResponse | undefined }>;
+  replicas: number;
+  /** Slots with fewer copies than they should have (being rebuilt). */
+  underReplicated: number;
+  fenced: string[];
+  members: Array<Worker & { slots: number; backups: number; coordinator: boolean; reachable: boolean; stats: WorkerStatsResponse | undefined }>;
 }
 
 export interface Coordinator {
@@ -90,6 +115,8 @@ export interface Coordinator {
   status(): Promise<ClusterView>;
   /** Tells every other worker to leave. */
   shutdown(reason: string): Promise<void>;
+  /** Resolves once every slot has min(R, data workers) copies and no copy is being made. */
+  replicated(): Promise<void>;
 }
 
 class MigrationError extends Error {
@@ -108,9 +135,14 @@ function refused(code: ErrorCode, message: string): KeywayError {
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const { app, port, log, self } = options;
   const chunkKeys = options.chunkKeys ?? MIGRATION_CHUNK_KEYS_DEFAULT;
+  const replicas = options.replicas ?? 1;
+  const failureTimeoutMs = options.failureTimeoutMs ?? FAILURE_TIMEOUT_MS_DEFAULT;
   const digest = appDigest(app);
   let members: Worker[] = [self];
-  let map: PartitionMap = dataRanges(options.slotCount, members, 1);
+  let map: PartitionMap = equalRanges(options.slotCount, [self.id], 1, replicas);
+  const fenced: string[] = [];
+  // Per worker, the bundled sources placed on it, so a dead worker's are read elsewhere.
+  const sourcesOf = new Map<string, SourceAssignment[]>();
   let nextId = 1;
   const lastSeen = new Map<string, number>();
   const streams = new Map<string, { holder: string | undefined; position: bigint }>();
@@ -118,6 +150,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   // Per worker, the generation of its latest StartSources: an older SourcesDone is stale.
   const placed = new Map<string, number>();
   const place = (worker: Worker, sources: SourceAssignment[]): Promise<void> => {
+    sourcesOf.set(worker.id, [...(sourcesOf.get(worker.id) ?? []), ...sources]);
     const generation = (placed.get(worker.id) ?? 0) + 1;
     placed.set(worker.id, generation);
     done.delete(worker.id);
@@ -125,6 +158,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   };
   let endRun!: () => void;
   const runOver = new Promise<void>((resolve) => (endRun = resolve));
+  void runOver.then(() => {
+    runEnded = true;
+    clearInterval(detector);
+  });
   let sourcesStarted = false;
 
   // Membership changes one at a time.
@@ -152,18 +189,28 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[], firstHasIt = false): Promise<void> => {
     if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
     map = next;
-    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members);
+    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members, fenced);
     await Promise.all(
       to.filter((m) => m.id !== first?.id).map((m) =>
-        port.updateMap(m, next, members).catch((err: Error) => {
+        port.updateMap(m, next, members, fenced).catch((err: Error) => {
+          // A worker that died meanwhile is the failure detector's to handle, not this change's.
+          if (fenced.includes(m.id)) return;
           throw new MigrationError(`worker ${m.id} at ${m.address} did not take map epoch ${next.epoch}: ${err.message}`, true);
         }),
       ),
     );
   };
+  /** A new epoch to everyone, for a failover or a copy: a worker that does not take it is left to the failure detector. */
+  const announce = (next: PartitionMap): Promise<void> => {
+    map = next;
+    return Promise.all(
+      members.map((m) => port.updateMap(m, next, members, fenced).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
+    ).then(() => undefined);
+  };
 
   const averageKeysPerSlot = async (id: string): Promise<number> => {
-    const owned = map.owners.filter((o) => map.workers[o] === id).length;
+    const copies = copiesPerWorker(map).get(id);
+    const owned = (copies?.primaries ?? 0) + (copies?.backups ?? 0);
     if (owned === 0) return 0;
     const stats = await port.stats(member(id)!).catch(() => undefined);
     return stats === undefined ? 0 : Number(stats.keys) / owned;
@@ -207,7 +254,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       step("exportMs");
       const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
-        await port.importSlots(to, states, next, members);
+        await port.importSlots(to, states, next, members, fenced);
       } catch (err) {
         // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
         throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
@@ -218,7 +265,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       step("publishMs");
       longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
     }
-    const final = dataRanges(map.slotCount, members, map.epoch + 1);
+    // The workers that keep a data role, and the copies on them.
+    const data = members.filter((m) => m.data).map((m) => m.id);
+    const final = reindex(pruneBackups(map, data), data, map.epoch + 1);
     await publish(final, undefined, members);
     const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
     log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
@@ -227,6 +276,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   /** A failed move: if state went with it, the run is over; otherwise the cluster goes on as it was. */
   const failMove = async (what: string, err: unknown, survivors: readonly Worker[]): Promise<never> => {
     const reason = err instanceof Error ? err.message : String(err);
+    if (replicas > 1) {
+      // Copies elsewhere cover what moved: a worker that died is fenced by the failure detector, and its
+      // slots' backups lead them. The members stay; whatever was frozen thaws.
+      log.error({ err: reason }, `${what} failed; the slots stay where the move left them`);
+      await announce({ ...map, epoch: map.epoch + 1 });
+      throw new KeywayError(ErrorCode.WORKER_LOST, `${what} failed: ${reason}`);
+    }
     if (err instanceof MigrationError && err.lost) {
       const lost = new KeywayError(ErrorCode.WORKER_LOST, `${what} failed and slot state was lost: ${reason} (recovering it needs replicated state)`);
       log.error({ err: lost.message }, "state lost during migration");
@@ -263,6 +319,126 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     }
   };
 
+  /** Slot numbers as ranges, for messages: "0-2047, 3000". */
+  const slotRanges = (slots: readonly number[]): string => {
+    const parts: string[] = [];
+    for (let i = 0; i < slots.length; ) {
+      let j = i;
+      while (j + 1 < slots.length && slots[j + 1] === slots[j]! + 1) j++;
+      parts.push(i === j ? `${slots[i]}` : `${slots[i]}-${slots[j]}`);
+      i = j + 1;
+    }
+    return parts.join(", ");
+  };
+
+  // Failovers run one at a time, apart from membership changes: a move under way must not delay them.
+  let failovers: Promise<void> = Promise.resolve();
+  let runEnded = false;
+  /** Declares workers dead: fences them, promotes backups of their slots, reads their sources elsewhere. */
+  const declareDead = (ids: string[]): Promise<void> => {
+    for (const id of ids) lastSeen.delete(id);
+    const run = async (): Promise<void> => {
+      const dead = ids.filter((id) => member(id) !== undefined && !fenced.includes(id));
+      if (dead.length === 0) return;
+      fenced.push(...dead);
+      const startedAt = performance.now();
+      log.warn({ workers: dead, silentMs: failureTimeoutMs }, "workers declared dead and fenced");
+      const lost = lostSlots(map, new Set(dead));
+      if (lost.length > 0) {
+        const err = new KeywayError(
+          ErrorCode.STATE_LOST,
+          `workers ${dead.join(", ")} died holding the only copies of ${lost.length} slots (${slotRanges(lost)}); with --replicas ${replicas} the cluster survives ${replicas - 1} lost workers at once, so the run stops rather than give wrong results`,
+        );
+        log.error({ err: err.message, slots: lost.length }, "state lost");
+        options.onStateLost(err);
+        return;
+      }
+      members = members.filter((m) => !dead.includes(m.id));
+      const next = promote(map, new Set(dead), map.epoch + 1);
+      await announce(next);
+      for (const [key, entry] of streams) if (entry.holder !== undefined && dead.includes(entry.holder)) streams.set(key, { ...entry, holder: undefined });
+      // Their bundled sources are read again elsewhere, from their start: slots drop what they already applied.
+      const orphans = dead.flatMap((id) => sourcesOf.get(id) ?? []);
+      for (const id of dead) sourcesOf.delete(id);
+      const heirs = members.filter((m) => m.data);
+      if (orphans.length > 0 && heirs.length > 0) await Promise.all(orphans.map((s, i) => place(heirs[i % heirs.length]!, [s]).catch(() => undefined)));
+      log.info({ dead, epoch: next.epoch, promotedIn: Math.round(performance.now() - startedAt), sourcesMoved: orphans.length, underReplicated: underReplicated(next, heirs.length) }, "failover done: backups lead the dead workers' slots");
+      checkDone();
+      restoreCopies();
+    };
+    const result = failovers.then(run, run);
+    failovers = result.catch(() => undefined);
+    return result;
+  };
+
+  const detector = setInterval(() => {
+    if (runEnded) return;
+    const now = Date.now();
+    const silent = members.filter((m) => m.id !== self.id && now - (lastSeen.get(m.id) ?? now) > failureTimeoutMs).map((m) => m.id);
+    if (silent.length > 0) void declareDead(silent);
+  }, FAILURE_CHECK_MS);
+  detector.unref();
+
+  // One rebuild at a time; a request while one runs makes it look again when it ends.
+  let rebuilding: Promise<void> | undefined;
+  let rebuildAgain = false;
+  let copiesMade = 0;
+  const replicatedWaiters: Array<() => void> = [];
+  const dataIds = () => members.filter((m) => m.data).map((m) => m.id);
+  const fullyReplicated = () => rebuilding === undefined && underReplicated(map, dataIds().length) === 0;
+  const restoreCopies = (): void => {
+    if (replicas === 1) return;
+    if (rebuilding !== undefined) {
+      rebuildAgain = true;
+      return;
+    }
+    rebuilding = (async () => {
+      const startedAt = performance.now();
+      let copied = 0;
+      do {
+        rebuildAgain = false;
+        for (;;) {
+          if (runEnded) return;
+          // Under the membership lock, one chunk at a time: joins and shrinks wait at most one chunk.
+          const result = await serial(async () => {
+            const holders = dataIds();
+            const plan = planCopies(pruneBackups(map, holders), holders);
+            if (plan.length === 0) return "done" as const;
+            const chunk = await copyChunk(plan);
+            try {
+              await port.copySlots(member(chunk[0]!.primary)!, chunk.map((c) => c.slot), chunk[0]!.to);
+            } catch (err) {
+              log.warn({ from: chunk[0]!.primary, to: chunk[0]!.to, slots: chunk.length, err: (err as Error).message }, "a copy failed; trying again");
+              return "retry" as const;
+            }
+            // Only copies still valid: the primary still leads the slot and the copy's holder lives.
+            const valid = chunk.filter((c) => member(c.to) !== undefined && map.workers[map.owners[c.slot]!] === c.primary);
+            await announce(addBackups(pruneBackups(map, dataIds()), valid, map.epoch + 1));
+            copied += valid.length;
+            copiesMade += valid.length;
+            return "copied" as const;
+          });
+          if (result === "done") break;
+          if (result === "retry") await new Promise((r) => setTimeout(r, COPY_RETRY_MS));
+        }
+      } while (rebuildAgain);
+      if (copied > 0) log.info({ slotsCopied: copied, elapsedMs: Math.round(performance.now() - startedAt), epoch: map.epoch, replicas }, "copies restored: every slot has its replicas");
+    })().finally(() => {
+      rebuilding = undefined;
+      if (fullyReplicated()) for (const w of replicatedWaiters.splice(0)) w();
+    });
+  };
+
+  /** The first (primary, target) pair's copies, as many slots as make about chunkKeys keys. */
+  const copyChunk = async (plan: CopyPlan[]): Promise<CopyPlan[]> => {
+    const { primary, to } = plan[0]!;
+    const pair = plan.filter((c) => c.primary === primary && c.to === to);
+    const keysPerSlot = Math.max(1, await averageKeysPerSlot(primary));
+    // A copy freezes nothing (the primary exports in slices while records flow): larger chunks than a move's.
+    const chunkSlots = Math.max(1, Math.min(MIGRATION_CHUNK_SLOTS_MAX, Math.floor((COPY_CHUNK_FACTOR * chunkKeys) / keysPerSlot)));
+    return pair.slice(0, chunkSlots);
+  };
+
   return {
     map: () => map,
     members: () => members,
@@ -290,6 +466,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         notifyWaiters();
         // A worker joining a run under way reads no bundled source, but its end counts too.
         if (sourcesStarted) await place(joining, []).catch(() => undefined);
+        restoreCopies();
         return { id, map, members };
       });
     },
@@ -328,11 +505,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         await Promise.all(
           leaving.map((w) => port.leave(w, "removed by shrink").catch((err: Error) => log.warn({ worker: w.id, err: err.message }, "a removed worker did not hear it should leave"))),
         );
+        restoreCopies();
         return { map, removed: chosen };
       });
     },
     heartbeat(id) {
-      lastSeen.set(id, Date.now());
+      if (fenced.includes(id)) throw new KeywayError(ErrorCode.FENCED, `worker ${id} was declared dead after ${failureTimeoutMs} ms without a heartbeat and is fenced`);
+      if (member(id) !== undefined) lastSeen.set(id, Date.now());
     },
     async claimStream(worker, source, stream) {
       const key = `${source}\u0000${stream}`;
@@ -341,10 +520,18 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         streams.set(key, { holder: worker, position: 0n });
         return { granted: true, resumeAfter: 0n };
       }
+      if (fenced.includes(worker)) throw new KeywayError(ErrorCode.FENCED, `worker ${worker} is fenced`);
       if (entry.holder !== undefined && entry.holder !== worker) {
         const holder = member(entry.holder);
         if (holder !== undefined) {
-          const answer = await port.releaseStream(holder, source, stream);
+          const answer = await port.releaseStream(holder, source, stream).catch(async (err: Error) => {
+            // A holder that cannot answer may be dead: once the failure detector says so, the stream is free.
+            if (replicas === 1) throw err;
+            const deadline = Date.now() + 2 * failureTimeoutMs;
+            while (!fenced.includes(holder.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, FAILURE_CHECK_MS));
+            if (!fenced.includes(holder.id)) throw err;
+            return { released: true, position: entry.position };
+          });
           if (!answer.released) return { granted: false, resumeAfter: 0n };
           entry.position = answer.position;
         }
@@ -353,7 +540,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       return { granted: true, resumeAfter: entry.position };
     },
     sourcesDone(worker, generation) {
-      if (placed.get(worker) !== generation) return;
+      if (placed.get(worker) !== generation || fenced.includes(worker)) return;
       done.add(worker);
       checkDone();
     },
@@ -376,19 +563,30 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     async status() {
       const now = Date.now();
       const stats = await Promise.all(members.map((m) => port.stats(m).catch(() => undefined)));
+      const copies = copiesPerWorker(map);
       return {
         epoch: map.epoch,
         slotCount: map.slotCount,
+        replicas,
+        underReplicated: underReplicated(map, dataIds().length),
+        fenced: [...fenced],
         members: members.map((m, i) => ({
           ...m,
-          slots: map.owners.filter((o) => map.workers[o] === m.id).length,
+          slots: copies.get(m.id)?.primaries ?? 0,
+          backups: copies.get(m.id)?.backups ?? 0,
           coordinator: m.id === self.id,
           reachable: m.id === self.id || now - (lastSeen.get(m.id) ?? 0) < UNREACHABLE_AFTER_MS,
           stats: stats[i],
         })),
       };
     },
+    replicated() {
+      if (fullyReplicated()) return Promise.resolve();
+      return new Promise((resolve) => replicatedWaiters.push(resolve));
+    },
     async shutdown(reason) {
+      runEnded = true;
+      clearInterval(detector);
       await Promise.all(members.filter((m) => m.id !== self.id).map((m) => port.leave(m, reason).catch(() => undefined)));
     },
   };

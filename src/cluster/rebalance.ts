@@ -4,6 +4,7 @@
  * order of the worker list, which keeps a worker's slots next to each other.
  */
 import type { PartitionMap } from "../routing/partition-map.ts";
+import { pruneBackups, reindex } from "./replicas.ts";
 
 export interface SlotMove {
   slot: number;
@@ -41,12 +42,13 @@ export function chunkMoves(moves: readonly SlotMove[], chunkSlots: number): Slot
 
 /**
  * An intermediate map where only the given moves have happened: the map in force while a
- * migration proceeds chunk by chunk.
+ * migration proceeds chunk by chunk. A moved slot keeps its backups, less the one that is now
+ * its primary.
  */
 export function applyMoves(current: PartitionMap, target: PartitionMap, moves: readonly SlotMove[], epoch: number): PartitionMap {
   const workers = [...new Set([...current.workers, ...target.workers])];
-  const owners = new Uint16Array(current.slotCount);
-  for (let slot = 0; slot < current.slotCount; slot++) owners[slot] = workers.indexOf(current.workers[current.owners[slot]!]!);
+  const base = reindex(current, workers, epoch);
+  const owners = base.owners.slice();
   for (const move of moves) owners[move.slot] = workers.indexOf(move.to);
-  return { epoch, slotCount: current.slotCount, workers, owners };
+  return pruneBackups({ ...base, owners }, workers);
 }

@@ -1,6 +1,7 @@
 /** The coordinator's WorkerPort over ControlService: its own worker's handlers directly, the others over gRPC. */
 import * as grpc from "@grpc/grpc-js";
 import {
+  CopySlotsResponseSchema,
   ExportSlotsResponseSchema,
   FreezeResponseSchema,
   ImportSlotsResponseSchema,
@@ -23,6 +24,11 @@ import type { Worker } from "./membership.ts";
 const MOVE_STEP_DEADLINE_MS = 60_000;
 /** Stopping sources and giving up a stream wait for records to be committed: longer. */
 const DRAIN_DEADLINE_MS = 10 * 60_000;
+/**
+ * A copy holds the membership lock for its chunk: a worker stopped mid-copy (SIGSTOP) delays
+ * joins and shrinks this long at most, while the failure detector fences it meanwhile.
+ */
+const COPY_DEADLINE_MS = 20_000;
 /** Status asks every worker for its figures; one that does not answer this fast shows without them. */
 const STATS_DEADLINE_MS = 2000;
 
@@ -39,8 +45,9 @@ export function createWorkerPort(
   return {
     freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
     exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
-    importSlots: (w, slots, map, all) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all) }, ImportSlotsResponseSchema).then(() => undefined),
-    updateMap: (w, map, all) => call(w, "UpdateMap", { map: mapToMessage(map, all) }, UpdateMapResponseSchema).then(() => undefined),
+    importSlots: (w, slots, map, all, fenced) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all, fenced) }, ImportSlotsResponseSchema).then(() => undefined),
+    updateMap: (w, map, all, fenced) => call(w, "UpdateMap", { map: mapToMessage(map, all, fenced) }, UpdateMapResponseSchema).then(() => undefined),
+    copySlots: (w, slots, to) => call(w, "CopySlots", { slots, toWorkerId: to }, CopySlotsResponseSchema, COPY_DEADLINE_MS).then(() => undefined),
     releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema, DRAIN_DEADLINE_MS),
     startSources: (w, sources, generation) => call(w, "StartSources", { sources, generation: BigInt(generation) }, StartSourcesResponseSchema).then(() => undefined),
     stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema, DRAIN_DEADLINE_MS).then((r) => r.sources),

@@ -3,17 +3,25 @@
  * to its peers by the exchange, answering the coordinator's control calls, heartbeating it, and
  * placing connector sessions. The first worker also holds the coordinator (embedded) and the
  * sinks; every worker reads the sources placed on it.
+ *
+ * With replicated state it leads some slots and follows others: what it applies to a slot it
+ * leads goes to that slot's backups; what its primaries send it, it applies to its copies and
+ * keeps their outputs until told they left. When a map fences a dead worker, the records this
+ * worker had sent it are routed again to the slots' new primaries, and where this worker is now
+ * the primary it sends the dead one's kept outputs again.
  */
 import { create } from "@bufbuild/protobuf";
+import { deserialize, serialize } from "node:v8";
 import * as grpc from "@grpc/grpc-js";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
-import { createExchange, type Exchange } from "../exchange/grpc-exchange.ts";
+import { createExchange, type BatchIn, type Exchange } from "../exchange/grpc-exchange.ts";
 import { decodeRecords, decodeSinkRecords, encodeRecords, encodeSinkRecords } from "../exchange/payload.ts";
 import type { Logger } from "../log/logger.ts";
 import {
   ClaimStreamResponseSchema,
+  CopySlotsResponseSchema,
   ExportSlotsResponseSchema,
   FreezeResponseSchema,
   HeartbeatResponseSchema,
@@ -29,6 +37,7 @@ import {
   StopSourcesResponseSchema,
   UpdateMapResponseSchema,
   WorkerStatsResponseSchema,
+  type CopySlotsRequest,
   type ExportSlotsRequest,
   type FreezeRequest,
   type ImportSlotsRequest,
@@ -39,12 +48,12 @@ import {
   type UpdateMapRequest,
   type WorkerStatsResponse,
 } from "../protocol/gen/keyway/v1/cluster_pb.ts";
-import type { PartitionMap } from "../routing/partition-map.ts";
-import { equalRanges } from "../routing/partition-map.ts";
+import { backupsOf, equalRanges, type PartitionMap } from "../routing/partition-map.ts";
 import type { SessionPlacement } from "../protocol/index.ts";
-import { partitionerNames, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
+import { partitionerNames, pickRecords, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
+import { createReplication } from "./replication.ts";
 import { mapFromMessage } from "./codec.ts";
 import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
@@ -83,7 +92,9 @@ export interface ClusterWorkerOptions {
   /** Where this worker serves ControlService and ExchangeService. */
   listen: string;
   /** First worker: the slot count and the run's bindings (JSON for joiners). Joiner: the address to join. */
-  role: { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number; chunkKeys?: number } } | { join: string };
+  role:
+    | { first: { slotCount: number; bindingsJson: string; finite: boolean; expectedWorkers: number; chunkKeys?: number; replicas: number; failureTimeoutMs: number } }
+    | { join: string };
   /** Builds this worker's connectors once it knows the bindings; `placement` places connector sessions. */
   connectors(bindingsJson: string, placement: ClusterSessionPlacement): Promise<{ connectors: WorkerConnectors; edge?: ConnectorEdge; partition?: PartitionFn }>;
   /** Bundled sources to spread when the run starts (the files of directory sources), by pipeline. */
@@ -104,16 +115,18 @@ function settled(sends: Promise<void>[]): Promise<void> {
 /** Serialising a slot state takes about a microsecond a key: the event loop is let go this often, so other slots keep flowing. */
 const SLICE_MS = 2;
 
-/** Runs fn over items, yielding to the event loop whenever a slice of work has taken SLICE_MS. */
-async function inSlices<T>(items: readonly T[], fn: (item: T) => void): Promise<void> {
+/** Runs fn over items, yielding to the event loop whenever a slice of work has taken SLICE_MS; `endSlice` runs before each yield and at the end. */
+async function inSlices<T>(items: readonly T[], fn: (item: T) => void, endSlice?: () => void): Promise<void> {
   let sliceStart = performance.now();
   for (const item of items) {
     fn(item);
     if (performance.now() - sliceStart >= SLICE_MS) {
+      endSlice?.();
       await new Promise((resolve) => setImmediate(resolve));
       sliceStart = performance.now();
     }
   }
+  endSlice?.();
 }
 
 export interface ClusterWorker {
@@ -137,9 +150,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   // A joiner learns the slot count and the bindings from the cluster before it builds anything.
   let slotCount: number;
   let bindingsJson: string;
+  let replicas: number;
   if (first !== undefined) {
     slotCount = first.slotCount;
     bindingsJson = first.bindingsJson;
+    replicas = first.replicas;
   } else {
     const status = await clients.call(joinAddress!, "Status", {}, StatusResponseSchema, 10_000).catch((err: grpc.ServiceError) => {
       clients.close();
@@ -147,6 +162,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     });
     slotCount = status.slotCount;
     bindingsJson = status.bindingsJson;
+    replicas = Math.max(1, status.replicas);
   }
 
   let selfId = first !== undefined ? "w0" : "";
@@ -158,11 +174,46 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   let edge: ConnectorEdge | undefined;
   let address = "";
 
+  const fenced = new Set<string>();
+  // Copies under way: slot -> workers this primary sends it to before the map names them (CopySlots),
+  // and slots whose state arrived here for a copy the map does not name yet.
+  const copyingTo = new Map<number, Set<string>>();
+  const copiesIn = new Set<number>();
+  const replication = createReplication((to, batch) => exchange.send(to, batch));
+  const heldHere = (slot: number): boolean => {
+    const { map, self: me } = placement;
+    return map.owners[slot] === me || backupsOf(map, slot).includes(me) || copiesIn.has(slot);
+  };
+
+  /** A replica: applied to this worker's copies (of slots it holds), its output kept until the primary says it left. */
+  const receiveReplica = (batch: BatchIn): Promise<void> => {
+    const records = decodeRecords(batch.payload);
+    const keep = records.slots.map((slot, i) => (heldHere(slot) ? i : -1)).filter((i) => i >= 0);
+    const held = keep.length === records.slots.length ? records : pickRecords(records, keep);
+    const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
+    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, values: run.values, ids: run.ids });
+    return Promise.resolve();
+  };
+
+  /** A snapshot: slot states for a copy here; the replicas that follow it on the link apply on top. */
+  const receiveSnapshot = async (batch: BatchIn): Promise<void> => {
+    const { slots } = deserialize(batch.payload) as { slots: Array<{ slot: number; pipelines: Uint8Array[] }> };
+    for (const { slot, pipelines } of slots) {
+      engine!.flows.forEach((flow, i) => importSlot(flow.stores, slot, pipelines[i]!));
+      copiesIn.add(slot);
+    }
+  };
+
   const exchange: Exchange = createExchange({
     self: () => selfId,
     token,
     log: log.child({ component: "exchange" }),
+    accepts: (from) => (fenced.has(from) ? `worker ${from} was declared dead and fenced; its links are refused` : undefined),
     receive: (batch) => {
+      if (batch.replica !== undefined || batch.snapshot === true) {
+        const done = batch.snapshot === true ? receiveSnapshot(batch) : receiveReplica(batch);
+        return { applied: done, done };
+      }
       const inbound = batch.toSink
         ? { pipeline: batch.pipeline, stage: 0, toSink: true, hops: batch.hops, output: decodeSinkRecords(batch.payload) }
         : { pipeline: batch.pipeline, stage: batch.stage, toSink: false, hops: batch.hops, records: decodeRecords(batch.payload) };
@@ -174,26 +225,88 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const home = (): Worker | undefined => members.find((m) => m.id === "w0");
   const coordinatorAddress = (): string => home()?.address ?? joinAddress ?? address;
 
-  /** Takes a map; settles once links to workers that left have finished what they carried. */
-  const applyMap = (map: PartitionMap, newMembers: Worker[]): Promise<void> => {
-    if (map.epoch < placement.map.epoch) {
-      throw grpcError(grpc.status.FAILED_PRECONDITION, `${ErrorCode.EPOCH_MISMATCH}: map epoch ${map.epoch} is below this worker's ${placement.map.epoch}`);
+  /** Per slot this worker leads: where what it applies goes (the map's backups, and copies being made). */
+  const computeReplicaTargets = (): void => {
+    if (replicas === 1) return;
+    const { map, self: me } = placement;
+    const targets: Array<number[] | undefined> = new Array(map.slotCount).fill(undefined);
+    for (let slot = 0; slot < map.slotCount; slot++) {
+      if (map.owners[slot] !== me) continue;
+      const to = backupsOf(map, slot);
+      for (const id of copyingTo.get(slot) ?? []) {
+        const w = map.workers.indexOf(id);
+        if (w >= 0 && !to.includes(w)) to.push(w);
+      }
+      if (to.length > 0) targets[slot] = to;
     }
+    placement.replicaTargets = targets;
+  };
+
+  /**
+   * A worker declared dead: what this worker had sent it and not seen finished is routed again
+   * under the new map (its slots' new primaries drop what they already applied); replicas to it
+   * count as done (the copy is gone; a new one is being made).
+   */
+  const abandon = (dead: string): void => {
+    for (const { batch, resolve, reject } of exchange.abandon(dead)) {
+      if (batch.replica !== undefined) resolve();
+      else if (batch.toSink || batch.snapshot === true) reject(new KeywayError(ErrorCode.WORKER_LOST, `worker ${dead} died before it finished what was sent to it`));
+      else engine!.reroute(batch.pipeline, batch.stage, decodeRecords(batch.payload), batch.hops).then(resolve, reject);
+    }
+  };
+
+  /** Takes a map; settles once links to workers that left have finished what they carried. */
+  const applyMap = (map: PartitionMap, newMembers: Worker[], newlyFenced: readonly string[] = []): Promise<void> => {
+    // Maps are published concurrently by a failover and a rebuild; a newer one already here supersedes an older.
+    if (map.epoch < placement.map.epoch) return Promise.resolve();
     if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
+    if (newlyFenced.includes(selfId)) {
+      lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced; it exits (start a new worker to rejoin)`));
+      return Promise.resolve();
+    }
+    const previous = placement.map;
+    const dead = newlyFenced.filter((id) => !fenced.has(id));
+    for (const id of dead) fenced.add(id);
     members = newMembers;
-    const retired = exchange.setPeers(members);
     const index = map.workers.indexOf(selfId);
     placement.map = map;
     placement.self = index;
     placement.frozen!.fill(0);
+    for (const slot of copyingTo.keys()) if (map.owners[slot] !== index) copyingTo.delete(slot);
+    for (const [slot, to] of copyingTo) {
+      for (const id of to) if (!newMembers.some((m) => m.id === id) || backupsOf(map, slot).includes(map.workers.indexOf(id))) to.delete(id);
+      if (to.size === 0) copyingTo.delete(slot);
+    }
+    for (const slot of copiesIn) if (map.owners[slot] === index || backupsOf(map, slot).includes(index)) copiesIn.delete(slot);
+    computeReplicaTargets();
+    // Synchronously, before any new record is routed: what was on its way to the dead goes again, in order.
+    for (const id of dead) abandon(id);
+    if (dead.length > 0) resendOutboxes(previous, dead);
+    const retired = exchange.setPeers(members);
     for (const flow of engine?.flows ?? []) {
       for (const store of flow.stores) {
-        for (let slot = 0; slot < map.slotCount; slot++) if (map.owners[slot] !== index) dropSlot(store, slot);
+        for (let slot = 0; slot < map.slotCount; slot++) if (!heldHere(slot)) dropSlot(store, slot);
       }
     }
     engine?.thaw();
     edge?.rebalance("the cluster changed");
     return retired;
+  };
+
+  /** Now the primary of slots a dead worker led: its outputs this copy kept may not have left; they go again. */
+  const resendOutboxes = (previous: PartitionMap, dead: readonly string[]): void => {
+    let resent = 0;
+    for (const id of dead) {
+      const promoted = previous.owners.some((o, slot) => previous.workers[o] === id && placement.map.owners[slot] === placement.self);
+      const box = replication.takeOutbox(id);
+      replication.forget(id);
+      if (!promoted) continue;
+      for (const entry of box) {
+        resent += entry.values.length;
+        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+      }
+    }
+    if (dead.length > 0) log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
   };
 
   const usesPartitioner = app.pipelines.some((p) => partitionerNames(p).length > 0);
@@ -278,15 +391,49 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
       if (req.map !== undefined) {
-        const { map, members: newMembers } = mapFromMessage(req.map);
-        await applyMap(map, newMembers);
+        const { map, members: newMembers, fenced: dead } = mapFromMessage(req.map);
+        await applyMap(map, newMembers, dead);
       }
       return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
     }),
     UpdateMap: unary(async (req: UpdateMapRequest) => {
-      const { map, members: newMembers } = mapFromMessage(req.map!);
-      await applyMap(map, newMembers);
+      const { map, members: newMembers, fenced: dead } = mapFromMessage(req.map!);
+      await applyMap(map, newMembers, dead);
       return create(UpdateMapResponseSchema, {});
+    }),
+    CopySlots: unary(async (req: CopySlotsRequest) => {
+      const to = req.toWorkerId;
+      if (!members.some((m) => m.id === to)) throw grpcError(grpc.status.NOT_FOUND, `${ErrorCode.UNKNOWN_NAME}: no member ${to} to copy slots to`);
+      // Each slot's state leaves in the same step that makes `to` a replica target, and the states
+      // of a slice go out before the event loop is let go: on the link, a slot's snapshot always
+      // precedes the replicas applied after it.
+      const sends: Promise<void>[] = [];
+      let states: Array<{ slot: number; pipelines: Uint8Array[] }> = [];
+      const ship = () => {
+        if (states.length === 0) return;
+        const payload = serialize({ slots: states });
+        sends.push(exchange.send(to, { epoch: placement.map.epoch, pipeline: 0, stage: 0, toSink: false, hops: 0, records: 0, payload, snapshot: true }));
+        states = [];
+      };
+      await inSlices(
+        req.slots,
+        (slot) => {
+          if (placement.map.owners[slot] !== placement.self) return;
+          states.push({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) });
+          let targets = copyingTo.get(slot);
+          if (targets === undefined) copyingTo.set(slot, (targets = new Set()));
+          targets.add(to);
+        },
+        () => {
+          computeReplicaTargets();
+          ship();
+        },
+      );
+      await Promise.all(sends);
+      // The copy holds what this worker applied; outputs of that still on their way must have left, or a
+      // promoted copy would hold state whose outputs nobody has.
+      await engine!.outputsSettled();
+      return create(CopySlotsResponseSchema, {});
     }),
     ReleaseStream: unary(async (req: ReleaseStreamRequest) => {
       const answer = edge === undefined ? { released: true, position: 0n } : await edge.releaseStream(req.source, req.stream);
@@ -296,7 +443,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       for (const s of req.sources) {
         const source = built.sourceFromUri(s.uri);
         assigned.set(source, s.uri);
-        await engine!.addSource(s.pipeline, source, s.resumeFrom === 0n ? undefined : s.resumeFrom);
+        await engine!.addSource(s.pipeline, source, s.resumeFrom === 0n ? undefined : s.resumeFrom, s.uri);
       }
       if (req.sources.length > 0) log.info({ sources: req.sources.map((s) => s.uri) }, "reading sources placed here");
       watchSources(Number(req.generation));
@@ -334,7 +481,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   let runOver: Promise<void> = left.then(() => undefined);
   if (first !== undefined) {
-    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, onStateLost: options.onStateLost ?? (() => undefined) });
+    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, replicas: first.replicas, failureTimeoutMs: first.failureTimeoutMs, onStateLost: options.onStateLost ?? (() => undefined) });
     runOver = coordinator.runOver;
     handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator, { appName: app.name, bindingsJson, log }) };
   } else {
@@ -350,7 +497,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     partition,
     startGate,
     holdOpen: runOver,
+    replicated: replicas > 1,
     peers: {
+      replicate: (target, pipeline, stage, batch) => replication.replicate(placement.map.workers[target]!, placement.map.epoch, pipeline, stage, batch),
       send: (owner, pipeline, stage, batch, hops) => {
         const to = placement.map.workers[owner]!;
         const epoch = placement.map.epoch;
@@ -411,7 +560,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       }
       clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).then(
         () => (answeredAt = Date.now()),
-        () => undefined,
+        (err: grpc.ServiceError) => {
+          if (err.code !== grpc.status.FAILED_PRECONDITION || !err.details.startsWith(ErrorCode.FENCED)) return;
+          clearInterval(heartbeat);
+          lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced (${err.details}); it exits (start a new worker to rejoin)`));
+        },
       );
     }, HEARTBEAT_INTERVAL_MS);
     heartbeat.unref();

@@ -20,6 +20,13 @@ export interface SourceBatch {
    * Sink record ids derive from it; absent, the engine uses `<position>#<index in batch>`.
    */
   recordIds?: string[];
+  /**
+   * Optional, with seqs: each record's upstream (a stream of the source) and its position in it
+   * (increasing per upstream, stable across replays). Replicated state drops a replayed record
+   * by them. Absent, a record's upstream is the source and its place is the batch position.
+   */
+  upstreams?: string[];
+  seqs?: number[];
 }
 
 export interface SourceContext {

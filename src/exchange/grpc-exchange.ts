@@ -18,7 +18,7 @@ import { clientDefinition, isDecodeFailure, serverDefinition, type DecodeFailure
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
 import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkReceiver, type LinkSender, type LinkWindow } from "./link-state.ts";
 
-export const CLUSTER_VERSION = { major: 2, minor: 0 } as const;
+export const CLUSTER_VERSION = { major: 3, minor: 0 } as const;
 const RECONNECT_DELAY_MS_MIN = 50;
 const RECONNECT_DELAY_MS_MAX = 1000;
 /** How long a link to a worker that left may take to finish what it carries before that fails. */
@@ -43,6 +43,17 @@ export interface BatchOut {
   hops: number;
   records: number;
   payload: Uint8Array;
+  /** Records applied at their primary, for a backup copy here; with the pair's sequence and delivery mark. */
+  replica?: { seq: bigint; deliveredThrough: bigint };
+  /** Slot states for a copy being made here. */
+  snapshot?: boolean;
+}
+
+/** A batch a dead worker never finished, given back to its sender to route again or settle. */
+export interface Abandoned {
+  batch: BatchOut;
+  resolve: () => void;
+  reject: (err: Error) => void;
 }
 
 export interface BatchIn extends BatchOut {
@@ -69,6 +80,8 @@ export interface Exchange {
    * once what they carry is done (or, past LINK_RETIRE_MS, has failed) and they are closed.
    */
   setPeers(peers: readonly Peer[]): Promise<void>;
+  /** Closes the link to a worker declared dead and hands back, in order, every batch it had not finished. */
+  abandon(peer: string): Abandoned[];
   backlog(): { out: number; in: number };
   /** The ExchangeService implementation this worker serves. */
   readonly service: grpc.UntypedServiceImplementation;
@@ -82,6 +95,8 @@ export interface ExchangeOptions {
   receive: ReceiveFn;
   log: Logger;
   window?: LinkWindow;
+  /** Whether a worker may open a link here: a fenced (declared dead) worker may not. */
+  accepts?: (from: string) => string | undefined;
 }
 
 interface OutLink {
@@ -197,6 +212,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
         if (kind.case === "open") {
           if (kind.value.version?.major !== CLUSTER_VERSION.major) return refuse(grpc.status.FAILED_PRECONDITION, `cluster protocol ${kind.value.version?.major ?? 0} is not ${CLUSTER_VERSION.major}`);
           from = kind.value.from;
+          const refusal = options.accepts?.(from);
+          if (refusal !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, refusal);
           receiver = receivers.get(from);
           if (receiver === undefined) receivers.set(from, (receiver = createLinkReceiver()));
           call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: window.records, windowBytes: BigInt(window.bytes) } } }));
@@ -212,6 +229,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
         r.track(batch.seq, batch.records);
         const seq = batch.seq;
         const input: BatchIn = { from, epoch: Number(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload };
+        if (batch.replica) input.replica = { seq: batch.replicaSeq, deliveredThrough: batch.deliveredThrough };
+        if (batch.snapshot) input.snapshot = true;
         // Batches of one link run in order: a key's records keep their order.
         chain = chain.then(async () => {
           const { applied, done } = options.receive(input);
@@ -234,7 +253,21 @@ export function createExchange(options: ExchangeOptions): Exchange {
   return {
     send(to, batch) {
       const link = linkTo(to);
-      const message = { $typeName: "keyway.v1.ExchangeBatch", seq: 0n, epoch: BigInt(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload } as ExchangeBatch;
+      const message = {
+        $typeName: "keyway.v1.ExchangeBatch",
+        seq: 0n,
+        epoch: BigInt(batch.epoch),
+        pipeline: batch.pipeline,
+        stage: batch.stage,
+        toSink: batch.toSink,
+        hops: batch.hops,
+        records: batch.records,
+        payload: batch.payload,
+        replica: batch.replica !== undefined,
+        replicaSeq: batch.replica?.seq ?? 0n,
+        deliveredThrough: batch.replica?.deliveredThrough ?? 0n,
+        snapshot: batch.snapshot === true,
+      } as ExchangeBatch;
       const { done } = link.sender.enqueue(message, batch.records, batch.payload.byteLength);
       flush(link);
       return done;
@@ -261,6 +294,30 @@ export function createExchange(options: ExchangeOptions): Exchange {
       for (const [id] of retiring) links.delete(id);
       wakeRoom();
       return Promise.all(retiring.map(([id, link]) => retire(id, link))).then(() => undefined);
+    },
+    abandon(peer) {
+      const link = links.get(peer);
+      if (link === undefined) return [];
+      links.delete(peer);
+      link.closed = true;
+      link.call?.end();
+      link.client.close();
+      wakeRoom();
+      return link.sender.abandon().map(({ message: m, resolve, reject }) => ({
+        batch: {
+          epoch: Number(m.epoch),
+          pipeline: m.pipeline,
+          stage: m.stage,
+          toSink: m.toSink,
+          hops: m.hops,
+          records: m.records,
+          payload: m.payload,
+          ...(m.replica ? { replica: { seq: m.replicaSeq, deliveredThrough: m.deliveredThrough } } : {}),
+          ...(m.snapshot ? { snapshot: true } : {}),
+        },
+        resolve,
+        reject,
+      }));
     },
     backlog() {
       let out = 0;

@@ -46,6 +46,11 @@ export interface LinkSender<M> {
   window(): LinkWindow;
   /** Rejects every batch not done (the receiver is gone for good). */
   fail(err: Error): void;
+  /**
+   * Gives up every batch not done, in order, without settling them (the receiver died: the
+   * caller routes them anew). Nothing more is sent.
+   */
+  abandon(): OutBatch<M>[];
 }
 
 export function createLinkSender<M>(initial: LinkWindow = LINK_WINDOW_DEFAULT): LinkSender<M> {
@@ -135,6 +140,14 @@ export function createLinkSender<M>(initial: LinkWindow = LINK_WINDOW_DEFAULT): 
       sentRecords = sentBytes = queuedCount = 0;
       // Nothing more will be applied: waiters for a drain must not hang.
       for (const w of appliedWaiters.splice(0)) w.resolve();
+    },
+    abandon() {
+      const open = [...sent, ...queued];
+      sent = [];
+      queued = [];
+      sentRecords = sentBytes = queuedCount = 0;
+      for (const w of appliedWaiters.splice(0)) w.resolve();
+      return open;
     },
   };
 }

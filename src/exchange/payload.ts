@@ -17,11 +17,15 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
   const pieces: Array<{ records: number; payload: Uint8Array }> = [];
   for (let from = 0; from < n; from += EXCHANGE_BATCH_RECORDS_MAX) {
     const to = Math.min(n, from + EXCHANGE_BATCH_RECORDS_MAX);
+    const part = <T>(list: T[]) => (list.length === 0 ? [] : list.slice(from, to));
     const piece: KeyedBatch = {
       keys: batch.keys.slice(from, to),
       slots: batch.slots.slice(from, to),
       values: batch.values.slice(from, to),
-      lineage: batch.lineage.length === 0 ? [] : batch.lineage.slice(from, to),
+      lineage: part(batch.lineage),
+      upstreams: part(batch.upstreams),
+      seqs: part(batch.seqs),
+      subs: part(batch.subs),
     };
     pieces.push({ records: to - from, payload: serialize(piece) });
   }

@@ -6,12 +6,16 @@
  *
  * Each record carries its origin (its index in the source batch) through the stages, so every
  * output can be given an id that is stable across replays: `<pipeline>:<origin id>:<n>`.
+ *
+ * With replicated state, a record also carries its upstream and place in it (a mark), so a slot
+ * drops replays it has applied, and what a keyed stage applies here is sent on to the slot's
+ * backups before its output may leave.
  */
 import type { Key, PipelineSpec, SinkSpec, SourceSpec, Step } from "../app/spec.ts";
 import type { Payload, SourceBatch } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
-import { createStageStore, stateFor, type StageStore } from "./state-store.ts";
+import { createStageStore, passMark, stateFor, type StageStore } from "./state-store.ts";
 
 type Emit = (value: unknown) => void;
 type StatefulStep = Extract<Step, { kind: "state" }>;
@@ -28,6 +32,10 @@ export interface KeyedBatch {
   slots: number[];
   values: unknown[];
   lineage: string[];
+  /** With replicated state (else empty): each record's upstream, and its [seq, sub] place in it. */
+  upstreams: string[];
+  seqs: number[];
+  subs: number[];
 }
 
 interface KeyedStage {
@@ -49,6 +57,14 @@ export interface Placement {
   self: number;
   /** slot -> 1 while the slot moves: records routed to it wait (hold) instead of going anywhere. */
   frozen?: Uint8Array;
+  /** slot -> indexes into map.workers this worker sends what it applies to (the backups, and copies being made). */
+  replicaTargets?: ReadonlyArray<readonly number[] | undefined>;
+}
+
+/** Records applied here, on their way to one backup: output waits for `acked`; `delivered` says the output left. */
+export interface Replica {
+  acked: Promise<void>;
+  delivered(): void;
 }
 
 /** Where records go that this worker does not run now; each promise settles when they are done. */
@@ -57,6 +73,8 @@ export interface RouteOut {
   send(owner: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
   /** Records of frozen slots, until the slots thaw. */
   hold(stage: number, batch: KeyedBatch): Promise<void>;
+  /** Records just applied here, to the backup at index `target` of the map. */
+  replicate?(target: number, stage: number, batch: KeyedBatch): Replica;
 }
 
 export interface Routing {
@@ -66,6 +84,8 @@ export interface Routing {
   partition?: PartitionFn;
   /** Required when another worker owns slots. */
   out?: RouteOut;
+  /** Records carry marks, and slots drop replays (replicated state). */
+  marking?: boolean;
 }
 
 /** What one run produced here: sink-bound output, and the promises of records sent elsewhere. */
@@ -76,6 +96,10 @@ export interface StageRun {
   pending: Promise<void>[];
   /** Records that reached this worker for a slot it does not own, and were forwarded. */
   forwarded: number;
+  /** What this run applied, on its way to the backups: the output may leave once all are acked. */
+  replicas: Replica[];
+  /** Replays dropped: records at or below their slot's mark. */
+  replays: number;
 }
 
 export interface RunOptions {
@@ -89,12 +113,17 @@ export interface Dataflow {
   readonly pipeline: PipelineSpec;
   /** One store per state step, in pipeline order. */
   readonly stores: readonly StageStore[];
-  /** Runs a source batch through the stateless head and routes it on. */
-  process(batch: SourceBatch, withIds: boolean): Promise<StageRun>;
+  /**
+   * Runs a source batch through the stateless head and routes it on; `upstream` names the
+   * source for marks when the batch carries none of its own.
+   */
+  process(batch: SourceBatch, withIds: boolean, upstream?: string): Promise<StageRun>;
   /** Records run through keyed stages on this worker so far. */
   recordsRun(): number;
   /** Runs records through stage `stage` and the rest of the pipeline, here or where they belong. */
   runStage(stage: number, input: KeyedBatch, options: RunOptions): Promise<StageRun>;
+  /** Applies records a slot's primary applied (this worker is a backup): the output it produced, not sent anywhere. */
+  applyReplica(stage: number, input: KeyedBatch): StageRun;
 }
 
 /** A record forwarded this often by workers that did not own its slot is a routing bug, not a race. */
@@ -199,6 +228,7 @@ export function partitionerNames(pipeline: PipelineSpec): string[] {
 export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataflow {
   const { head, keyed } = splitStages(pipeline.steps);
   const { slotOf, placement, partition, out } = routing;
+  const marking = routing.marking === true;
   if (partition === undefined && partitionerNames(pipeline).length > 0) {
     throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}" keys by a partitioner, but no partitioner service runs`);
   }
@@ -214,6 +244,10 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   let separator = ":";
   let emitted = 0;
   let tracking = false;
+  // The mark of the source record being processed; records it emits rank by `emitted`.
+  let upstream = "";
+  let seq = 0;
+  let subBase = 0;
   let recordsRun = 0;
   const toSink: Emit = (v) => {
     sinkOut.values.push(encode(v));
@@ -228,19 +262,23 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     input.slots.push(slotOf(key));
   };
 
-  const router = (keying: KeyingStep): Emit => {
-    if (keying.kind === "keyByPartitioner") {
-      // Keys come later, for the whole batch at once, from the partition function.
-      return (v) => {
-        stageIn.values.push(v);
-        if (tracking) stageIn.lineage.push(`${lineage}${separator}${emitted++}`);
-      };
+  const admit = (v: unknown): void => {
+    stageIn.values.push(v);
+    if (marking) {
+      stageIn.upstreams.push(upstream);
+      stageIn.seqs.push(seq);
+      stageIn.subs.push(subBase + emitted);
     }
+    if (tracking) stageIn.lineage.push(`${lineage}${separator}${emitted}`);
+    emitted++;
+  };
+  const router = (keying: KeyingStep): Emit => {
+    // Keys by a partition function come later, for the whole batch at once.
+    if (keying.kind === "keyByPartitioner") return admit;
     const keyBy = keying.fn;
     return (v) => {
       route(stageIn, keyBy(v));
-      stageIn.values.push(v);
-      if (tracking) stageIn.lineage.push(`${lineage}${separator}${emitted++}`);
+      admit(v);
     };
   };
 
@@ -255,16 +293,23 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   const decode = decoderOf(pipeline.source);
   const headEmit = fuse(head, terminal);
 
-  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined): void => {
+  /** Applies records to this worker's copy of their slots; returns how many were replays it dropped. */
+  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined): number => {
     const { store, emit } = stage;
     const { init, update } = stage.step;
     const { keys, slots, values } = input;
+    const marked = marking && input.upstreams.length > 0;
     const n = only === undefined ? keys.length : only.length;
+    let replays = 0;
     recordsRun += n;
     separator = ".";
     for (let j = 0; j < n; j++) {
       const i = only === undefined ? j : only[j]!;
       const key = keys[i]!;
+      if (marked && !passMark(store, slots[i]!, input.upstreams[i]!, input.seqs[i]!, input.subs[i]!)) {
+        replays++;
+        continue;
+      }
       if (tracking) {
         lineage = input.lineage[i]!;
         emitted = 0;
@@ -277,6 +322,28 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         emit(result);
       }
     }
+    return replays;
+  };
+
+  /** Sends what was just applied here to each slot's backups, grouped by backup. */
+  const replicate = (s: number, input: KeyedBatch, local: number[] | undefined, run: StageRun): void => {
+    const targets = placement.replicaTargets;
+    if (targets === undefined || out?.replicate === undefined) return;
+    let groups: Map<number, number[]> | undefined;
+    const n = local === undefined ? input.slots.length : local.length;
+    for (let j = 0; j < n; j++) {
+      const i = local === undefined ? j : local[j]!;
+      const to = targets[input.slots[i]!];
+      if (to === undefined) continue;
+      groups ??= new Map();
+      for (const t of to) {
+        let indexes = groups.get(t);
+        if (indexes === undefined) groups.set(t, (indexes = []));
+        indexes.push(i);
+      }
+    }
+    if (groups === undefined) return;
+    for (const [t, indexes] of groups) run.replicas.push(out.replicate(t, s, pickRecords(input, indexes)));
   };
 
   const resolveKeys = async (input: KeyedBatch, name: string): Promise<void> => {
@@ -330,15 +397,18 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
             throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `pipeline "${pipeline.name}": records for slot ${input.slots[indexes[0]!]} forwarded ${hops} times without reaching its owner`);
           }
         }
-        run.pending.push(routeOut.send(owner, s, pick(input, indexes, tracking), hops));
+        run.pending.push(routeOut.send(owner, s, pickRecords(input, indexes), hops));
       }
     }
-    if (held !== undefined) run.pending.push(outOrFail().hold(s, pick(input, held, tracking)));
+    if (held !== undefined) run.pending.push(outOrFail().hold(s, pickRecords(input, held)));
     const last = s === stages.length - 1;
     const next = emptyKeyedBatch();
     if (last) sinkOut = run;
     else stageIn = next;
-    if (local === undefined || local.length > 0) runLocal(stage, input, local);
+    if (local === undefined || local.length > 0) {
+      run.replays += runLocal(stage, input, local);
+      replicate(s, input, local, run);
+    }
     if (!last && next.values.length > 0) await dispatch(s + 1, next, run, { ...options, inbound: false, hops: 0 });
   };
 
@@ -346,7 +416,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     pipeline,
     stores: stages.map((s) => s.store),
     recordsRun: () => recordsRun,
-    async process(batch, withIds) {
+    async process(batch, withIds, source = "") {
       const run = emptyRun(withIds);
       tracking = withIds;
       const values = batch.values;
@@ -354,13 +424,25 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       else stageIn = emptyKeyedBatch();
       const first = stageIn;
       separator = ":";
+      const { upstreams, seqs } = batch;
+      const ownMarks = marking && upstreams !== undefined && seqs !== undefined;
+      // Without marks of its own, a record ranks by its index in the batch: 2^20 emissions each at most.
+      if (marking && !ownMarks) {
+        upstream = source;
+        seq = Number(batch.position);
+      }
       for (let i = 0; i < values.length; i++) {
-        if (withIds) {
-          lineage = batch.recordIds?.[i] ?? `${batch.position}#${i}`;
-          emitted = 0;
+        if (withIds) lineage = batch.recordIds?.[i] ?? `${batch.position}#${i}`;
+        if (ownMarks) {
+          upstream = upstreams[i]!;
+          seq = seqs[i]!;
+        } else if (marking) {
+          subBase = i * 0x100000;
         }
+        emitted = 0;
         headEmit(decode(values[i]!));
       }
+      subBase = 0;
       if (stages.length > 0 && first.values.length > 0) {
         await dispatch(0, first, run, { withIds, inbound: false, hops: 0 });
       }
@@ -372,23 +454,39 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       await dispatch(s, input, run, options);
       return run;
     },
+    applyReplica(s, input) {
+      const stage = stages[s];
+      if (stage === undefined || s !== stages.length - 1) throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}": replicated records for stage ${s}, which is not its last keyed stage`);
+      const run = emptyRun(input.lineage.length > 0);
+      tracking = input.lineage.length > 0;
+      sinkOut = run;
+      run.replays += runLocal(stage, input, undefined);
+      return run;
+    },
   };
 }
 
 export function emptyKeyedBatch(): KeyedBatch {
-  return { keys: [], slots: [], values: [], lineage: [] };
+  return { keys: [], slots: [], values: [], lineage: [], upstreams: [], seqs: [], subs: [] };
 }
 
 function emptyRun(withIds: boolean): StageRun {
-  return withIds ? { values: [], ids: [], pending: [], forwarded: 0 } : { values: [], pending: [], forwarded: 0 };
+  const run: StageRun = { values: [], pending: [], forwarded: 0, replicas: [], replays: 0 };
+  if (withIds) run.ids = [];
+  return run;
 }
 
 /** The records at indexes, with their keys and slots so the receiver neither re-keys nor re-hashes. */
-function pick(input: KeyedBatch, indexes: number[], withLineage: boolean): KeyedBatch {
+export function pickRecords(input: KeyedBatch, indexes: number[]): KeyedBatch {
+  const withLineage = input.lineage.length > 0;
+  const withMarks = input.upstreams.length > 0;
   return {
     keys: indexes.map((i) => input.keys[i]!),
     slots: indexes.map((i) => input.slots[i]!),
     values: indexes.map((i) => input.values[i]),
     lineage: withLineage ? indexes.map((i) => input.lineage[i]!) : [],
+    upstreams: withMarks ? indexes.map((i) => input.upstreams[i]!) : [],
+    seqs: withMarks ? indexes.map((i) => input.seqs[i]!) : [],
+    subs: withMarks ? indexes.map((i) => input.subs[i]!) : [],
   };
 }

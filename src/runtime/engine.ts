@@ -7,6 +7,10 @@
  * position is committed once every record of it, and every earlier batch, is done everywhere.
  * Alone, every slot is local and a batch is done when its sink has taken its output.
  *
+ * With replicated state, what a keyed stage applies here goes to its slots' backups, and the
+ * output it produced leaves (for its sink) only once every backup has acked, in the order it was
+ * applied: an output that left is never lost with its worker, and a replay cannot change it.
+ *
  * With a data dir, a checkpoint is taken between batches: pipelines pause, sinks flush, state and
  * each source's progress are captured, pipelines resume, and once the file is durable the sources
  * hear that everything up to that progress is committed. Without one, a batch is committed as
@@ -22,7 +26,7 @@ import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
 import { createCommitTracker } from "./commit-tracker.ts";
-import { compileDataflow, type Dataflow, type KeyedBatch, type PartitionFn, type Placement, type StageRun } from "./dataflow.ts";
+import { compileDataflow, type Dataflow, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
@@ -38,6 +42,8 @@ export interface PeerLinks {
   sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
+  /** Records applied here as their slots' primary, to the backup at index `target` of the map. */
+  replicate?(target: number, pipeline: number, stage: number, batch: KeyedBatch): Replica;
 }
 
 export interface EngineOptions {
@@ -55,6 +61,8 @@ export interface EngineOptions {
   peers?: PeerLinks;
   /** In a cluster: whether a sink on another worker needs record ids (it dedups by them). */
   remoteSinkWantsIds?: (sink: string) => boolean;
+  /** Replicated state: records carry marks, slots drop replays, output waits for the backups. */
+  replicated?: boolean;
   /** Sources are read only once this settles (a cluster waits for its workers to join). */
   startGate?: Promise<void>;
   /**
@@ -107,8 +115,14 @@ export interface Engine {
   receive(batch: InboundBatch): { applied: Promise<void>; done: Promise<void> };
   /** Sends records held for frozen slots on by the current map, in the order they were held. */
   thaw(): void;
-  /** Starts reading another source for pipeline `pipeline` (a bundled source moved here). */
-  addSource(pipeline: number, source: Source, resumeFrom?: bigint): Promise<void>;
+  /** Starts reading another source for pipeline `pipeline` (a bundled source moved here); `label` names it in marks. */
+  addSource(pipeline: number, source: Source, resumeFrom: bigint | undefined, label: string): Promise<void>;
+  /** Routes records again under the current map (their owner died before finishing them). */
+  reroute(pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
+  /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox). */
+  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
+  /** Resolves once every output produced so far has left or failed. */
+  outputsSettled(): Promise<void>;
   /** Sources being read on this worker, by app source name. */
   sourceNames(): string[];
 }
@@ -120,6 +134,8 @@ export interface SourceStanding {
   /** Its last committed progress (a batch position, or what checkpoint() returned); undefined before any. */
   progress: unknown;
   ended: boolean;
+  /** The source's upstream name in marks, for batches that carry none. */
+  label: string;
 }
 
 export interface Connectors {
@@ -194,17 +210,20 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const placement = options.placement ?? { map: equalRanges(slotCount, [WORKER_ID], 1), self: 0 };
   const peers = options.peers;
   const held: Array<{ pipeline: number; stage: number; batch: KeyedBatch; resolve: () => void; reject: (err: unknown) => void }> = [];
+  const replicate = peers?.replicate;
   const flows = app.pipelines.map((p, i) =>
     compileDataflow(p, {
       slotOf,
       placement,
       partition: options.partition,
+      marking: options.replicated === true,
       out:
         peers === undefined
           ? undefined
           : {
               send: (owner, stage, batch, hops) => peers.send(owner, i, stage, batch, hops),
               hold: (stage, batch) => new Promise<void>((resolve, reject) => held.push({ pipeline: i, stage, batch, resolve, reject })),
+              ...(replicate === undefined ? {} : { replicate: (target: number, stage: number, batch: KeyedBatch) => replicate(target, i, stage, batch) }),
             },
     }),
   );
@@ -227,7 +246,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const sources: SourceStanding[] = [];
   for (const [i, p] of app.pipelines.entries()) {
     const source = connectors.sources.get(p.source.name);
-    if (source !== undefined) sources.push({ pipeline: i, source, progress: undefined, ended: false });
+    if (source !== undefined) sources.push({ pipeline: i, source, progress: undefined, ended: false, label: p.source.name });
   }
 
   await openAll(app, connectors, restored, log);
@@ -241,9 +260,39 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return next;
   };
 
+  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void> => {
+    const sink = localSinks[pipeline];
+    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids);
+  };
+
+  // Replicated output leaves in the order it was produced, each once its backups have acked.
+  const releaseChains: Array<Promise<unknown>> = app.pipelines.map(() => Promise.resolve());
+  const unsettled = new Set<Promise<void>>();
+  const deliverReplicated = (pipeline: number, run: StageRun): Promise<void> => {
+    const { replicas } = run;
+    const acked: Promise<unknown> = replicas.length === 1 ? replicas[0]!.acked : Promise.all(replicas.map((r) => r.acked));
+    let written: Promise<unknown> = acked;
+    if (run.values.length > 0) {
+      stats.recordsOut += run.values.length;
+      const turn = releaseChains[pipeline]!.then(() => acked).then(() => ({ write: sendOutput(pipeline, run.values, run.ids) }));
+      releaseChains[pipeline] = turn.catch(() => undefined);
+      written = turn.then(({ write }) => write);
+    }
+    const left = written.then(() => {
+      for (const r of replicas) r.delivered();
+    });
+    const done = run.pending.length === 0 ? left : Promise.all([left, ...run.pending]).then(() => undefined);
+    unsettled.add(done);
+    const forget = () => unsettled.delete(done);
+    done.then(forget, forget);
+    return done;
+  };
+
   /** Hands a run's output to its sink, here or on a peer. `written` is what a source loop waits for. */
   const deliver = (pipeline: number, run: StageRun): { written: Promise<void>; done: Promise<void> } => {
     stats.recordsForwarded += run.forwarded;
+    // Replicated, the loop waits on its unfinished batches only: waiting for each ack would serialise it.
+    if (run.replicas.length > 0) return { written: Promise.resolve(), done: deliverReplicated(pipeline, run) };
     let written: Promise<void> = Promise.resolve();
     const pending = run.pending;
     if (run.values.length > 0) {
@@ -298,7 +347,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
         stats.recordsIn += batch.values.length;
         // Progress covers every batch read() returned so far: taken before the next read.
         const after = source.checkpoint?.() ?? batch.position;
-        const run = await flow.process(batch, wantsIds[pipeline]!);
+        const run = await flow.process(batch, wantsIds[pipeline]!, standing.label);
         const delivery = deliver(pipeline, run);
         done = delivery.done;
         tracker.add(done, after);
@@ -414,6 +463,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   done.catch(() => undefined);
 
   const stores = () => flows.flatMap((f) => f.stores);
+  const reroute = (pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void> =>
+    flows[pipeline]!.runStage(stage, batch, { withIds: batch.lineage.length > 0, inbound: false, hops }).then((r) => deliver(pipeline, r).done);
   return {
     done,
     sourcesDone,
@@ -457,17 +508,15 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       return { applied: ran.then(() => undefined), done };
     },
     thaw() {
-      for (const h of held.splice(0)) {
-        const { pipeline, stage, batch } = h;
-        flows[pipeline]!.runStage(stage, batch, { withIds: batch.lineage.length > 0, inbound: false, hops: 0 })
-          .then((r) => deliver(pipeline, r).done)
-          .then(h.resolve, h.reject);
-      }
+      for (const h of held.splice(0)) reroute(h.pipeline, h.stage, h.batch, 0).then(h.resolve, h.reject);
     },
-    async addSource(pipeline, source, resumeFrom) {
+    reroute,
+    deliverOutput: sendOutput,
+    outputsSettled: () => Promise.allSettled([...unsettled]).then(() => undefined),
+    async addSource(pipeline, source, resumeFrom, label) {
       const name = app.pipelines[pipeline]!.source.name;
       await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
-      const standing: SourceStanding = { pipeline, source, progress: resumeFrom, ended: false };
+      const standing: SourceStanding = { pipeline, source, progress: resumeFrom, ended: false, label };
       sources.push(standing);
       pumps.push(pump(standing));
     },

@@ -16,19 +16,29 @@ export interface StageStore {
    * keys so "ab" and the bytes [97, 98] never collide.
    */
   readonly bytes: Array<Map<string, object> | undefined>;
+  /**
+   * slot -> upstream (a source stream) -> [seq, sub] of the last record from it applied here:
+   * with replicated state, a replay at or below it is dropped. Moves and copies with the slot.
+   */
+  readonly marks: Array<Map<string, Mark> | undefined>;
   keyCount: number;
 }
+
+/** A record's place in its upstream: the source position, then its rank among records at that position. */
+export type Mark = [seq: number, sub: number];
 
 /** An exported slot of one stage: [key, state] pairs, states encoded by the user codec if any. */
 interface ExportedStage {
   text: Array<[string, unknown]>;
   bytes: Array<[Uint8Array, unknown]>;
+  marks: Array<[string, Mark]>;
 }
 
-const EXPORT_VERSION = 1;
+const EXPORT_VERSION = 2;
 
 export function createStageStore(slotCount: number, codec?: StateCodec<object>): StageStore {
-  return { slotCount, codec, text: new Array(slotCount).fill(undefined), bytes: new Array(slotCount).fill(undefined), keyCount: 0 };
+  const perSlot = () => new Array(slotCount).fill(undefined);
+  return { slotCount, codec, text: perSlot(), bytes: perSlot(), marks: perSlot(), keyCount: 0 };
 }
 
 function bytesKey(key: Uint8Array): string {
@@ -56,9 +66,27 @@ export function stateFor(store: StageStore, slot: number, key: Key, init: (key: 
   return state;
 }
 
+/**
+ * Whether a record is new to the slot (above its upstream's mark), moving the mark when it is.
+ * Records of one upstream reach a slot in order, so anything at or below the mark was applied.
+ */
+export function passMark(store: StageStore, slot: number, upstream: string, seq: number, sub: number): boolean {
+  let marks = store.marks[slot];
+  if (marks === undefined) store.marks[slot] = marks = new Map();
+  const mark = marks.get(upstream);
+  if (mark === undefined) {
+    marks.set(upstream, [seq, sub]);
+    return true;
+  }
+  if (seq < mark[0] || (seq === mark[0] && sub <= mark[1])) return false;
+  mark[0] = seq;
+  mark[1] = sub;
+  return true;
+}
+
 /** Whether the stage holds any key in this slot. */
 export function slotOccupied(store: StageStore, slot: number): boolean {
-  return store.text[slot] !== undefined || store.bytes[slot] !== undefined;
+  return store.text[slot] !== undefined || store.bytes[slot] !== undefined || store.marks[slot] !== undefined;
 }
 
 function encodeState(store: StageStore, state: object): unknown {
@@ -70,7 +98,7 @@ function decodeState(store: StageStore, value: unknown): object {
 }
 
 function exportStage(store: StageStore, slot: number): ExportedStage {
-  const out: ExportedStage = { text: [], bytes: [] };
+  const out: ExportedStage = { text: [], bytes: [], marks: [...(store.marks[slot] ?? [])] };
   for (const [key, state] of store.text[slot] ?? []) out.text.push([key, encodeState(store, state)]);
   for (const [key, state] of store.bytes[slot] ?? []) out.bytes.push([Buffer.from(key, "latin1"), encodeState(store, state)]);
   return out;
@@ -101,6 +129,7 @@ export function importSlot(stores: readonly StageStore[], slot: number, bytes: U
     if (exported.bytes.length > 0) {
       store.bytes[slot] = new Map(exported.bytes.map(([key, state]) => [bytesKey(key), decodeState(store, state)]));
     }
+    if (exported.marks.length > 0) store.marks[slot] = new Map(exported.marks);
     store.keyCount += exported.text.length + exported.bytes.length;
   });
 }
@@ -110,4 +139,5 @@ export function dropSlot(store: StageStore, slot: number): void {
   store.keyCount -= (store.text[slot]?.size ?? 0) + (store.bytes[slot]?.size ?? 0);
   store.text[slot] = undefined;
   store.bytes[slot] = undefined;
+  store.marks[slot] = undefined;
 }

@@ -10,6 +10,7 @@ export interface WorkerView {
   data: boolean;
   reachable: boolean;
   slots: number;
+  backups: number;
   pid: number;
   keys: number;
   connectorSessions: number;
@@ -22,6 +23,9 @@ export interface ClusterStatus {
   app: string;
   epoch: number;
   slotCount: number;
+  replicas: number;
+  underReplicated: number;
+  fenced: string[];
   workers: WorkerView[];
 }
 

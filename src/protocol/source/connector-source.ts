@@ -245,6 +245,8 @@ export class ConnectorSource implements Source {
   private take(): SourceBatch | undefined {
     const values: Uint8Array[] = [];
     const recordIds: string[] = [];
+    const upstreams: string[] = [];
+    const seqs: number[] = [];
     const credits = new Map<SourceSessionPort, number>();
     const passedDrops = new Set<StreamState>();
     for (let taken = 0; taken < this.limits.maxBatchRecords && this.queue.length > 0; taken++) {
@@ -257,6 +259,8 @@ export class ConnectorSource implements Source {
         stream.lastValue = position;
         values.push(record.value);
         recordIds.push(`${stream.name}@${position}`);
+        upstreams.push(stream.name);
+        seqs.push(Number(position));
       }
       if (record.windowedId !== "") this.window.hand(record.windowedId);
       credits.set(record.session, (credits.get(record.session) ?? 0) + 1);
@@ -266,7 +270,7 @@ export class ConnectorSource implements Source {
     for (const stream of passedDrops) this.settle(stream, 0n);
     if (values.length === 0) return undefined;
     this.batchesRead++;
-    return { values, position: this.batchesRead, recordIds };
+    return { values, position: this.batchesRead, recordIds, upstreams, seqs };
   }
 
   /**

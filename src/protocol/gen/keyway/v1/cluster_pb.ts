@@ -1,4 +1,4 @@
-// Keyway worker-to-worker protocol, version 2. Private to a cluster: its workers run the same
+// Keyway worker-to-worker protocol, version 3. Private to a cluster: its workers run the same
 // Keyway version and the same app. docs/architecture.md ("The cluster") says how it works.
 //
 // Two services on every worker's cluster address, apart so control traffic never queues behind
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file keyway/v1/cluster.proto.
  */
 export const file_keyway_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChdrZXl3YXkvdjEvY2x1c3Rlci5wcm90bxIJa2V5d2F5LnYxIi4KDkNsdXN0ZXJWZXJzaW9uEg0KBW1ham9yGAEgASgNEg0KBW1pbm9yGAIgASgNIpMBCgtKb2luUmVxdWVzdBIqCgd2ZXJzaW9uGAEgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uEg8KB2FkZHJlc3MYAiABKAkSGQoRY29ubmVjdG9yX2FkZHJlc3MYAyABKAkSCwoDYXBwGAQgASgJEhIKCmFwcF9kaWdlc3QYBSABKAkSCwoDcGlkGAYgASgNIk4KBldvcmtlchIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhkKEWNvbm5lY3Rvcl9hZGRyZXNzGAMgASgJEgwKBGRhdGEYBCABKAgicAoTUGFydGl0aW9uTWFwTWVzc2FnZRINCgVlcG9jaBgBIAEoBBISCgpzbG90X2NvdW50GAIgASgNEiIKB3dvcmtlcnMYAyADKAsyES5rZXl3YXkudjEuV29ya2VyEhIKBm93bmVycxgEIAMoDUICEAEihAEKDEpvaW5SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSKwoDbWFwGAIgASgLMh4ua2V5d2F5LnYxLlBhcnRpdGlvbk1hcE1lc3NhZ2USFQoNYmluZGluZ3NfanNvbhgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKAQiNAoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDQoFZXBvY2gYAiABKAQiIgoRSGVhcnRiZWF0UmVzcG9uc2USDQoFZXBvY2gYASABKAQiMQoNRnJlZXplUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIRCgVzbG90cxgCIAMoDUICEAEiEAoORnJlZXplUmVzcG9uc2UiNgoSRXhwb3J0U2xvdHNSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhEKBXNsb3RzGAIgAygNQgIQASIsCglTbG90U3RhdGUSDAoEc2xvdBgBIAEoDRIRCglwaXBlbGluZXMYAiADKAwiOgoTRXhwb3J0U2xvdHNSZXNwb25zZRIjCgVzbG90cxgBIAMoCzIULmtleXdheS52MS5TbG90U3RhdGUidQoSSW1wb3J0U2xvdHNSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEiMKBXNsb3RzGAIgAygLMhQua2V5d2F5LnYxLlNsb3RTdGF0ZRIrCgNtYXAYAyABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZSIjChNJbXBvcnRTbG90c1Jlc3BvbnNlEgwKBGtleXMYASABKAQiPwoQVXBkYXRlTWFwUmVxdWVzdBIrCgNtYXAYASABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZSITChFVcGRhdGVNYXBSZXNwb25zZSJHChJDbGFpbVN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIOCgZzdHJlYW0YAyABKAkiPAoTQ2xhaW1TdHJlYW1SZXNwb25zZRIUCgxyZXN1bWVfYWZ0ZXIYASABKAQSDwoHZ3JhbnRlZBgCIAEoCCI2ChRSZWxlYXNlU3RyZWFtUmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDgoGc3RyZWFtGAIgASgJIjsKFVJlbGVhc2VTdHJlYW1SZXNwb25zZRIQCghwb3NpdGlvbhgBIAEoBBIQCghyZWxlYXNlZBgCIAEoCCIeCgxMZWF2ZVJlcXVlc3QSDgoGcmVhc29uGAEgASgJIg8KDUxlYXZlUmVzcG9uc2UiMgoNU2hyaW5rUmVxdWVzdBISCgp3b3JrZXJfaWRzGAEgAygJEg0KBWNvdW50GAIgASgNIk4KDlNocmlua1Jlc3BvbnNlEisKA21hcBgBIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlEg8KB3JlbW92ZWQYAiADKAkiDwoNU3RhdHVzUmVxdWVzdCIUChJXb3JrZXJTdGF0c1JlcXVlc3QikAIKE1dvcmtlclN0YXRzUmVzcG9uc2USDAoEa2V5cxgBIAEoBBIZChFyZWNvcmRzX3Byb2Nlc3NlZBgCIAEoBBINCgVlcG9jaBgDIAEoBBIaChJyZWNvcmRzX3Blcl9zZWNvbmQYBCABKAESCwoDcGlkGAUgASgNEhoKEmNvbm5lY3Rvcl9zZXNzaW9ucxgGIAEoDRIPCgdzb3VyY2VzGAcgAygJEhMKC2JhY2tsb2dfb3V0GAggASgEEhIKCmJhY2tsb2dfaW4YCSABKAQSGQoRcmVjb3Jkc19mb3J3YXJkZWQYCiABKAQSEgoKcmVjb3Jkc19pbhgLIAEoBBITCgtyZWNvcmRzX291dBgMIAEoBCK6AQoMV29ya2VyU3RhdHVzEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDQoFc2xvdHMYAyABKA0SEwoLY29vcmRpbmF0b3IYBCABKAgSEQoJcmVhY2hhYmxlGAUgASgIEgwKBGRhdGEYBiABKAgSGQoRY29ubmVjdG9yX2FkZHJlc3MYByABKAkSLQoFc3RhdHMYCCABKAsyHi5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXNwb25zZSKBAQoOU3RhdHVzUmVzcG9uc2USCwoDYXBwGAEgASgJEg0KBWVwb2NoGAIgASgEEhIKCnNsb3RfY291bnQYAyABKA0SKAoHd29ya2VycxgEIAMoCzIXLmtleXdheS52MS5Xb3JrZXJTdGF0dXMSFQoNYmluZGluZ3NfanNvbhgFIAEoCSJGChBTb3VyY2VBc3NpZ25tZW50EhAKCHBpcGVsaW5lGAEgASgNEgsKA3VyaRgCIAEoCRITCgtyZXN1bWVfZnJvbRgDIAEoBCJXChNTdGFydFNvdXJjZXNSZXF1ZXN0EiwKB3NvdXJjZXMYASADKAsyGy5rZXl3YXkudjEuU291cmNlQXNzaWdubWVudBISCgpnZW5lcmF0aW9uGAIgASgEIhYKFFN0YXJ0U291cmNlc1Jlc3BvbnNlIhQKElN0b3BTb3VyY2VzUmVxdWVzdCJDChNTdG9wU291cmNlc1Jlc3BvbnNlEiwKB3NvdXJjZXMYASADKAsyGy5rZXl3YXkudjEuU291cmNlQXNzaWdubWVudCI7ChJTb3VyY2VzRG9uZVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQiFQoTU291cmNlc0RvbmVSZXNwb25zZSJlCgtMaW5rUmVxdWVzdBIjCgRvcGVuGAEgASgLMhMua2V5d2F5LnYxLkxpbmtPcGVuSAASKQoFYmF0Y2gYAiABKAsyGC5rZXl3YXkudjEuRXhjaGFuZ2VCYXRjaEgAQgYKBGtpbmQiRAoITGlua09wZW4SDAoEZnJvbRgBIAEoCRIqCgd2ZXJzaW9uGAIgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uIo0BCg1FeGNoYW5nZUJhdGNoEgsKA3NlcRgBIAEoBBINCgVlcG9jaBgCIAEoBBIQCghwaXBlbGluZRgDIAEoDRINCgVzdGFnZRgEIAEoDRIPCgd0b19zaW5rGAUgASgIEgwKBGhvcHMYBiABKA0SDwoHcmVjb3JkcxgHIAEoDRIPCgdwYXlsb2FkGAggASgMImYKDExpbmtSZXNwb25zZRIrCghhY2NlcHRlZBgBIAEoCzIXLmtleXdheS52MS5MaW5rQWNjZXB0ZWRIABIhCgNhY2sYAiABKAsyEi5rZXl3YXkudjEuTGlua0Fja0gAQgYKBGtpbmQiTQoMTGlua0FjY2VwdGVkEg8KB2FwcGxpZWQYASABKAQSFgoOd2luZG93X3JlY29yZHMYAiABKA0SFAoMd2luZG93X2J5dGVzGAMgASgEIigKB0xpbmtBY2sSDwoHYXBwbGllZBgBIAEoBBIMCgRkb25lGAIgASgEMssICg5Db250cm9sU2VydmljZRI3CgRKb2luEhYua2V5d2F5LnYxLkpvaW5SZXF1ZXN0Ghcua2V5d2F5LnYxLkpvaW5SZXNwb25zZRJGCglIZWFydGJlYXQSGy5rZXl3YXkudjEuSGVhcnRiZWF0UmVxdWVzdBocLmtleXdheS52MS5IZWFydGJlYXRSZXNwb25zZRI9CgZGcmVlemUSGC5rZXl3YXkudjEuRnJlZXplUmVxdWVzdBoZLmtleXdheS52MS5GcmVlemVSZXNwb25zZRJMCgtFeHBvcnRTbG90cxIdLmtleXdheS52MS5FeHBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuRXhwb3J0U2xvdHNSZXNwb25zZRJMCgtJbXBvcnRTbG90cxIdLmtleXdheS52MS5JbXBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuSW1wb3J0U2xvdHNSZXNwb25zZRJGCglVcGRhdGVNYXASGy5rZXl3YXkudjEuVXBkYXRlTWFwUmVxdWVzdBocLmtleXdheS52MS5VcGRhdGVNYXBSZXNwb25zZRJMCgtDbGFpbVN0cmVhbRIdLmtleXdheS52MS5DbGFpbVN0cmVhbVJlcXVlc3QaHi5rZXl3YXkudjEuQ2xhaW1TdHJlYW1SZXNwb25zZRJSCg1SZWxlYXNlU3RyZWFtEh8ua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXF1ZXN0GiAua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXNwb25zZRI6CgVMZWF2ZRIXLmtleXdheS52MS5MZWF2ZVJlcXVlc3QaGC5rZXl3YXkudjEuTGVhdmVSZXNwb25zZRI9CgZTaHJpbmsSGC5rZXl3YXkudjEuU2hyaW5rUmVxdWVzdBoZLmtleXdheS52MS5TaHJpbmtSZXNwb25zZRI9CgZTdGF0dXMSGC5rZXl3YXkudjEuU3RhdHVzUmVxdWVzdBoZLmtleXdheS52MS5TdGF0dXNSZXNwb25zZRJMCgtXb3JrZXJTdGF0cxIdLmtleXdheS52MS5Xb3JrZXJTdGF0c1JlcXVlc3QaHi5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXNwb25zZRJMCgtTb3VyY2VzRG9uZRIdLmtleXdheS52MS5Tb3VyY2VzRG9uZVJlcXVlc3QaHi5rZXl3YXkudjEuU291cmNlc0RvbmVSZXNwb25zZRJPCgxTdGFydFNvdXJjZXMSHi5rZXl3YXkudjEuU3RhcnRTb3VyY2VzUmVxdWVzdBofLmtleXdheS52MS5TdGFydFNvdXJjZXNSZXNwb25zZRJMCgtTdG9wU291cmNlcxIdLmtleXdheS52MS5TdG9wU291cmNlc1JlcXVlc3QaHi5rZXl3YXkudjEuU3RvcFNvdXJjZXNSZXNwb25zZTJOCg9FeGNoYW5nZVNlcnZpY2USOwoETGluaxIWLmtleXdheS52MS5MaW5rUmVxdWVzdBoXLmtleXdheS52MS5MaW5rUmVzcG9uc2UoATABYgZwcm90bzM");
+  fileDesc("ChdrZXl3YXkvdjEvY2x1c3Rlci5wcm90bxIJa2V5d2F5LnYxIi4KDkNsdXN0ZXJWZXJzaW9uEg0KBW1ham9yGAEgASgNEg0KBW1pbm9yGAIgASgNIpMBCgtKb2luUmVxdWVzdBIqCgd2ZXJzaW9uGAEgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uEg8KB2FkZHJlc3MYAiABKAkSGQoRY29ubmVjdG9yX2FkZHJlc3MYAyABKAkSCwoDYXBwGAQgASgJEhIKCmFwcF9kaWdlc3QYBSABKAkSCwoDcGlkGAYgASgNIk4KBldvcmtlchIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhkKEWNvbm5lY3Rvcl9hZGRyZXNzGAMgASgJEgwKBGRhdGEYBCABKAgipwEKE1BhcnRpdGlvbk1hcE1lc3NhZ2USDQoFZXBvY2gYASABKAQSEgoKc2xvdF9jb3VudBgCIAEoDRIiCgd3b3JrZXJzGAMgAygLMhEua2V5d2F5LnYxLldvcmtlchISCgZvd25lcnMYBCADKA1CAhABEhAKCHJlcGxpY2FzGAUgASgNEhMKB2JhY2t1cHMYBiADKA1CAhABEg4KBmZlbmNlZBgHIAMoCSKEAQoMSm9pblJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIrCgNtYXAYAiABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZRIVCg1iaW5kaW5nc19qc29uGAMgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoBCI0ChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoBCIiChFIZWFydGJlYXRSZXNwb25zZRINCgVlcG9jaBgBIAEoBCIxCg1GcmVlemVSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhEKBXNsb3RzGAIgAygNQgIQASIQCg5GcmVlemVSZXNwb25zZSI2ChJFeHBvcnRTbG90c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSEQoFc2xvdHMYAiADKA1CAhABIiwKCVNsb3RTdGF0ZRIMCgRzbG90GAEgASgNEhEKCXBpcGVsaW5lcxgCIAMoDCI6ChNFeHBvcnRTbG90c1Jlc3BvbnNlEiMKBXNsb3RzGAEgAygLMhQua2V5d2F5LnYxLlNsb3RTdGF0ZSJ1ChJJbXBvcnRTbG90c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSIwoFc2xvdHMYAiADKAsyFC5rZXl3YXkudjEuU2xvdFN0YXRlEisKA21hcBgDIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlIiMKE0ltcG9ydFNsb3RzUmVzcG9uc2USDAoEa2V5cxgBIAEoBCI/ChBVcGRhdGVNYXBSZXF1ZXN0EisKA21hcBgBIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlIhMKEVVwZGF0ZU1hcFJlc3BvbnNlIkcKEkNsYWltU3RyZWFtUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDgoGc291cmNlGAIgASgJEg4KBnN0cmVhbRgDIAEoCSI8ChNDbGFpbVN0cmVhbVJlc3BvbnNlEhQKDHJlc3VtZV9hZnRlchgBIAEoBBIPCgdncmFudGVkGAIgASgIIjYKFFJlbGVhc2VTdHJlYW1SZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIOCgZzdHJlYW0YAiABKAkiOwoVUmVsZWFzZVN0cmVhbVJlc3BvbnNlEhAKCHBvc2l0aW9uGAEgASgEEhAKCHJlbGVhc2VkGAIgASgIIh4KDExlYXZlUmVxdWVzdBIOCgZyZWFzb24YASABKAkiDwoNTGVhdmVSZXNwb25zZSIyCg1TaHJpbmtSZXF1ZXN0EhIKCndvcmtlcl9pZHMYASADKAkSDQoFY291bnQYAiABKA0iTgoOU2hyaW5rUmVzcG9uc2USKwoDbWFwGAEgASgLMh4ua2V5d2F5LnYxLlBhcnRpdGlvbk1hcE1lc3NhZ2USDwoHcmVtb3ZlZBgCIAMoCSIPCg1TdGF0dXNSZXF1ZXN0IhQKEldvcmtlclN0YXRzUmVxdWVzdCKQAgoTV29ya2VyU3RhdHNSZXNwb25zZRIMCgRrZXlzGAEgASgEEhkKEXJlY29yZHNfcHJvY2Vzc2VkGAIgASgEEg0KBWVwb2NoGAMgASgEEhoKEnJlY29yZHNfcGVyX3NlY29uZBgEIAEoARILCgNwaWQYBSABKA0SGgoSY29ubmVjdG9yX3Nlc3Npb25zGAYgASgNEg8KB3NvdXJjZXMYByADKAkSEwoLYmFja2xvZ19vdXQYCCABKAQSEgoKYmFja2xvZ19pbhgJIAEoBBIZChFyZWNvcmRzX2ZvcndhcmRlZBgKIAEoBBISCgpyZWNvcmRzX2luGAsgASgEEhMKC3JlY29yZHNfb3V0GAwgASgEIssBCgxXb3JrZXJTdGF0dXMSCgoCaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVzbG90cxgDIAEoDRITCgtjb29yZGluYXRvchgEIAEoCBIRCglyZWFjaGFibGUYBSABKAgSDAoEZGF0YRgGIAEoCBIZChFjb25uZWN0b3JfYWRkcmVzcxgHIAEoCRItCgVzdGF0cxgIIAEoCzIeLmtleXdheS52MS5Xb3JrZXJTdGF0c1Jlc3BvbnNlEg8KB2JhY2t1cHMYCSABKA0ivQEKDlN0YXR1c1Jlc3BvbnNlEgsKA2FwcBgBIAEoCRINCgVlcG9jaBgCIAEoBBISCgpzbG90X2NvdW50GAMgASgNEigKB3dvcmtlcnMYBCADKAsyFy5rZXl3YXkudjEuV29ya2VyU3RhdHVzEhUKDWJpbmRpbmdzX2pzb24YBSABKAkSEAoIcmVwbGljYXMYBiABKA0SGAoQdW5kZXJfcmVwbGljYXRlZBgHIAEoDRIOCgZmZW5jZWQYCCADKAkiSgoQQ29weVNsb3RzUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIRCgVzbG90cxgCIAMoDUICEAESFAoMdG9fd29ya2VyX2lkGAMgASgJIhMKEUNvcHlTbG90c1Jlc3BvbnNlIkYKEFNvdXJjZUFzc2lnbm1lbnQSEAoIcGlwZWxpbmUYASABKA0SCwoDdXJpGAIgASgJEhMKC3Jlc3VtZV9mcm9tGAMgASgEIlcKE1N0YXJ0U291cmNlc1JlcXVlc3QSLAoHc291cmNlcxgBIAMoCzIbLmtleXdheS52MS5Tb3VyY2VBc3NpZ25tZW50EhIKCmdlbmVyYXRpb24YAiABKAQiFgoUU3RhcnRTb3VyY2VzUmVzcG9uc2UiFAoSU3RvcFNvdXJjZXNSZXF1ZXN0IkMKE1N0b3BTb3VyY2VzUmVzcG9uc2USLAoHc291cmNlcxgBIAMoCzIbLmtleXdheS52MS5Tb3VyY2VBc3NpZ25tZW50IjsKElNvdXJjZXNEb25lUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBCIVChNTb3VyY2VzRG9uZVJlc3BvbnNlImUKC0xpbmtSZXF1ZXN0EiMKBG9wZW4YASABKAsyEy5rZXl3YXkudjEuTGlua09wZW5IABIpCgViYXRjaBgCIAEoCzIYLmtleXdheS52MS5FeGNoYW5nZUJhdGNoSABCBgoEa2luZCJECghMaW5rT3BlbhIMCgRmcm9tGAEgASgJEioKB3ZlcnNpb24YAiABKAsyGS5rZXl3YXkudjEuQ2x1c3RlclZlcnNpb24i4AEKDUV4Y2hhbmdlQmF0Y2gSCwoDc2VxGAEgASgEEg0KBWVwb2NoGAIgASgEEhAKCHBpcGVsaW5lGAMgASgNEg0KBXN0YWdlGAQgASgNEg8KB3RvX3NpbmsYBSABKAgSDAoEaG9wcxgGIAEoDRIPCgdyZWNvcmRzGAcgASgNEg8KB3BheWxvYWQYCCABKAwSDwoHcmVwbGljYRgJIAEoCBITCgtyZXBsaWNhX3NlcRgKIAEoBBIZChFkZWxpdmVyZWRfdGhyb3VnaBgLIAEoBBIQCghzbmFwc2hvdBgMIAEoCCJmCgxMaW5rUmVzcG9uc2USKwoIYWNjZXB0ZWQYASABKAsyFy5rZXl3YXkudjEuTGlua0FjY2VwdGVkSAASIQoDYWNrGAIgASgLMhIua2V5d2F5LnYxLkxpbmtBY2tIAEIGCgRraW5kIk0KDExpbmtBY2NlcHRlZBIPCgdhcHBsaWVkGAEgASgEEhYKDndpbmRvd19yZWNvcmRzGAIgASgNEhQKDHdpbmRvd19ieXRlcxgDIAEoBCIoCgdMaW5rQWNrEg8KB2FwcGxpZWQYASABKAQSDAoEZG9uZRgCIAEoBDKTCQoOQ29udHJvbFNlcnZpY2USNwoESm9pbhIWLmtleXdheS52MS5Kb2luUmVxdWVzdBoXLmtleXdheS52MS5Kb2luUmVzcG9uc2USRgoJSGVhcnRiZWF0Ehsua2V5d2F5LnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5rZXl3YXkudjEuSGVhcnRiZWF0UmVzcG9uc2USPQoGRnJlZXplEhgua2V5d2F5LnYxLkZyZWV6ZVJlcXVlc3QaGS5rZXl3YXkudjEuRnJlZXplUmVzcG9uc2USTAoLRXhwb3J0U2xvdHMSHS5rZXl3YXkudjEuRXhwb3J0U2xvdHNSZXF1ZXN0Gh4ua2V5d2F5LnYxLkV4cG9ydFNsb3RzUmVzcG9uc2USTAoLSW1wb3J0U2xvdHMSHS5rZXl3YXkudjEuSW1wb3J0U2xvdHNSZXF1ZXN0Gh4ua2V5d2F5LnYxLkltcG9ydFNsb3RzUmVzcG9uc2USRgoJVXBkYXRlTWFwEhsua2V5d2F5LnYxLlVwZGF0ZU1hcFJlcXVlc3QaHC5rZXl3YXkudjEuVXBkYXRlTWFwUmVzcG9uc2USTAoLQ2xhaW1TdHJlYW0SHS5rZXl3YXkudjEuQ2xhaW1TdHJlYW1SZXF1ZXN0Gh4ua2V5d2F5LnYxLkNsYWltU3RyZWFtUmVzcG9uc2USUgoNUmVsZWFzZVN0cmVhbRIfLmtleXdheS52MS5SZWxlYXNlU3RyZWFtUmVxdWVzdBogLmtleXdheS52MS5SZWxlYXNlU3RyZWFtUmVzcG9uc2USOgoFTGVhdmUSFy5rZXl3YXkudjEuTGVhdmVSZXF1ZXN0Ghgua2V5d2F5LnYxLkxlYXZlUmVzcG9uc2USPQoGU2hyaW5rEhgua2V5d2F5LnYxLlNocmlua1JlcXVlc3QaGS5rZXl3YXkudjEuU2hyaW5rUmVzcG9uc2USPQoGU3RhdHVzEhgua2V5d2F5LnYxLlN0YXR1c1JlcXVlc3QaGS5rZXl3YXkudjEuU3RhdHVzUmVzcG9uc2USTAoLV29ya2VyU3RhdHMSHS5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXF1ZXN0Gh4ua2V5d2F5LnYxLldvcmtlclN0YXRzUmVzcG9uc2USTAoLU291cmNlc0RvbmUSHS5rZXl3YXkudjEuU291cmNlc0RvbmVSZXF1ZXN0Gh4ua2V5d2F5LnYxLlNvdXJjZXNEb25lUmVzcG9uc2USTwoMU3RhcnRTb3VyY2VzEh4ua2V5d2F5LnYxLlN0YXJ0U291cmNlc1JlcXVlc3QaHy5rZXl3YXkudjEuU3RhcnRTb3VyY2VzUmVzcG9uc2USTAoLU3RvcFNvdXJjZXMSHS5rZXl3YXkudjEuU3RvcFNvdXJjZXNSZXF1ZXN0Gh4ua2V5d2F5LnYxLlN0b3BTb3VyY2VzUmVzcG9uc2USRgoJQ29weVNsb3RzEhsua2V5d2F5LnYxLkNvcHlTbG90c1JlcXVlc3QaHC5rZXl3YXkudjEuQ29weVNsb3RzUmVzcG9uc2UyTgoPRXhjaGFuZ2VTZXJ2aWNlEjsKBExpbmsSFi5rZXl3YXkudjEuTGlua1JlcXVlc3QaFy5rZXl3YXkudjEuTGlua1Jlc3BvbnNlKAEwAWIGcHJvdG8z");
 
 /**
  * The cluster protocol version; majors must match to join.
@@ -149,11 +149,33 @@ export type PartitionMapMessage = Message<"keyway.v1.PartitionMapMessage"> & {
   workers: Worker[];
 
   /**
-   * One entry per slot: an index into workers.
+   * One entry per slot: an index into workers (the slot's primary).
    *
    * @generated from field: repeated uint32 owners = 4 [packed = true];
    */
   owners: number[];
+
+  /**
+   * Copies each slot should have, the primary's included; 0 is read as 1.
+   *
+   * @generated from field: uint32 replicas = 5;
+   */
+  replicas: number;
+
+  /**
+   * (replicas - 1) entries per slot, slot by slot: indexes into workers of its backups; 65535
+   * where a copy is missing.
+   *
+   * @generated from field: repeated uint32 backups = 6 [packed = true];
+   */
+  backups: number[];
+
+  /**
+   * Workers declared dead in this run: links and requests from them are refused.
+   *
+   * @generated from field: repeated string fenced = 7;
+   */
+  fenced: string[];
 };
 
 /**
@@ -746,6 +768,13 @@ export type WorkerStatus = Message<"keyway.v1.WorkerStatus"> & {
    * @generated from field: keyway.v1.WorkerStatsResponse stats = 8;
    */
   stats?: WorkerStatsResponse | undefined;
+
+  /**
+   * Slots this worker follows (holds a backup copy of); `slots` counts those it leads.
+   *
+   * @generated from field: uint32 backups = 9;
+   */
+  backups: number;
 };
 
 /**
@@ -785,6 +814,25 @@ export type StatusResponse = Message<"keyway.v1.StatusResponse"> & {
    * @generated from field: string bindings_json = 5;
    */
   bindingsJson: string;
+
+  /**
+   * @generated from field: uint32 replicas = 6;
+   */
+  replicas: number;
+
+  /**
+   * Slots with fewer copies than min(replicas, workers): being rebuilt.
+   *
+   * @generated from field: uint32 under_replicated = 7;
+   */
+  underReplicated: number;
+
+  /**
+   * Workers declared dead and fenced in this run: their requests are refused.
+   *
+   * @generated from field: repeated string fenced = 8;
+   */
+  fenced: string[];
 };
 
 /**
@@ -793,6 +841,46 @@ export type StatusResponse = Message<"keyway.v1.StatusResponse"> & {
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
   messageDesc(file_keyway_v1_cluster, 28);
+
+/**
+ * @generated from message keyway.v1.CopySlotsRequest
+ */
+export type CopySlotsRequest = Message<"keyway.v1.CopySlotsRequest"> & {
+  /**
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: repeated uint32 slots = 2 [packed = true];
+   */
+  slots: number[];
+
+  /**
+   * @generated from field: string to_worker_id = 3;
+   */
+  toWorkerId: string;
+};
+
+/**
+ * Describes the message keyway.v1.CopySlotsRequest.
+ * Use `create(CopySlotsRequestSchema)` to create a new message.
+ */
+export const CopySlotsRequestSchema: GenMessage<CopySlotsRequest> = /*@__PURE__*/
+  messageDesc(file_keyway_v1_cluster, 29);
+
+/**
+ * @generated from message keyway.v1.CopySlotsResponse
+ */
+export type CopySlotsResponse = Message<"keyway.v1.CopySlotsResponse"> & {
+};
+
+/**
+ * Describes the message keyway.v1.CopySlotsResponse.
+ * Use `create(CopySlotsResponseSchema)` to create a new message.
+ */
+export const CopySlotsResponseSchema: GenMessage<CopySlotsResponse> = /*@__PURE__*/
+  messageDesc(file_keyway_v1_cluster, 30);
 
 /**
  * @generated from message keyway.v1.SourceAssignment
@@ -823,7 +911,7 @@ export type SourceAssignment = Message<"keyway.v1.SourceAssignment"> & {
  * Use `create(SourceAssignmentSchema)` to create a new message.
  */
 export const SourceAssignmentSchema: GenMessage<SourceAssignment> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 29);
+  messageDesc(file_keyway_v1_cluster, 31);
 
 /**
  * @generated from message keyway.v1.StartSourcesRequest
@@ -847,7 +935,7 @@ export type StartSourcesRequest = Message<"keyway.v1.StartSourcesRequest"> & {
  * Use `create(StartSourcesRequestSchema)` to create a new message.
  */
 export const StartSourcesRequestSchema: GenMessage<StartSourcesRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 30);
+  messageDesc(file_keyway_v1_cluster, 32);
 
 /**
  * @generated from message keyway.v1.StartSourcesResponse
@@ -860,7 +948,7 @@ export type StartSourcesResponse = Message<"keyway.v1.StartSourcesResponse"> & {
  * Use `create(StartSourcesResponseSchema)` to create a new message.
  */
 export const StartSourcesResponseSchema: GenMessage<StartSourcesResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 31);
+  messageDesc(file_keyway_v1_cluster, 33);
 
 /**
  * @generated from message keyway.v1.StopSourcesRequest
@@ -873,7 +961,7 @@ export type StopSourcesRequest = Message<"keyway.v1.StopSourcesRequest"> & {
  * Use `create(StopSourcesRequestSchema)` to create a new message.
  */
 export const StopSourcesRequestSchema: GenMessage<StopSourcesRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 32);
+  messageDesc(file_keyway_v1_cluster, 34);
 
 /**
  * @generated from message keyway.v1.StopSourcesResponse
@@ -892,7 +980,7 @@ export type StopSourcesResponse = Message<"keyway.v1.StopSourcesResponse"> & {
  * Use `create(StopSourcesResponseSchema)` to create a new message.
  */
 export const StopSourcesResponseSchema: GenMessage<StopSourcesResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 33);
+  messageDesc(file_keyway_v1_cluster, 35);
 
 /**
  * @generated from message keyway.v1.SourcesDoneRequest
@@ -916,7 +1004,7 @@ export type SourcesDoneRequest = Message<"keyway.v1.SourcesDoneRequest"> & {
  * Use `create(SourcesDoneRequestSchema)` to create a new message.
  */
 export const SourcesDoneRequestSchema: GenMessage<SourcesDoneRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 34);
+  messageDesc(file_keyway_v1_cluster, 36);
 
 /**
  * @generated from message keyway.v1.SourcesDoneResponse
@@ -929,7 +1017,7 @@ export type SourcesDoneResponse = Message<"keyway.v1.SourcesDoneResponse"> & {
  * Use `create(SourcesDoneResponseSchema)` to create a new message.
  */
 export const SourcesDoneResponseSchema: GenMessage<SourcesDoneResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 35);
+  messageDesc(file_keyway_v1_cluster, 37);
 
 /**
  * @generated from message keyway.v1.LinkRequest
@@ -958,7 +1046,7 @@ export type LinkRequest = Message<"keyway.v1.LinkRequest"> & {
  * Use `create(LinkRequestSchema)` to create a new message.
  */
 export const LinkRequestSchema: GenMessage<LinkRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 36);
+  messageDesc(file_keyway_v1_cluster, 38);
 
 /**
  * The first frame of a link: who sends. The receiver answers LinkAccepted with what it has
@@ -983,7 +1071,7 @@ export type LinkOpen = Message<"keyway.v1.LinkOpen"> & {
  * Use `create(LinkOpenSchema)` to create a new message.
  */
 export const LinkOpenSchema: GenMessage<LinkOpen> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 37);
+  messageDesc(file_keyway_v1_cluster, 39);
 
 /**
  * A batch of records for one stage of one pipeline, or of output for one sink.
@@ -1035,12 +1123,39 @@ export type ExchangeBatch = Message<"keyway.v1.ExchangeBatch"> & {
   records: number;
 
   /**
-   * node:v8 serialisation of parallel arrays {slots, keys, values, lineage}; for to_sink
-   * {values, ids}.
+   * node:v8 serialisation of parallel arrays {slots, keys, values, lineage, upstreams, seqs,
+   * subs}; for to_sink {values, ids}; for snapshot {slots: [{slot, pipelines}]}.
    *
    * @generated from field: bytes payload = 8;
    */
   payload: Uint8Array;
+
+  /**
+   * Records the sender applied as the primary of their slots, for this worker's backup copy.
+   *
+   * @generated from field: bool replica = 9;
+   */
+  replica: boolean;
+
+  /**
+   * With replica: per ordered pair, from 1; and the highest replica_seq whose output has left
+   * the sender (every one at or below it), so this worker may forget those outputs.
+   *
+   * @generated from field: uint64 replica_seq = 10;
+   */
+  replicaSeq: bigint;
+
+  /**
+   * @generated from field: uint64 delivered_through = 11;
+   */
+  deliveredThrough: bigint;
+
+  /**
+   * Slot states the sender leads, for a copy here (CopySlots); replicas of them follow.
+   *
+   * @generated from field: bool snapshot = 12;
+   */
+  snapshot: boolean;
 };
 
 /**
@@ -1048,7 +1163,7 @@ export type ExchangeBatch = Message<"keyway.v1.ExchangeBatch"> & {
  * Use `create(ExchangeBatchSchema)` to create a new message.
  */
 export const ExchangeBatchSchema: GenMessage<ExchangeBatch> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 38);
+  messageDesc(file_keyway_v1_cluster, 40);
 
 /**
  * @generated from message keyway.v1.LinkResponse
@@ -1077,7 +1192,7 @@ export type LinkResponse = Message<"keyway.v1.LinkResponse"> & {
  * Use `create(LinkResponseSchema)` to create a new message.
  */
 export const LinkResponseSchema: GenMessage<LinkResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 39);
+  messageDesc(file_keyway_v1_cluster, 41);
 
 /**
  * @generated from message keyway.v1.LinkAccepted
@@ -1108,7 +1223,7 @@ export type LinkAccepted = Message<"keyway.v1.LinkAccepted"> & {
  * Use `create(LinkAcceptedSchema)` to create a new message.
  */
 export const LinkAcceptedSchema: GenMessage<LinkAccepted> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 40);
+  messageDesc(file_keyway_v1_cluster, 42);
 
 /**
  * Cumulative: every batch up to `applied` ran its local part here (state updated); every batch
@@ -1133,7 +1248,7 @@ export type LinkAck = Message<"keyway.v1.LinkAck"> & {
  * Use `create(LinkAckSchema)` to create a new message.
  */
 export const LinkAckSchema: GenMessage<LinkAck> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 41);
+  messageDesc(file_keyway_v1_cluster, 43);
 
 /**
  * @generated from service keyway.v1.ControlService
@@ -1293,6 +1408,18 @@ export const ControlService: GenService<{
     methodKind: "unary";
     input: typeof StopSourcesRequestSchema;
     output: typeof StopSourcesResponseSchema;
+  },
+  /**
+   * Coordinator -> a slot's primary: make a copy of these slots on another worker (a backup to
+   * be). The primary sends each slot's state over its exchange link to that worker, and from then
+   * on everything it applies to the slot too; it answers once the copies are complete there.
+   *
+   * @generated from rpc keyway.v1.ControlService.CopySlots
+   */
+  copySlots: {
+    methodKind: "unary";
+    input: typeof CopySlotsRequestSchema;
+    output: typeof CopySlotsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_keyway_v1_cluster, 0);

@@ -1,0 +1,96 @@
+/**
+ * The replication bookkeeping of one worker, without sockets. As a primary: numbers what it
+ * sends each backup, and tells each backup (on the next replica) how far the outputs of those
+ * records have left, so the backup can forget them. As a backup: keeps the outputs its copy
+ * produced (the outbox) until the primary says they left; a backup promoted after its primary
+ * died sends them again (with their ids, so sinks that keep ids write each once).
+ */
+import type { Payload } from "../connector/types.ts";
+import type { BatchOut } from "../exchange/grpc-exchange.ts";
+import { encodeRecords } from "../exchange/payload.ts";
+import type { KeyedBatch, Replica } from "../runtime/dataflow.ts";
+
+/** Outputs a backup's copy produced, kept until its primary says they left. */
+export interface OutboxEntry {
+  seq: bigint;
+  pipeline: number;
+  values: Payload[];
+  ids: string[] | undefined;
+}
+
+/** Per backup: replica numbers handed out, and which of them have had their outputs leave. */
+interface Outgoing {
+  next: bigint;
+  /** Replicas not yet delivered, in order; delivered ones wait at the front until all before them are. */
+  open: Array<{ seq: bigint; delivered: boolean }>;
+  deliveredThrough: bigint;
+}
+
+export interface Replication {
+  /** Sends records applied here to the backup `to`. */
+  replicate(to: string, epoch: number, pipeline: number, stage: number, batch: KeyedBatch): Replica;
+  /** A replica arrived from `from`: keeps the outputs the copy produced, forgets those that left. */
+  received(from: string, seq: bigint, deliveredThrough: bigint, output: Omit<OutboxEntry, "seq">): void;
+  /** Takes every output kept for a primary that died, in order. */
+  takeOutbox(from: string): OutboxEntry[];
+  /** Outputs kept, over all primaries. */
+  outboxRecords(): number;
+  /** Forgets a worker that is gone, both ways. */
+  forget(worker: string): void;
+}
+
+export function createReplication(send: (to: string, batch: BatchOut) => Promise<void>): Replication {
+  const outgoing = new Map<string, Outgoing>();
+  const outboxes = new Map<string, OutboxEntry[]>();
+  let kept = 0;
+
+  const markDelivered = (state: Outgoing, seq: bigint): void => {
+    const entry = state.open.find((e) => e.seq === seq);
+    if (entry !== undefined) entry.delivered = true;
+    while (state.open.length > 0 && state.open[0]!.delivered) state.deliveredThrough = state.open.shift()!.seq;
+  };
+
+  return {
+    replicate(to, epoch, pipeline, stage, batch) {
+      let state = outgoing.get(to);
+      if (state === undefined) outgoing.set(to, (state = { next: 1n, open: [], deliveredThrough: 0n }));
+      const s = state;
+      const seqs: bigint[] = [];
+      const acks = encodeRecords(batch).map(({ records, payload }) => {
+        const seq = s.next++;
+        seqs.push(seq);
+        s.open.push({ seq, delivered: false });
+        return send(to, { epoch, pipeline, stage, toSink: false, hops: 0, records, payload, replica: { seq, deliveredThrough: s.deliveredThrough } });
+      });
+      return {
+        acked: acks.length === 1 ? acks[0]! : Promise.all(acks).then(() => undefined),
+        delivered: () => {
+          for (const seq of seqs) markDelivered(s, seq);
+        },
+      };
+    },
+    received(from, seq, deliveredThrough, output) {
+      let box = outboxes.get(from);
+      if (box === undefined) outboxes.set(from, (box = []));
+      while (box.length > 0 && box[0]!.seq <= deliveredThrough) kept -= box.shift()!.values.length;
+      if (output.values.length === 0) return;
+      box.push({ seq, ...output });
+      kept += output.values.length;
+    },
+    takeOutbox(from) {
+      const box = outboxes.get(from) ?? [];
+      outboxes.delete(from);
+      for (const e of box) kept -= e.values.length;
+      return box;
+    },
+    outboxRecords: () => kept,
+    forget(worker) {
+      outgoing.delete(worker);
+      const box = outboxes.get(worker);
+      if (box !== undefined) {
+        for (const e of box) kept -= e.values.length;
+        outboxes.delete(worker);
+      }
+    },
+  };
+}
