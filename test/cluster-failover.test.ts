@@ -67,4 +67,99 @@ describe("cluster failover", () => {
     expect(finished.code, finished.stderr).toBe(0);
     expect(errors(finished.stderr)).toEqual([]);
   });
+
+  it("R=3 on 4 workers: two workers SIGKILLed at once, and every window is right, once", async () => {
+    const { engine, output, address, tcpPort } = await sequenceCluster("failover-two", 4, 3);
+    const load = await steadyLoad(tcpPort, 2000);
+    await waitFor("records flowing", () => (lineCount(output) > 5000 ? true : undefined), 60_000);
+    const victims = (await clusterStatus(address)).workers.filter((w) => !w.coordinator).slice(0, 2);
+    for (const v of victims) process.kill(v.pid, "SIGKILL");
+    const after = await settled(address, 2, victims.map((v) => v.id));
+    // Two workers left: every slot has two copies, the most there can be.
+    expect(after.workers.every((w) => w.slots + w.backups === after.slotCount)).toBe(true);
+    await load.stop();
+    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
+    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
+    expect(verdict.problems).toEqual([]);
+    expect(verdict.outputs).toBe(load.sent());
+    engine.child.kill("SIGTERM");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(errors(finished.stderr)).toEqual([]);
+  });
+
+  it("ten cycles of SIGKILL a worker, then a new one joins: R copies restored after each, every window right, once", async () => {
+    const { engine, output, address, tcpPort } = await sequenceCluster("failover-cycles", 1, 2);
+    const workers: Running[] = [];
+    const join = async (count: number) => {
+      const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
+      running.push(worker);
+      workers.push(worker);
+      await waitFor("the join", () => (worker.stderr().includes("joined the cluster") ? true : undefined), 60_000);
+      return settled(address, count, []);
+    };
+    await join(2);
+    await join(3);
+    const load = await steadyLoad(tcpPort, 1000);
+    const fenced: string[] = [];
+    for (let cycle = 0; cycle < 10; cycle++) {
+      const flowing = lineCount(output);
+      await waitFor("records flowing", () => (lineCount(output) > flowing ? true : undefined), 60_000);
+      const s = await clusterStatus(address);
+      const victim = s.workers.filter((w) => !w.coordinator)[cycle % 2]!;
+      process.kill(victim.pid, "SIGKILL");
+      fenced.push(victim.id);
+      await settled(address, 2, fenced);
+      const restored = await join(3);
+      expect(restored.replicas).toBe(2);
+      expect(restored.underReplicated).toBe(0);
+      expect(restored.workers.reduce((n, w) => n + w.backups, 0)).toBe(restored.slotCount);
+    }
+    await load.stop();
+    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
+    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
+    expect(verdict.problems).toEqual([]);
+    expect(verdict.outputs).toBe(load.sent());
+    engine.child.kill("SIGTERM");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(errors(finished.stderr)).toEqual([]);
+  });
+
+  it("a worker stopped past the failure timeout is fenced: once continued, it is refused and exits with a clear message; every window is right, once", async () => {
+    const { engine, output, address, tcpPort } = await sequenceCluster("failover-fenced", 1, 2, ["--failure-timeout-ms", "1000"]);
+    const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
+    running.push(worker);
+    await settled(address, 2, []);
+    const load = await steadyLoad(tcpPort, 1000);
+    await waitFor("records flowing", () => (lineCount(output) > 5000 ? true : undefined), 60_000);
+    worker.child.kill("SIGSTOP");
+    await settled(address, 1, ["w1"]);
+    worker.child.kill("SIGCONT");
+    const exited = await worker.finished;
+    expect(exited.code).not.toBe(0);
+    expect(exited.stderr).toMatch(/error \[FENCED\]: worker w1 was declared dead by the cluster and fenced/);
+    await load.stop();
+    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
+    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
+    expect(verdict.problems).toEqual([]);
+    expect(verdict.outputs).toBe(load.sent());
+    const status = await clusterStatus(address);
+    expect(status.fenced).toEqual(["w1"]);
+    engine.child.kill("SIGTERM");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+  });
+
+  it("R=1: a SIGKILLed worker takes the only copy of its slots, and the run stops with an error naming them", async () => {
+    const { engine, output, address, tcpPort } = await sequenceCluster("failover-lost", 2, 1);
+    const load = await steadyLoad(tcpPort, 1000);
+    await waitFor("records flowing", () => (lineCount(output) > 2000 ? true : undefined), 60_000);
+    const victim = (await clusterStatus(address)).workers.find((w) => !w.coordinator)!;
+    process.kill(victim.pid, "SIGKILL");
+    const finished = await engine.finished;
+    await load.stop().catch(() => undefined);
+    expect(finished.code).toBe(1);
+    expect(finished.stderr).toMatch(/keyway: error \[STATE_LOST\]: workers w1 died holding the only copies of 2048 slots \(2048-4095\)/);
+  });
 });

@@ -147,7 +147,7 @@ describe("cluster", () => {
     const address = `127.0.0.1:${await freePort()}`;
     const dir = scratchDir("cluster-silent");
     const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${await freePort()}`,
-      "--sink", `out=file:${join(dir, "out.txt")}`, "--cluster-listen", address]);
+      "--sink", `out=file:${join(dir, "out.txt")}`, "--cluster-listen", address, "--failure-timeout-ms", "60000"]);
     running.push(engine);
     await waitFor("the cluster", () => clusterStatus(address).catch(() => undefined));
     const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);

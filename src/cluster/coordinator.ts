@@ -405,12 +405,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             const plan = planCopies(pruneBackups(map, holders), holders);
             if (plan.length === 0) return "done" as const;
             const chunk = await copyChunk(plan);
+            log.debug({ from: chunk[0]!.primary, to: chunk[0]!.to, slots: chunk.length, left: plan.length }, "copying slots");
             try {
               await port.copySlots(member(chunk[0]!.primary)!, chunk.map((c) => c.slot), chunk[0]!.to);
             } catch (err) {
               log.warn({ from: chunk[0]!.primary, to: chunk[0]!.to, slots: chunk.length, err: (err as Error).message }, "a copy failed; trying again");
               return "retry" as const;
             }
+            if (runEnded) return "done" as const;
             // Only copies still valid: the primary still leads the slot and the copy's holder lives.
             const valid = chunk.filter((c) => member(c.to) !== undefined && map.workers[map.owners[c.slot]!] === c.primary);
             await announce(addBackups(pruneBackups(map, dataIds()), valid, map.epoch + 1));

@@ -211,8 +211,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     accepts: (from) => (fenced.has(from) ? `worker ${from} was declared dead and fenced; its links are refused` : undefined),
     receive: (batch) => {
       if (batch.replica !== undefined || batch.snapshot === true) {
-        const done = batch.snapshot === true ? receiveSnapshot(batch) : receiveReplica(batch);
-        return { applied: done, done };
+        let done: Promise<void>;
+        try {
+          done = batch.snapshot === true ? receiveSnapshot(batch) : receiveReplica(batch);
+        } catch (err) {
+          done = Promise.reject(err);
+        }
+        return { applied: done.catch(() => undefined), done };
       }
       const inbound = batch.toSink
         ? { pipeline: batch.pipeline, stage: 0, toSink: true, hops: batch.hops, output: decodeSinkRecords(batch.payload) }
@@ -429,7 +434,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
           ship();
         },
       );
+      log.debug({ to, slots: req.slots.length, snapshots: sends.length }, "copy: states sent");
       await Promise.all(sends);
+      log.debug({ to }, "copy: states taken");
+      const dbg = setInterval(() => log.debug({ backlog: exchange.backlog() }, "copy: waiting for outputs"), 1000);
+      await engine!.outputsSettled().finally(() => clearInterval(dbg));
       // The copy holds what this worker applied; outputs of that still on their way must have left, or a
       // promoted copy would hold state whose outputs nobody has.
       await engine!.outputsSettled();

@@ -1,6 +1,7 @@
 /**
- * The exchange over gRPC: one long-lived ExchangeService.Link stream per ordered pair of
- * workers, opened by the sender. The link state machines (link-state.ts) decide what to send
+ * The exchange over gRPC: two long-lived ExchangeService.Link streams per ordered pair of
+ * workers, opened by the sender: one for records and sink output, one for replication (whose
+ * acks records wait on, so it must never queue behind them). The link state machines (link-state.ts) decide what to send
  * and when a batch is done; this file only moves their frames and reconnects a broken stream,
  * after which the receiver's LinkAccepted says what to send again.
  */
@@ -99,8 +100,15 @@ export interface ExchangeOptions {
   accepts?: (from: string) => string | undefined;
 }
 
+/** Lane 0: records and sink output. Lane 1: replicas and snapshots. */
+type Lane = 0 | 1;
+const LANES: readonly Lane[] = [0, 1];
+const laneOf = (batch: BatchOut): Lane => (batch.replica !== undefined || batch.snapshot === true ? 1 : 0);
+const linkKey = (peer: string, lane: Lane) => `${peer}\u0000${lane}`;
+
 interface OutLink {
   peer: Peer;
+  lane: Lane;
   sender: LinkSender<ExchangeBatch>;
   call: grpc.ClientDuplexStream<LinkRequest, LinkResponse> | undefined;
   open: boolean;
@@ -138,7 +146,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
     const call = (link.client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): grpc.ClientDuplexStream<LinkRequest, LinkResponse> }).Link(tokenMetadata(options.token), {});
     link.call = call;
     link.open = false;
-    call.write({ kind: { case: "open", value: { from: options.self(), version: CLUSTER_VERSION } } } as never);
+    call.write({ kind: { case: "open", value: { from: options.self(), version: CLUSTER_VERSION, lane: link.lane } } } as never);
     call.on("data", (response: LinkResponse) => {
       const kind = response.kind;
       if (kind.case === "accepted") {
@@ -178,8 +186,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
     link.client.close();
   };
 
-  const linkTo = (id: string): OutLink => {
-    const link = links.get(id);
+  const linkTo = (id: string, lane: Lane): OutLink => {
+    const link = links.get(linkKey(id, lane));
     if (link === undefined) throw new Error(`no exchange link to worker ${id}: it is not a member`);
     return link;
   };
@@ -214,8 +222,9 @@ export function createExchange(options: ExchangeOptions): Exchange {
           from = kind.value.from;
           const refusal = options.accepts?.(from);
           if (refusal !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, refusal);
-          receiver = receivers.get(from);
-          if (receiver === undefined) receivers.set(from, (receiver = createLinkReceiver()));
+          const key = linkKey(from, kind.value.lane === 1 ? 1 : 0);
+          receiver = receivers.get(key);
+          if (receiver === undefined) receivers.set(key, (receiver = createLinkReceiver()));
           call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: window.records, windowBytes: BigInt(window.bytes) } } }));
           return;
         }
@@ -252,7 +261,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
 
   return {
     send(to, batch) {
-      const link = linkTo(to);
+      const link = linkTo(to, laneOf(batch));
       const message = {
         $typeName: "keyway.v1.ExchangeBatch",
         seq: 0n,
@@ -283,27 +292,32 @@ export function createExchange(options: ExchangeOptions): Exchange {
       const self = options.self();
       for (const peer of peers) {
         if (peer.id === self) continue;
-        const existing = links.get(peer.id);
-        if (existing !== undefined && existing.peer.address === peer.address) continue;
-        const client = new LinkClient(peer.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-        const link: OutLink = { peer, sender: createLinkSender(window), call: undefined, open: false, closed: false, client, failures: 0 };
-        links.set(peer.id, link);
-        connect(link);
+        for (const lane of LANES) {
+          const existing = links.get(linkKey(peer.id, lane));
+          if (existing !== undefined && existing.peer.address === peer.address) continue;
+          const client = new LinkClient(peer.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+          const link: OutLink = { peer, lane, sender: createLinkSender(window), call: undefined, open: false, closed: false, client, failures: 0 };
+          links.set(linkKey(peer.id, lane), link);
+          connect(link);
+        }
       }
-      const retiring = [...links].filter(([id]) => !peers.some((p) => p.id === id));
-      for (const [id] of retiring) links.delete(id);
+      const retiring = [...links].filter(([, link]) => !peers.some((p) => p.id === link.peer.id));
+      for (const [key] of retiring) links.delete(key);
       wakeRoom();
-      return Promise.all(retiring.map(([id, link]) => retire(id, link))).then(() => undefined);
+      return Promise.all(retiring.map(([, link]) => retire(link.peer.id, link))).then(() => undefined);
     },
     abandon(peer) {
-      const link = links.get(peer);
-      if (link === undefined) return [];
-      links.delete(peer);
-      link.closed = true;
-      link.call?.end();
-      link.client.close();
+      const open = LANES.flatMap((lane) => {
+        const link = links.get(linkKey(peer, lane));
+        if (link === undefined) return [];
+        links.delete(linkKey(peer, lane));
+        link.closed = true;
+        link.call?.end();
+        link.client.close();
+        return link.sender.abandon();
+      });
       wakeRoom();
-      return link.sender.abandon().map(({ message: m, resolve, reject }) => ({
+      return open.map(({ message: m, resolve, reject }) => ({
         batch: {
           epoch: Number(m.epoch),
           pipeline: m.pipeline,

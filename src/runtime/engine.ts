@@ -512,7 +512,10 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     },
     reroute,
     deliverOutput: sendOutput,
-    outputsSettled: () => Promise.allSettled([...unsettled]).then(() => undefined),
+    outputsSettled: () => {
+      log.debug({ unsettled: unsettled.size, chains: releaseChains.length }, "outputs unsettled");
+      return Promise.allSettled([...unsettled]).then(() => undefined);
+    },
     async addSource(pipeline, source, resumeFrom, label) {
       const name = app.pipelines[pipeline]!.source.name;
       await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
