@@ -83,7 +83,7 @@ describe("cluster moves", () => {
     const address = `127.0.0.1:${clusterPort}`;
     // Small move steps over many keys: the move is still under way when its new owner is stopped.
     const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${tcpPort}`, "--sink", `out=file:${output}`,
-      "--cluster-listen", address, "--migration-chunk-keys", "1000"]);
+      "--cluster-listen", address, "--migration-chunk-keys", "1000", "--failure-timeout-ms", "60000"]);
     running.push(engine);
     const KEYS = 100_000;
     const load = await steadyLoad(tcpPort, KEYS, 5000, 1);

@@ -102,10 +102,10 @@ describe("cluster", () => {
     // A worker of another major version of the cluster protocol, spoken raw.
     const clients = createControlClients("s3cret");
     const incompatible = await clients
-      .call(address, "Join", { version: { major: 3, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
+      .call(address, "Join", { version: { major: 4, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
       .then(() => "joined", (err: { details?: string }) => err.details ?? "");
     clients.close();
-    expect(incompatible).toMatch(/cluster protocol 3\.0 is not compatible with this cluster's 2\.0/);
+    expect(incompatible).toMatch(/cluster protocol 4\.0 is not compatible with this cluster's 3\.0/);
     const ok = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address, "--token", "s3cret"]);
     running.push(ok);
     await waitFor("two workers", async () => ((await clusterStatus(address, "s3cret")).workers.length === 2 ? true : undefined));

@@ -43,6 +43,7 @@ function recordingPort(fail?: (call: Call) => boolean) {
     },
     leave: async (w) => record({ op: "leave", worker: w.id }),
     copySlots: async (w, slots, to) => record({ op: `copy to ${to}`, worker: w.id, slots }),
+    probe: async () => "answered",
     stats: async () => ({ $typeName: "keyway.v1.WorkerStatsResponse", keys: 3200n }) as never,
   };
   return { port, calls, released };

@@ -41,6 +41,12 @@ export const UNREACHABLE_AFTER_MS = 2000;
  */
 export const FAILURE_TIMEOUT_MS_DEFAULT = 2000;
 const FAILURE_CHECK_MS = 100;
+/**
+ * A worker this late with its heartbeat is probed: if its address refuses connections, its
+ * process is gone and it is declared dead at once, without waiting for the failure timeout
+ * (which remains for a worker that hangs, or a network that drops packets).
+ */
+const SUSPECT_AFTER_MS = 750;
 /** A failed copy is tried again after this long (the failure that caused it is handled meanwhile). */
 const COPY_RETRY_MS = 500;
 const COPY_CHUNK_FACTOR = 4;
@@ -52,6 +58,8 @@ export interface WorkerPort {
   /** Imports the states, then takes the map that gives them to the worker. */
   importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
   updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
+  /** Whether a worker answers at all: "refused" when nothing listens at its address (its process is gone). */
+  probe(worker: Worker): Promise<"answered" | "refused" | "silent">;
   /** The primary `worker` copies these slots to worker `to`; settles once the copies are complete there. */
   copySlots(worker: Worker, slots: number[], to: string): Promise<void>;
   releaseStream(worker: Worker, source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
@@ -335,14 +343,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   let failovers: Promise<void> = Promise.resolve();
   let runEnded = false;
   /** Declares workers dead: fences them, promotes backups of their slots, reads their sources elsewhere. */
-  const declareDead = (ids: string[]): Promise<void> => {
+  const declareDead = (ids: string[], reason: string): Promise<void> => {
     for (const id of ids) lastSeen.delete(id);
     const run = async (): Promise<void> => {
       const dead = ids.filter((id) => member(id) !== undefined && !fenced.includes(id));
       if (dead.length === 0) return;
       fenced.push(...dead);
       const startedAt = performance.now();
-      log.warn({ workers: dead, silentMs: failureTimeoutMs }, "workers declared dead and fenced");
+      log.warn({ workers: dead, reason }, "workers declared dead and fenced");
       const lost = lostSlots(map, new Set(dead));
       if (lost.length > 0) {
         const err = new KeywayError(
@@ -354,7 +362,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         return;
       }
       members = members.filter((m) => !dead.includes(m.id));
-      const next = promote(map, new Set(dead), map.epoch + 1);
+      const suspects = new Set(members.filter((m) => late(m.id, SUSPECT_AFTER_MS)).map((m) => m.id));
+      const next = promote(map, new Set(dead), map.epoch + 1, suspects);
       await announce(next);
       for (const [key, entry] of streams) if (entry.holder !== undefined && dead.includes(entry.holder)) streams.set(key, { ...entry, holder: undefined });
       // Their bundled sources are read again elsewhere, from their start: slots drop what they already applied.
@@ -371,11 +380,24 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     return result;
   };
 
+  const probing = new Set<string>();
+  const late = (id: string, ms: number) => Date.now() - (lastSeen.get(id) ?? Date.now()) > ms;
   const detector = setInterval(() => {
     if (runEnded) return;
-    const now = Date.now();
-    const silent = members.filter((m) => m.id !== self.id && now - (lastSeen.get(m.id) ?? now) > failureTimeoutMs).map((m) => m.id);
-    if (silent.length > 0) void declareDead(silent);
+    const others = members.filter((m) => m.id !== self.id);
+    const silent = others.filter((m) => late(m.id, failureTimeoutMs)).map((m) => m.id);
+    if (silent.length > 0) void declareDead(silent, `no heartbeat for ${failureTimeoutMs} ms`);
+    for (const m of others) {
+      if (probing.has(m.id) || !late(m.id, SUSPECT_AFTER_MS) || silent.includes(m.id)) continue;
+      probing.add(m.id);
+      void port
+        .probe(m)
+        .then((answer) => {
+          if (answer !== "refused" || member(m.id) === undefined || !late(m.id, SUSPECT_AFTER_MS)) return;
+          return declareDead([m.id], `heartbeat late and its address ${m.address} refuses connections: its process is gone`);
+        })
+        .finally(() => probing.delete(m.id));
+    }
   }, FAILURE_CHECK_MS);
   detector.unref();
 

@@ -31,16 +31,19 @@ export function lostSlots(map: PartitionMap, dead: ReadonlySet<string>): number[
 }
 
 /**
- * The map without `dead`: a slot they led is led by its first surviving backup; their backup
- * places become missing copies. Slots with no survivor must be checked first (lostSlots).
+ * The map without `dead`: a slot they led is led by its first surviving backup, one not
+ * `suspect` (late with its heartbeat: it may be dying too) if there is one; their backup places
+ * become missing copies. Slots with no survivor must be checked first (lostSlots).
  */
-export function promote(map: PartitionMap, dead: ReadonlySet<string>, epoch: number): PartitionMap {
+export function promote(map: PartitionMap, dead: ReadonlySet<string>, epoch: number, suspect: ReadonlySet<string> = new Set()): PartitionMap {
   const stride = map.replicas - 1;
   const owners = map.owners.slice();
   const backups = map.backups.slice();
   const isDead = (w: number) => w !== NO_WORKER && dead.has(map.workers[w]!);
+  const isSuspect = (w: number) => suspect.has(map.workers[w]!);
   for (let slot = 0; slot < map.slotCount; slot++) {
-    const survivors = backupsOf(map, slot).filter((w) => !isDead(w));
+    const alive = backupsOf(map, slot).filter((w) => !isDead(w));
+    const survivors = [...alive.filter((w) => !isSuspect(w)), ...alive.filter(isSuspect)];
     if (isDead(owners[slot]!)) owners[slot] = survivors.shift() ?? owners[slot]!;
     for (let j = 0; j < stride; j++) backups[slot * stride + j] = survivors[j] ?? NO_WORKER;
   }

@@ -29,6 +29,8 @@ const DRAIN_DEADLINE_MS = 10 * 60_000;
  * joins and shrinks this long at most, while the failure detector fences it meanwhile.
  */
 const COPY_DEADLINE_MS = 20_000;
+/** A probe of a worker that missed a heartbeat: a live process answers well within this. */
+const PROBE_DEADLINE_MS = 300;
 /** Status asks every worker for its figures; one that does not answer this fast shows without them. */
 const STATS_DEADLINE_MS = 2000;
 
@@ -52,6 +54,12 @@ export function createWorkerPort(
     startSources: (w, sources, generation) => call(w, "StartSources", { sources, generation: BigInt(generation) }, StartSourcesResponseSchema).then(() => undefined),
     stopSources: (w) => call<{ sources: SourceAssignment[] }>(w, "StopSources", {}, StopSourcesResponseSchema, DRAIN_DEADLINE_MS).then((r) => r.sources),
     leave: (w, reason) => call(w, "Leave", { reason }, LeaveResponseSchema).then(() => undefined),
+    probe: (w) =>
+      clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, PROBE_DEADLINE_MS).then(
+        () => "answered" as const,
+        // Refused: nothing listens there any more (the process is gone). A timeout proves nothing.
+        (err: grpc.ServiceError) => (err.code === grpc.status.UNAVAILABLE ? ("refused" as const) : ("silent" as const)),
+      ),
     stats: (w) => (w.id === selfId() ? Promise.resolve(figures()) : clients.call(w.address, "WorkerStats", {}, WorkerStatsResponseSchema, STATS_DEADLINE_MS)),
   };
 }

@@ -53,7 +53,7 @@ import type { SessionPlacement } from "../protocol/index.ts";
 import { partitionerNames, pickRecords, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
-import { createReplication } from "./replication.ts";
+import { createReplication, type OutboxEntry } from "./replication.ts";
 import { mapFromMessage } from "./codec.ts";
 import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
@@ -298,20 +298,28 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     return retired;
   };
 
-  /** Now the primary of slots a dead worker led: its outputs this copy kept may not have left; they go again. */
+  /**
+   * Outputs this worker's copies produced for primaries that died, kept until this worker leads
+   * a slot whose primary died: they may never have left, so they go again (with their ids). Kept
+   * past a failover that promoted another worker, since that one may die too before it resends.
+   */
+  const orphaned = new Map<string, OutboxEntry[]>();
   const resendOutboxes = (previous: PartitionMap, dead: readonly string[]): void => {
-    let resent = 0;
     for (const id of dead) {
-      const promoted = previous.owners.some((o, slot) => previous.workers[o] === id && placement.map.owners[slot] === placement.self);
-      const box = replication.takeOutbox(id);
+      orphaned.set(id, replication.takeOutbox(id));
       replication.forget(id);
-      if (!promoted) continue;
+    }
+    const promoted = previous.owners.some((o, slot) => fenced.has(previous.workers[o]!) && placement.map.owners[slot] === placement.self);
+    if (!promoted) return;
+    let resent = 0;
+    for (const box of orphaned.values()) {
       for (const entry of box) {
         resent += entry.values.length;
         engine!.deliverOutput(entry.pipeline, entry.values, entry.ids).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
       }
     }
-    if (dead.length > 0) log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
+    orphaned.clear();
+    log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
   };
 
   const usesPartitioner = app.pipelines.some((p) => partitionerNames(p).length > 0);
@@ -434,11 +442,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
           ship();
         },
       );
-      log.debug({ to, slots: req.slots.length, snapshots: sends.length }, "copy: states sent");
       await Promise.all(sends);
-      log.debug({ to }, "copy: states taken");
-      const dbg = setInterval(() => log.debug({ backlog: exchange.backlog() }, "copy: waiting for outputs"), 1000);
-      await engine!.outputsSettled().finally(() => clearInterval(dbg));
       // The copy holds what this worker applied; outputs of that still on their way must have left, or a
       // promoted copy would hold state whose outputs nobody has.
       await engine!.outputsSettled();
@@ -489,6 +493,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const port = createWorkerPort(() => selfId, workerHandlers, clients, figures);
 
   let runOver: Promise<void> = left.then(() => undefined);
+  // A joiner's run ends with `left`, whose failure its caller reports: not an unhandled rejection here.
+  runOver.catch(() => undefined);
   if (first !== undefined) {
     coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, replicas: first.replicas, failureTimeoutMs: first.failureTimeoutMs, onStateLost: options.onStateLost ?? (() => undefined) });
     runOver = coordinator.runOver;

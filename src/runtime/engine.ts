@@ -265,12 +265,13 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids);
   };
 
-  // Replicated output leaves in the order it was produced, each once its backups have acked.
+  // Replicated, every output leaves in the order it was produced, each once its backups have acked:
+  // an output of a slot without backups must not overtake an earlier one of the same key still waiting.
   const releaseChains: Array<Promise<unknown>> = app.pipelines.map(() => Promise.resolve());
   const unsettled = new Set<Promise<void>>();
   const deliverReplicated = (pipeline: number, run: StageRun): Promise<void> => {
     const { replicas } = run;
-    const acked: Promise<unknown> = replicas.length === 1 ? replicas[0]!.acked : Promise.all(replicas.map((r) => r.acked));
+    const acked: Promise<unknown> = replicas.length === 0 ? Promise.resolve() : replicas.length === 1 ? replicas[0]!.acked : Promise.all(replicas.map((r) => r.acked));
     let written: Promise<unknown> = acked;
     if (run.values.length > 0) {
       stats.recordsOut += run.values.length;
@@ -292,7 +293,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const deliver = (pipeline: number, run: StageRun): { written: Promise<void>; done: Promise<void> } => {
     stats.recordsForwarded += run.forwarded;
     // Replicated, the loop waits on its unfinished batches only: waiting for each ack would serialise it.
-    if (run.replicas.length > 0) return { written: Promise.resolve(), done: deliverReplicated(pipeline, run) };
+    if (options.replicated === true) return { written: Promise.resolve(), done: deliverReplicated(pipeline, run) };
     let written: Promise<void> = Promise.resolve();
     const pending = run.pending;
     if (run.values.length > 0) {
@@ -512,10 +513,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     },
     reroute,
     deliverOutput: sendOutput,
-    outputsSettled: () => {
-      log.debug({ unsettled: unsettled.size, chains: releaseChains.length }, "outputs unsettled");
-      return Promise.allSettled([...unsettled]).then(() => undefined);
-    },
+    outputsSettled: () => Promise.allSettled([...unsettled]).then(() => undefined),
     async addSource(pipeline, source, resumeFrom, label) {
       const name = app.pipelines[pipeline]!.source.name;
       await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
