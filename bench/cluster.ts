@@ -17,124 +17,34 @@
  *    proven free of loss, duplication and reordering per key by examples/validation/check.ts.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { mkdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { createServer, type Socket } from "node:net";
-import { checkSequenceWindows } from "../examples/validation/check.ts";
-import { createSlotOf } from "../src/routing/hash.ts";
 import type { BenchContext } from "./lib/context.ts";
-import { describeExit, spawnNode, waitOrKill, type ChildResult, type MeasuredChild } from "./lib/child.ts";
+import { describeExit, spawnNode, waitOrKill, type MeasuredChild } from "./lib/child.ts";
+import { clusterStatus, CpuSampler, parseLogLine, pidPreloadEnv, READY_TIMEOUT_MS, STOP_TIMEOUT_MS, stopChild, stopWithJoined, takePid, waitUntil, type ClusterStatus } from "./lib/engine-child.ts";
 import type { LinkPlan, LinkReceiverReport, LinkSenderReport } from "./lib/exchange-records.ts";
 import { digestFile } from "./lib/file-digest.ts";
-import { closeServer, connectWhenListening, freePort, listen, sleep, writeWithBackpressure } from "./lib/net.ts";
-import { procCpuSec } from "./lib/proc-cpu.ts";
+import { closeServer, connectWhenListening, freePort, listen, sleep } from "./lib/net.ts";
 import { readResult } from "./lib/protocol-records.ts";
-import type { BenchResult, Comparison } from "./lib/report.ts";
+import { formatCount, formatRate, medianRow, type BenchResult, type Comparison } from "./lib/report.ts";
+import { bulkLoad, checkSequenceOutput, F64List, I32List, SinkCollector, SLOT_COUNT, slotsOfKeys } from "./lib/sequence-load.ts";
 import { median, percentileSorted, ratio } from "./lib/stats.ts";
-import { createRandom, ensureCorpus, type CorpusSpec } from "./lib/text-gen.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Shared
-
-const CHILD_TIMEOUT_MS = 10 * 60_000;
-const READY_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 20_000;
-/** Makes every Node process of a run (the engine and the workers it spawns) say its pid first. */
-const PID_PRELOAD_URL = new URL("./lib/report-pid.mjs", import.meta.url).href;
-
-/** One JSON log line of the engine (pino), or null for anything else it prints. */
-function parseLogLine(line: string): Record<string, unknown> | null {
-  if (!line.startsWith("{")) return null;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-}
-
-/** Resolves once `ready()` holds; rejects if the child exits first or timeoutMs pass. */
-async function waitUntil(ready: () => boolean, child: MeasuredChild, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!ready()) {
-    if (child.exited()) throw new Error(`exited before ${what}`);
-    if (performance.now() > deadline) throw new Error(`not ${what} within ${timeoutMs / 1000} s`);
-    await sleep(10);
-  }
-}
-
-async function stopChild(child: MeasuredChild, who: string, errors: string[]): Promise<ChildResult> {
-  child.kill("SIGTERM");
-  const { result, timedOut } = await waitOrKill(child, STOP_TIMEOUT_MS);
-  if (timedOut) errors.push(`${who}: did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; killed (${describeExit(result)})`);
-  else if (result.exitCode !== 0) errors.push(`${who}: ended with ${describeExit(result)}`);
-  return result;
-}
-
-/** The environment that makes every Node process of the run print `bench-pid <pid>` on stderr. */
-function pidPreloadEnv(): NodeJS.ProcessEnv {
-  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${PID_PRELOAD_URL}`.trim() };
-}
-
-/** Adds the pid a `bench-pid <pid>` line names to pids; true when the line was one. */
-function takePid(line: string, pids: number[]): boolean {
-  const pid = /^bench-pid (\d+)$/.exec(line);
-  if (pid !== null) pids.push(Number(pid[1]));
-  return pid !== null;
-}
-
-/**
- * CPU seconds of a run's processes so far, from /proc. Sampled often, it keeps each process's
- * last reading, so a process that exits between two samples counts with what it had a moment ago.
- */
-class CpuSampler {
-  private readonly last = new Map<number, number>();
-  constructor(private readonly pids: readonly number[]) {}
-
-  /** The sum over every listed process; null when one has never been read. */
-  sample(): number | null {
-    let sum = 0;
-    for (const pid of this.pids) {
-      const cpu = procCpuSec(pid) ?? this.last.get(pid);
-      if (cpu === undefined) return null;
-      this.last.set(pid, cpu);
-      sum += cpu;
-    }
-    return sum;
-  }
-}
+import { createRandom } from "./lib/text-gen.ts";
+import { CHILD_TIMEOUT_MS, CLUSTER_CORPUS, CLUSTER_CORPUS_QUICK, checkWordCountOutput, DIRECTORY_FILES, OUTPUT_POLL_MS, prepareDataset, runDirectoryOnce, type Dataset, type DirectoryOutcome } from "./lib/word-count-dir.ts";
 
 // ---------------------------------------------------------------------------------------------
 // 1. Word count, 1 worker against 2
 
-const FULL_CORPUS: CorpusSpec = { seed: 42, vocabularySize: 50_000, minBytes: 16 * 2 ** 20, zipfExponent: 1 };
-/** The word-count benchmark's quick corpus, so a quick run of both generates it once. */
-const QUICK_CORPUS: CorpusSpec = { ...FULL_CORPUS, minBytes: 4 * 2 ** 20 };
 const ROUNDS_FULL = 3;
 const ROUNDS_QUICK = 1;
 const CONNECTOR_ROUNDS_FULL = 2;
 const CONNECTOR_ROUNDS_QUICK = 1;
 const SCALING_TARGET_RATIO = 1.5;
 const CPU_PER_WORD_TARGET_RATIO = 1.3;
-/** How often the driver looks at the output file's size. */
-const OUTPUT_POLL_MS = 5;
-const DIRECTORY_FILES = 2;
 
 type Mode = "directory" | "connector";
 type Workers = 1 | 2;
-
-/** The corpus cut into DIRECTORY_FILES files at line boundaries, and what the output must be. */
-interface Dataset {
-  corpusPath: string;
-  dir: string;
-  files: string[];
-  bytes: number;
-  lines: number;
-  words: number;
-  /** word -> its count in the corpus. */
-  expected: Map<string, number>;
-  /** The output's exact size: per word, "w 1\n" ... "w n\n". */
-  expectedBytes: number;
-}
 
 interface ScalingRun {
   mode: Mode;
@@ -163,180 +73,12 @@ interface ScalingRun {
   sessionsRedirected?: number;
 }
 
-/** The app's split, so the driver can count the corpus itself. */
-function wordsOf(line: string): string[] {
-  return line.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
-}
-
-function countWords(text: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    for (const word of wordsOf(line)) counts.set(word, (counts.get(word) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Bytes of the word-count output for these counts: every "<word> <i>\n" for i in 1..n. */
-function outputBytes(expected: ReadonlyMap<string, number>): number {
-  let bytes = 0;
-  for (const [word, n] of expected) {
-    const wordBytes = Buffer.byteLength(word, "utf8") + 2;
-    bytes += wordBytes * n;
-    // Digits of 1..n: 9 one-digit numbers, 90 two-digit, ...
-    for (let digits = 1, low = 1; low <= n; digits++, low *= 10) bytes += digits * (Math.min(n, low * 10 - 1) - low + 1);
-  }
-  return bytes;
-}
-
-/**
- * Checks word-count output against the expected count per word: per word the outputs must be
- * "w 1", "w 2", ... "w n" in that order (none lost, duplicated or reordered), n as expected.
- * Workers may interleave different words differently; per word nothing may differ.
- */
-function checkWordCountOutput(path: string, expected: ReadonlyMap<string, number>): string[] {
-  const problems: string[] = [];
-  const add = (p: string) => {
-    if (problems.length < 10) problems.push(p);
-  };
-  const reached = new Map<string, number>();
-  for (const line of readFileSync(path, "utf8").split("\n")) {
-    if (line === "") continue;
-    const space = line.lastIndexOf(" ");
-    const word = line.slice(0, space);
-    const n = Number(line.slice(space + 1));
-    const previous = reached.get(word) ?? 0;
-    if (n !== previous + 1) add(`word "${word}": count ${n} after ${previous}`);
-    reached.set(word, Math.max(previous, n));
-  }
-  if (reached.size !== expected.size) add(`${reached.size} distinct words in the output, ${expected.size} in the corpus`);
-  for (const [word, n] of expected) {
-    if ((reached.get(word) ?? 0) !== n) add(`word "${word}": reached ${reached.get(word) ?? 0}, the corpus has ${n}`);
-  }
-  return problems;
-}
-
-/** Cuts the corpus into DIRECTORY_FILES files of about equal size at line ends (kept in bench/.data/ until the corpus changes). */
-function prepareDataset(ctx: BenchContext, spec: CorpusSpec): Dataset {
-  const corpus = ensureCorpus(ctx.dataDir, spec);
-  const text = readFileSync(corpus.path, "utf8");
-  const dir = join(ctx.dataDir, `cluster-dir-${basename(corpus.path, ".txt")}`);
-  const files = Array.from({ length: DIRECTORY_FILES }, (_, i) => join(dir, `part-${i}.txt`));
-  const whole = Buffer.from(text, "utf8");
-  const fresh = files.every((f) => existsSync(f)) && files.reduce((n, f) => n + statSync(f).size, 0) === whole.length;
-  if (!fresh || !corpus.reused) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    let start = 0;
-    for (let i = 0; i < DIRECTORY_FILES; i++) {
-      const last = i === DIRECTORY_FILES - 1;
-      const cut = last ? whole.length : whole.indexOf(0x0a, Math.floor((whole.length * (i + 1)) / DIRECTORY_FILES)) + 1;
-      writeFileSync(files[i]!, whole.subarray(start, cut));
-      start = cut;
-    }
-  }
-  const expected = countWords(text);
-  let words = 0;
-  for (const n of expected.values()) words += n;
-  return { corpusPath: corpus.path, dir, files, bytes: corpus.bytes, lines: corpus.lines, words, expected, expectedBytes: outputBytes(expected) };
-}
-
-/**
- * Watches the sink file while a run goes on: when its first byte appears (the first batch is
- * through) and when it reaches the complete output's size, sampling the engine processes' CPU at
- * both instants.
- */
-class OutputWatch {
-  firstAt: number | null = null;
-  completeAt: number | null = null;
-  cpuAtFirst: number | null = null;
-  cpuAtComplete: number | null = null;
-  bytes = 0;
-  private readonly cpu: CpuSampler;
-
-  constructor(
-    private readonly path: string,
-    private readonly expectedBytes: number,
-    pids: readonly number[],
-  ) {
-    this.cpu = new CpuSampler(pids);
-  }
-
-  /** One look; true once the output is complete. */
-  poll(): boolean {
-    if (this.completeAt !== null) return true;
-    this.bytes = statSync(this.path, { throwIfNoEntry: false })?.size ?? 0;
-    const now = performance.now();
-    const cpu = this.firstAt === null && this.bytes === 0 ? null : this.cpu.sample();
-    if (this.firstAt === null && this.bytes > 0) {
-      this.firstAt = now;
-      this.cpuAtFirst = cpu;
-    }
-    if (this.bytes >= this.expectedBytes) {
-      this.completeAt = now;
-      this.cpuAtComplete = cpu;
-    }
-    return this.completeAt !== null;
-  }
-
-  activeCpuSec(): number | null {
-    return this.cpuAtFirst === null || this.cpuAtComplete === null ? null : this.cpuAtComplete - this.cpuAtFirst;
-  }
-}
-
 type Outcome = { run: Omit<ScalingRun, "round" | "wordsPerSec" | "cpuUsPerWord">; error?: undefined } | { run: null; error: string };
 
-/** One run reading the directory (`file:DIR`): timed from the sink's first byte to its last. */
-async function runDirectoryOnce(ctx: BenchContext, workers: Workers, data: Dataset, output: string): Promise<Outcome> {
-  rmSync(output, { force: true });
-  const pids: number[] = [];
-  let sourcesAt: number | null = null;
-  const spawnedAt = performance.now();
-  const engine = spawnNode(
-    [
-      "bin/keyway.js", "run", "examples/word-count/app.ts",
-      "--source", `lines=file:${data.dir}`, "--sink", `counts=file:${output}`,
-      ...(workers > 1 ? ["--workers", String(workers)] : []),
-      // info: "reading sources placed here" is logged at info (2 workers; one process logs nothing).
-      "--no-progress", "--log-level", "info",
-    ],
-    {
-      cwd: ctx.root,
-      env: pidPreloadEnv(),
-      onStderrLine(line) {
-        if (takePid(line, pids)) return;
-        if (sourcesAt === null && parseLogLine(line)?.msg === "reading sources placed here") sourcesAt = performance.now();
-      },
-    },
-  );
-  const watch = new OutputWatch(output, data.expectedBytes, pids);
-  while (!engine.exited() && !watch.poll()) {
-    if (performance.now() - spawnedAt > CHILD_TIMEOUT_MS) break;
-    await sleep(OUTPUT_POLL_MS);
-  }
-  const { result, timedOut } = await waitOrKill(engine, Math.max(STOP_TIMEOUT_MS, CHILD_TIMEOUT_MS - (performance.now() - spawnedAt)));
-  if (timedOut || result.exitCode !== 0) return { run: null, error: timedOut ? "timed out" : describeExit(result) };
-  watch.poll();
-  if (watch.firstAt === null || watch.completeAt === null) {
-    return { run: null, error: `the engine exited 0 with ${watch.bytes} bytes of output, ${data.expectedBytes} expected` };
-  }
-  const digest = await digestFile(output);
-  return {
-    run: {
-      mode: "directory",
-      workers,
-      processMs: watch.completeAt - watch.firstAt,
-      activeCpuSec: pids.length === workers ? watch.activeCpuSec() : null,
-      spawnToFirstOutputMs: watch.firstAt - spawnedAt,
-      spawnToSourcesMs: sourcesAt === null ? null : sourcesAt - spawnedAt,
-      engineWallMs: result.wallMs,
-      engineCpuSec: result.cpuSec,
-      engineMaxRssKiB: result.maxRssKiB,
-      connectorsCpuSec: null,
-      bytesAtEnd: data.expectedBytes,
-      outputLines: digest.lines,
-      pids: pids.length,
-    },
-  };
+/** A directory run as a scaling run: the sink file was complete when its time ended. */
+function directoryOutcome(outcome: DirectoryOutcome, workers: Workers, data: Dataset): Outcome {
+  if (outcome.run === null) return outcome;
+  return { run: { ...outcome.run, mode: "directory", workers, connectorsCpuSec: null, bytesAtEnd: data.expectedBytes } };
 }
 
 /** Instance ids that workerForInstance (sha256, first word mod the data workers) puts on different workers of two. */
@@ -459,7 +201,7 @@ async function runScalingRounds(ctx: BenchContext, mode: Mode, rounds: number, d
     for (const workers of order) {
       ctx.log(`cluster: word count, ${mode} source, round ${round + 1}/${rounds}, ${workers} worker(s)`);
       const output = join(outDir, `cluster-wc-${mode}-${workers}.txt`);
-      const outcome = mode === "directory" ? await runDirectoryOnce(ctx, workers, data, output) : await runConnectorOnce(ctx, workers, data, output);
+      const outcome = mode === "directory" ? directoryOutcome(await runDirectoryOnce(ctx, workers, data, output), workers, data) : await runConnectorOnce(ctx, workers, data, output);
       if (outcome.run === null) {
         rmSync(output, { force: true });
         errors.push(`word count (${mode}) on ${workers} worker(s), round ${round + 1} failed: ${outcome.error}`);
@@ -486,15 +228,7 @@ async function runScalingRounds(ctx: BenchContext, mode: Mode, rounds: number, d
 }
 
 function scalingRows(runs: readonly ScalingRun[], mode: Mode): Comparison[] {
-  const medianOf = (workers: Workers, pick: (r: ScalingRun) => number | null): number | null => {
-    const values = runs.filter((r) => r.workers === workers).map(pick).filter((v): v is number => v !== null);
-    return values.length === 0 ? null : median(values);
-  };
-  const row = (metric: string, unit: string, pick: (r: ScalingRun) => number | null, better: Comparison["better"]): Comparison => {
-    const two = medianOf(2, pick);
-    const one = medianOf(1, pick);
-    return { metric, unit, engine: two, baseline: one, ratio: ratio(two, one), better };
-  };
+  const row = (metric: string, unit: string, pick: (r: ScalingRun) => number | null, better: Comparison["better"]): Comparison => medianRow(runs, (r) => r.workers === 2, metric, unit, pick, better);
   const what = mode === "directory" ? "word count, file:DIR of 2 files" : "word count, 2 connector processes";
   const throughput = row(`${what}: throughput, 2 workers vs 1 (median)`, "words/s", (r) => r.wordsPerSec, "higher");
   const cpu = row(`${what}: CPU per word, all engine processes (median)`, "us", (r) => r.cpuUsPerWord, "lower");
@@ -520,7 +254,7 @@ function scalingRows(runs: readonly ScalingRun[], mode: Mode): Comparison[] {
 }
 
 async function measureScaling(ctx: BenchContext, errors: string[], notes: string[]): Promise<{ comparisons: Comparison[]; details: Record<string, unknown>; corpusPath: string }> {
-  const spec = ctx.quick ? QUICK_CORPUS : FULL_CORPUS;
+  const spec = ctx.quick ? CLUSTER_CORPUS_QUICK : CLUSTER_CORPUS;
   ctx.log(`cluster: preparing a ${(spec.minBytes / 2 ** 20).toFixed(0)} MiB corpus in ${DIRECTORY_FILES} files`);
   const data = prepareDataset(ctx, spec);
 
@@ -709,124 +443,11 @@ const STABLE_P99_TARGET_MS = 5;
 /** The longest a moving slot's output may stall (the stop-the-world v1 cluster stalled every slot 126 ms). */
 const MOVING_GAP_TARGET_MS = 50;
 /** The engine's default slot count; growing 1 -> 2 gives the new worker the upper half. */
-const SLOT_COUNT = 4096;
 const FIRST_MOVING_SLOT = SLOT_COUNT / 2;
 const TICK_MS = 1;
-const BULK_LINES_PER_WRITE = 10_000;
 const LOAD_TIMEOUT_MS = 5 * 60_000;
 const MOVE_TIMEOUT_MS = 5 * 60_000;
 const DRAIN_TIMEOUT_MS = 30_000;
-
-/** A growing array of doubles, off the JS heap's object graph so the driver's GCs stay short. */
-class F64List {
-  data = new Float64Array(1 << 16);
-  length = 0;
-  push(value: number): void {
-    if (this.length === this.data.length) {
-      const bigger = new Float64Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
-    this.data[this.length++] = value;
-  }
-  at(i: number): number {
-    return this.data[i]!;
-  }
-}
-
-class I32List {
-  data = new Int32Array(1 << 16);
-  length = 0;
-  push(value: number): void {
-    if (this.length === this.data.length) {
-      const bigger = new Int32Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
-    this.data[this.length++] = value;
-  }
-  at(i: number): number {
-    return this.data[i]!;
-  }
-}
-
-const NL = 0x0a;
-const SPACE = 0x20;
-const COMMA = 0x2c;
-const ZERO = 0x30;
-const NINE = 0x39;
-
-/**
- * Every output line the sink delivers ("k<key> <n-3>,...,<n>"), with the arrival time of each
- * chunk, on one clock. Lines are parsed from the bytes as they come (no string per line) and the
- * raw chunks kept for the checker, so the driver itself stays light while it measures gaps.
- */
-class SinkCollector {
-  lines = 0;
-  malformed = 0;
-  connections = 0;
-  /** Arrival time of each chunk that completed at least one line. */
-  readonly arrivalMs = new F64List();
-  private readonly chunks: Buffer[] = [];
-  private readonly sockets = new Set<Socket>();
-  // Parser state, kept across chunks: 0 expects "k", 1 in the key's digits, 2 in the window.
-  private phase = 0;
-  private key = 0;
-  private last = 0;
-  private bad = false;
-
-  constructor(private readonly onOutput: (key: number, n: number, nowMs: number) => void) {}
-
-  attach(socket: Socket): void {
-    this.connections++;
-    this.sockets.add(socket);
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => {
-      const nowMs = performance.now();
-      this.chunks.push(chunk);
-      const before = this.lines;
-      for (let i = 0; i < chunk.length; i++) this.byte(chunk[i]!, nowMs);
-      if (this.lines > before) this.arrivalMs.push(nowMs);
-    });
-    socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.sockets.delete(socket));
-  }
-
-  private byte(c: number, nowMs: number): void {
-    if (c === NL) {
-      if (this.bad || this.phase !== 2) this.malformed++;
-      else this.onOutput(this.key, this.last, nowMs);
-      this.lines++;
-      this.phase = 0;
-      this.key = 0;
-      this.last = 0;
-      this.bad = false;
-      return;
-    }
-    if (this.phase === 0) {
-      if (c === 0x6b /* k */) this.phase = 1;
-      else this.bad = true;
-    } else if (this.phase === 1) {
-      if (c >= ZERO && c <= NINE) this.key = this.key * 10 + (c - ZERO);
-      else if (c === SPACE) this.phase = 2;
-      else this.bad = true;
-    } else if (c === COMMA) {
-      this.last = 0;
-    } else if (c >= ZERO && c <= NINE) {
-      this.last = this.last * 10 + (c - ZERO);
-    } else {
-      this.bad = true;
-    }
-  }
-
-  text(): string {
-    return Buffer.concat(this.chunks).toString("latin1");
-  }
-
-  closeAll(): void {
-    for (const socket of this.sockets) socket.destroy();
-  }
-}
 
 /**
  * The longest time between consecutive instants that overlaps [fromMs, toMs]: the later one
@@ -898,7 +519,7 @@ interface GrowResult {
   pacingLagMsMax: number;
   driverBacklogBytesMax: number;
   sinkConnections: number;
-  statusAfter: unknown;
+  statusAfter: ClusterStatus | null;
   verdict: { ok: boolean; keys: number; outputs: number; problems: string[] };
   engineCpuSec: number | null;
   engineMaxRssKiB: number | null;
@@ -1023,14 +644,6 @@ class SteadyLoad {
   }
 }
 
-/** The slot of every bulk-loaded key k0..k(n-1), with the engine's own hash (top 12 bits of xxhash64 of its UTF-8). */
-async function slotsOfKeys(keys: number): Promise<Uint16Array> {
-  const slotOf = await createSlotOf(SLOT_COUNT);
-  const slots = new Uint16Array(keys);
-  for (let k = 0; k < keys; k++) slots[k] = slotOf(`k${k}`);
-  return slots;
-}
-
 async function measureGrow(ctx: BenchContext, errors: string[]): Promise<GrowResult | null> {
   const profile = ctx.quick ? QUICK_GROW : FULL_GROW;
   const counts = new Uint32Array(profile.keys);
@@ -1084,17 +697,7 @@ async function measureGrow(ctx: BenchContext, errors: string[]): Promise<GrowRes
 
     // Bulk load: every key once, as fast as the engine takes it.
     ctx.log(`cluster: grow: loading ${profile.keys} keys into one worker`);
-    const loadStartedAt = performance.now();
-    for (let first = 0; first < profile.keys; first += BULK_LINES_PER_WRITE) {
-      let text = "";
-      for (let k = first; k < Math.min(profile.keys, first + BULK_LINES_PER_WRITE); k++) {
-        counts[k] = 1;
-        text += `k${k} 1\n`;
-      }
-      await writeWithBackpressure(sender, text);
-    }
-    await waitUntil(() => collector.lines >= profile.keys, engine, LOAD_TIMEOUT_MS, `done with the bulk load (${collector.lines}/${profile.keys} outputs)`);
-    const bulkLoadMs = performance.now() - loadStartedAt;
+    const bulkLoadMs = await bulkLoad(sender, counts, collector, engine, LOAD_TIMEOUT_MS);
     ctx.log(`cluster: grow: ${profile.keys} keys loaded in ${(bulkLoadMs / 1000).toFixed(1)} s; steady load ${profile.ratePerSec}/s for ${profile.preSec} s before the join`);
 
     steady = new SteadyLoad(sender, counts, slotOfKey, profile.ratePerSec, createRandom(7));
@@ -1122,24 +725,16 @@ async function measureGrow(ctx: BenchContext, errors: string[]): Promise<GrowRes
     while (collector.lines < total && performance.now() < drainDeadline && !engine.exited()) await sleep(20);
 
     // Where the keys are now, from the cluster's own report.
-    let statusAfter: unknown = null;
-    const status = await waitOrKill(spawnNode(["bin/keyway.js", "cluster", "status", "--address", clusterAddress, "--json"], { cwd: ctx.root }), 60_000);
-    if (status.result.exitCode === 0) statusAfter = JSON.parse(status.result.stdoutTail);
-    else errors.push(`grow: keyway cluster status failed: ${describeExit(status.result)}`);
+    let statusAfter: ClusterStatus | null = null;
+    try {
+      statusAfter = await clusterStatus(ctx.root, clusterAddress);
+    } catch (err) {
+      errors.push(`grow: ${(err as Error).message}`);
+    }
 
     sender.end();
-    const eng = await stopChild(engine, "grow: engine", errors);
-    const { result: wrk, timedOut: workerTimedOut } = await waitOrKill(worker, STOP_TIMEOUT_MS);
-    if (workerTimedOut) errors.push(`grow: the joined worker did not exit within ${STOP_TIMEOUT_MS / 1000} s of the engine stopping; killed`);
-    else if (wrk.exitCode !== 0) errors.push(`grow: the joined worker ended with ${describeExit(wrk)}`);
-
-    if (collector.malformed > 0) errors.push(`grow: ${collector.malformed} malformed output lines`);
-    if (collector.lines !== total) errors.push(`grow: received ${collector.lines} outputs for ${total} records sent (${profile.keys} bulk + ${steady.sent} steady)`);
-    // Every key must end at the count the driver sent it, with every window in between right.
-    const expected = new Map<string, number>();
-    for (let k = 0; k < profile.keys; k++) expected.set(`k${k}`, counts[k]!);
-    const verdict = checkSequenceWindows(collector.text(), expected);
-    if (!verdict.ok) errors.push(`grow: OUTPUT WRONG (sequence-window check): ${verdict.problems.slice(0, 5).join("; ")}`);
+    const { engine: eng, joined: wrk } = await stopWithJoined(engine, worker, "grow", errors);
+    const verdict = checkSequenceOutput(collector, counts, { records: steady.sent, what: "steady" }, "grow", errors);
 
     // The move window: from the coordinator's "worker joining" line (the move starts) to its
     // "slots moved" line. The baseline: an equally long window of the same steady load just
@@ -1176,7 +771,7 @@ async function measureGrow(ctx: BenchContext, errors: string[]): Promise<GrowRes
       driverBacklogBytesMax: steady.backlogBytesMax,
       sinkConnections: collector.connections,
       statusAfter,
-      verdict: { ...verdict, problems: verdict.problems.slice(0, 20) },
+      verdict,
       engineCpuSec: eng.cpuSec,
       engineMaxRssKiB: eng.maxRssKiB,
       workerCpuSec: wrk.cpuSec,
@@ -1236,7 +831,7 @@ export async function runCluster(ctx: BenchContext): Promise<BenchResult> {
       single("grow: coordinator longestPauseMs", "ms", grow.coordinator?.longestPauseMs ?? null, "lower"),
       single(`grow: bulk load of ${formatCount(grow.profile.keys)} keys, one worker`, "records/s", grow.bulkLoadPerSec, "higher"),
     );
-    const workers = (grow.statusAfter as { workers?: Array<{ id: string; slots: number; keys: number }> } | null)?.workers ?? [];
+    const workers = grow.statusAfter?.workers ?? [];
     const newcomer = workers.find((w) => w.id !== "w0");
     const d = grow.during;
     const b = grow.baseline;
@@ -1261,12 +856,4 @@ export async function runCluster(ctx: BenchContext): Promise<BenchResult> {
     details: { scaling: scaling.details, exchangeLink: link.details, grow },
     durationMs: performance.now() - startedAt,
   };
-}
-
-function formatRate(perSec: number): string {
-  return perSec >= 1e6 ? `${(perSec / 1e6).toFixed(2)}M` : `${(perSec / 1e3).toFixed(0)}k`;
-}
-
-function formatCount(n: number): string {
-  return n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n);
 }

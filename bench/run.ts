@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [protocol] [rabbitmq]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [protocol] [rabbitmq]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -15,6 +15,7 @@ import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/
 import { runCluster } from "./cluster.ts";
 import { runProtocol } from "./protocol.ts";
 import { runRabbitMQ } from "./rabbitmq.ts";
+import { runReplication } from "./replication.ts";
 import { runTcpLatency } from "./tcp-latency.ts";
 import { runWordCount } from "./word-count.ts";
 
@@ -22,6 +23,7 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "word-count", title: "Word count", run: runWordCount },
   { name: "tcp-latency", title: "TCP latency", run: runTcpLatency },
   { name: "cluster", title: "Cluster", run: runCluster },
+  { name: "replication", title: "Replication", run: runReplication },
   { name: "protocol", title: "Connector protocol", run: runProtocol },
   { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
 ];

@@ -29,8 +29,11 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Connects to a child's listening port, retrying until it listens, the child dies or timeoutMs pass. */
-export async function connectWhenListening(port: number, child: MeasuredChild, timeoutMs: number): Promise<Socket> {
+/**
+ * Connects to a child's listening port, retrying every retryMs until it listens, the child dies or
+ * timeoutMs pass. A short retryMs suits a driver that times how soon a restarted child is back.
+ */
+export async function connectWhenListening(port: number, child: MeasuredChild, timeoutMs: number, retryMs = 50): Promise<Socket> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (child.exited()) throw new Error("exited before it listened");
@@ -44,7 +47,7 @@ export async function connectWhenListening(port: number, child: MeasuredChild, t
     });
     if (socket !== null) return socket;
     if (performance.now() > deadline) throw new Error(`did not listen on port ${port} within ${timeoutMs / 1000} s`);
-    await sleep(50);
+    await sleep(retryMs);
   }
 }
 

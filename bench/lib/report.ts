@@ -1,4 +1,5 @@
 /** Result shapes shared by the benchmarks, and their rendering as a console table and markdown. */
+import { median, ratio } from "./stats.ts";
 
 export interface Comparison {
   metric: string;
@@ -12,6 +13,20 @@ export interface Comparison {
   /** A goal to read the figure against; informational, never asserted. */
   target?: string;
   targetMet?: boolean;
+}
+
+/**
+ * A row of medians over a benchmark's runs: the runs `isKeyway` picks against the others, each
+ * side's runs without the figure (null) left out.
+ */
+export function medianRow<R>(runs: readonly R[], isKeyway: (run: R) => boolean, metric: string, unit: string, pick: (run: R) => number | null, better: Comparison["better"]): Comparison {
+  const medianOf = (keyway: boolean): number | null => {
+    const values = runs.filter((r) => isKeyway(r) === keyway).map(pick).filter((v): v is number => v !== null);
+    return values.length === 0 ? null : median(values);
+  };
+  const engine = medianOf(true);
+  const baseline = medianOf(false);
+  return { metric, unit, engine, baseline, ratio: ratio(engine, baseline), better };
 }
 
 export interface BenchResult {
@@ -117,4 +132,14 @@ export function markdown(report: RunReport): string {
     if (result.notes.length > 0) out.push("", ...result.notes.map((n) => `- ${n}`));
   }
   return `${out.join("\n")}\n`;
+}
+
+/** A rate for log lines: "1.23M" or "456k". */
+export function formatRate(perSec: number): string {
+  return perSec >= 1e6 ? `${(perSec / 1e6).toFixed(2)}M` : `${(perSec / 1e3).toFixed(0)}k`;
+}
+
+/** A round count for notes: "1M", "100k". */
+export function formatCount(n: number): string {
+  return n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k` : String(n);
 }
