@@ -533,13 +533,15 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   // A worker tells the coordinator when its sources, those just placed here too, have ended (a finite run's end).
   const watchSources = (generation: number): void => {
-    void engine!.sourcesDone().then(
-      () =>
+    // A report that cannot be made (the worker was fenced, the run is over) changes nothing.
+    void engine!
+      .sourcesDone()
+      .then(() =>
         coordinator !== undefined
           ? coordinator.sourcesDone(selfId, generation)
           : clients.call(coordinatorAddress(), "SourcesDone", { workerId: selfId, generation: BigInt(generation) }, SourcesDoneResponseSchema).then(() => undefined),
-      () => undefined,
-    );
+      )
+      .catch(() => undefined);
   };
 
   let heartbeat: NodeJS.Timeout | undefined;
