@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkSequenceWindows } from "../examples/validation/check.ts";
-import { clusterStatus, steadyLoad, type ClusterStatus } from "./helpers/cluster.ts";
+import { clusterStatus, corpus, expectExact, steadyLoad, type ClusterStatus } from "./helpers/cluster.ts";
 import { freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
@@ -161,5 +161,40 @@ describe("cluster failover", () => {
     await load.stop().catch(() => undefined);
     expect(finished.code).toBe(1);
     expect(finished.stderr).toMatch(/keyway: error \[STATE_LOST\]: workers w1 died holding the only copies of 2048 slots \(2048-4095\)/);
+  });
+
+  it("word count with connector sources: a worker SIGKILLed mid-run, and the exactly-once sink holds every count once, as with no failure", async () => {
+    const dir = scratchDir("failover-words");
+    const counts = corpus(dir, 4, 150_000);
+    const output = join(dir, "out.txt");
+    const [connectorPort, clusterPort] = [await freePort(), await freePort()];
+    const address = `127.0.0.1:${clusterPort}`;
+    const engineAt = `127.0.0.1:${connectorPort}`;
+    const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", "lines=connector", "--sink", "counts=connector",
+      "--listen", engineAt, "--cluster-listen", address, "--workers", "3"]);
+    running.push(engine);
+    await settled(address, 3, []);
+    const sink = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", output, "--instance-id", "sink"]);
+    running.push(sink);
+    const sources = [0, 1, 2, 3].map((f) => {
+      const source = startKeyway(["connector", "file-source", "--engine", engineAt, "--target", "lines", "--path", join(dir, "in", `part-${f}.txt`), "--instance-id", `reader-${f}`]);
+      running.push(source);
+      return source;
+    });
+    await waitFor("counts flowing", () => (lineCount(output) > 50_000 ? true : undefined), 60_000);
+    const victim = (await clusterStatus(address)).workers.find((w) => !w.coordinator && w.connectorSessions > 0) ?? (await clusterStatus(address)).workers.find((w) => !w.coordinator)!;
+    process.kill(victim.pid, "SIGKILL");
+    for (const source of sources) {
+      const finished = await source.finished;
+      expect(finished.code, finished.stderr).toBe(0);
+    }
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    await waitFor("every count at the sink", () => (lineCount(output) >= total ? true : undefined), 120_000);
+    expect(lineCount(output)).toBe(total);
+    expectExact(readFileSync(output, "utf8"), counts);
+    expect((await clusterStatus(address)).fenced).toEqual([victim.id]);
+    engine.child.kill("SIGTERM");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
   });
 });

@@ -1,10 +1,9 @@
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlClients } from "../src/cluster/control-rpc.ts";
 import { ControlService, JoinResponseSchema, StatusResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
-import { clusterStatus, perWord } from "./helpers/cluster.ts";
-import { countWords, generateText } from "./helpers/text.ts";
+import { clusterStatus, corpus, expectExact } from "./helpers/cluster.ts";
 import { expectOneLineError, freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
@@ -14,29 +13,6 @@ afterEach(() => {
     r.child.kill("SIGKILL");
   }
 });
-
-/** A corpus split over a directory of files (`words` each, or a size per file), and its exact word counts. */
-function corpus(dir: string, files: number, words: number | number[]): Map<string, number> {
-  const inputs = join(dir, "in");
-  mkdirSync(inputs);
-  let text = "";
-  for (let f = 0; f < files; f++) {
-    const part = generateText(typeof words === "number" ? words : words[f]!, 11 + f);
-    writeFileSync(join(inputs, `part-${f}.txt`), part);
-    text += part;
-  }
-  return countWords(text);
-}
-
-/** Output lines "word n" end at each word's total, and run 1..n in order per word. */
-function expectExact(output: string, counts: Map<string, number>): void {
-  const groups = perWord(output);
-  expect(groups.size).toBe(counts.size);
-  for (const [word, lines] of groups) {
-    expect(lines.length, word).toBe(counts.get(word));
-    lines.forEach((line, i) => expect(line).toBe(`${word} ${i + 1}`));
-  }
-}
 
 describe("cluster", () => {
   it("counts a directory's words exactly on 1, 2 and 3 workers, its files spread over them", async () => {

@@ -3,9 +3,10 @@ import { create } from "@bufbuild/protobuf";
 import { PartitionMapMessageSchema, type PartitionMapMessage } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
 import type { Worker } from "./membership.ts";
+import type { OutputsWritten } from "./replication.ts";
 
 /** The map with every member listed, owners indexing the map's own worker list. */
-export function mapToMessage(map: PartitionMap, members: readonly Worker[], fenced: readonly string[] = []): PartitionMapMessage {
+export function mapToMessage(map: PartitionMap, members: readonly Worker[], fenced: readonly string[] = [], written: readonly OutputsWritten[] = []): PartitionMapMessage {
   const listed = [...map.workers, ...members.map((m) => m.id).filter((id) => !map.workers.includes(id))];
   return create(PartitionMapMessageSchema, {
     epoch: BigInt(map.epoch),
@@ -18,10 +19,11 @@ export function mapToMessage(map: PartitionMap, members: readonly Worker[], fenc
     replicas: map.replicas,
     backups: Array.from(map.backups),
     fenced: [...fenced],
+    written: written.map((w) => ({ workerId: w.worker, pipeline: w.pipeline, outputSeq: BigInt(w.outputSeq) })),
   });
 }
 
-export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMap; members: Worker[]; fenced: string[] } {
+export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMap; members: Worker[]; fenced: string[]; written: OutputsWritten[] } {
   const workers = message.workers.map((w) => ({ id: w.id, address: w.address, connectorAddress: w.connectorAddress, data: w.data }));
   return {
     map: {
@@ -34,5 +36,6 @@ export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMa
     },
     members: workers.filter((w) => w.address !== ""),
     fenced: message.fenced,
+    written: message.written.map((w) => ({ worker: w.workerId, pipeline: w.pipeline, outputSeq: Number(w.outputSeq) })),
   };
 }

@@ -21,6 +21,7 @@ import type { SlotState, SourceAssignment, WorkerStatsResponse } from "../protoc
 import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
+import type { OutputsWritten } from "./replication.ts";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, reindex, underReplicated, type CopyPlan } from "./replicas.ts";
 
 /**
@@ -56,8 +57,8 @@ export interface WorkerPort {
   freeze(worker: Worker, epoch: number, slots: number[]): Promise<void>;
   exportSlots(worker: Worker, slots: number[]): Promise<SlotState[]>;
   /** Imports the states, then takes the map that gives them to the worker. */
-  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
-  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[], fenced: readonly string[]): Promise<void>;
+  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[], fenced: readonly string[], written: readonly OutputsWritten[]): Promise<void>;
+  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[], fenced: readonly string[], written: readonly OutputsWritten[]): Promise<void>;
   /** Whether a worker answers at all: "refused" when nothing listens at its address (its process is gone). */
   probe(worker: Worker): Promise<"answered" | "refused" | "silent">;
   /** The primary `worker` copies these slots to worker `to`; settles once the copies are complete there. */
@@ -90,6 +91,8 @@ export interface CoordinatorOptions {
   finite: boolean;
   /** Copies of each slot, the primary's included (1: no replication). */
   replicas?: number;
+  /** How far a worker's output reached the sinks (the sinks' worker keeps the ledger). */
+  outputsWritten?: (worker: string) => OutputsWritten[];
   failureTimeoutMs?: number;
 }
 
@@ -149,6 +152,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   let members: Worker[] = [self];
   let map: PartitionMap = equalRanges(options.slotCount, [self.id], 1, replicas);
   const fenced: string[] = [];
+  // For each fenced worker: how far its output had reached the sinks, for the backups that take over.
+  const written: OutputsWritten[] = [];
   // Per worker, the bundled sources placed on it, so a dead worker's are read elsewhere.
   const sourcesOf = new Map<string, SourceAssignment[]>();
   let nextId = 1;
@@ -197,10 +202,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[], firstHasIt = false): Promise<void> => {
     if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
     map = next;
-    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members, fenced);
+    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members, fenced, written);
     await Promise.all(
       to.filter((m) => m.id !== first?.id).map((m) =>
-        port.updateMap(m, next, members, fenced).catch((err: Error) => {
+        port.updateMap(m, next, members, fenced, written).catch((err: Error) => {
           // A worker that died meanwhile is the failure detector's to handle, not this change's.
           if (fenced.includes(m.id)) return;
           throw new MigrationError(`worker ${m.id} at ${m.address} did not take map epoch ${next.epoch}: ${err.message}`, true);
@@ -212,7 +217,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const announce = (next: PartitionMap): Promise<void> => {
     map = next;
     return Promise.all(
-      members.map((m) => port.updateMap(m, next, members, fenced).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
+      members.map((m) => port.updateMap(m, next, members, fenced, written).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
     ).then(() => undefined);
   };
 
@@ -262,7 +267,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       step("exportMs");
       const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
-        await port.importSlots(to, states, next, members, fenced);
+        await port.importSlots(to, states, next, members, fenced, written);
       } catch (err) {
         // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
         throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
@@ -349,6 +354,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const dead = ids.filter((id) => member(id) !== undefined && !fenced.includes(id));
       if (dead.length === 0) return;
       fenced.push(...dead);
+      for (const id of dead) written.push(...(options.outputsWritten?.(id) ?? []));
       const startedAt = performance.now();
       log.warn({ workers: dead, reason }, "workers declared dead and fenced");
       const lost = lostSlots(map, new Set(dead));

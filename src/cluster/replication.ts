@@ -14,8 +14,17 @@ import type { KeyedBatch, Replica } from "../runtime/dataflow.ts";
 export interface OutboxEntry {
   seq: bigint;
   pipeline: number;
+  /** The primary's run that produced them: its output reached the sink if the sink's worker saw that run. */
+  outputSeq: number;
   values: Payload[];
   ids: string[] | undefined;
+}
+
+/** How far a worker's output reached the sink's worker, per pipeline: every run up to outputSeq. */
+export interface OutputsWritten {
+  worker: string;
+  pipeline: number;
+  outputSeq: number;
 }
 
 /** Per backup: replica numbers handed out, and which of them have had their outputs leave. */
@@ -27,8 +36,8 @@ interface Outgoing {
 }
 
 export interface Replication {
-  /** Sends records applied here to the backup `to`. */
-  replicate(to: string, epoch: number, pipeline: number, stage: number, batch: KeyedBatch): Replica;
+  /** Sends records applied here by run `outputSeq` to the backup `to`. */
+  replicate(to: string, epoch: number, pipeline: number, stage: number, batch: KeyedBatch, outputSeq: number): Replica;
   /** A replica arrived from `from`: keeps the outputs the copy produced, forgets those that left. */
   received(from: string, seq: bigint, deliveredThrough: bigint, output: Omit<OutboxEntry, "seq">): void;
   /** Takes every output kept for a primary that died, in order. */
@@ -51,7 +60,7 @@ export function createReplication(send: (to: string, batch: BatchOut) => Promise
   };
 
   return {
-    replicate(to, epoch, pipeline, stage, batch) {
+    replicate(to, epoch, pipeline, stage, batch, outputSeq) {
       let state = outgoing.get(to);
       if (state === undefined) outgoing.set(to, (state = { next: 1n, open: [], deliveredThrough: 0n }));
       const s = state;
@@ -60,7 +69,7 @@ export function createReplication(send: (to: string, batch: BatchOut) => Promise
         const seq = s.next++;
         seqs.push(seq);
         s.open.push({ seq, delivered: false });
-        return send(to, { epoch, pipeline, stage, toSink: false, hops: 0, records, payload, replica: { seq, deliveredThrough: s.deliveredThrough } });
+        return send(to, { epoch, pipeline, stage, toSink: false, hops: 0, records, payload, outputSeq, replica: { seq, deliveredThrough: s.deliveredThrough } });
       });
       return {
         acked: acks.length === 1 ? acks[0]! : Promise.all(acks).then(() => undefined),
@@ -93,4 +102,34 @@ export function createReplication(send: (to: string, batch: BatchOut) => Promise
       }
     },
   };
+}
+
+/**
+ * The sink's worker's record of how far each worker's replicated output reached it: a run's output
+ * arrives whole, in release order, so the highest run seen per worker and pipeline is a prefix.
+ */
+export interface OutputLedger {
+  record(from: string, pipeline: number, outputSeq: number): void;
+  /** What reached here from a worker (declared dead). */
+  of(worker: string): OutputsWritten[];
+}
+
+export function createOutputLedger(): OutputLedger {
+  const through = new Map<string, Map<number, number>>();
+  return {
+    record(from, pipeline, outputSeq) {
+      let perPipeline = through.get(from);
+      if (perPipeline === undefined) through.set(from, (perPipeline = new Map()));
+      if (outputSeq > (perPipeline.get(pipeline) ?? 0)) perPipeline.set(pipeline, outputSeq);
+    },
+    of(worker) {
+      return [...(through.get(worker) ?? [])].map(([pipeline, outputSeq]) => ({ worker, pipeline, outputSeq }));
+    },
+  };
+}
+
+/** The kept outputs that did not reach the sink's worker: runs past what it recorded. */
+export function unwritten(entries: readonly OutboxEntry[], from: string, written: readonly OutputsWritten[]): OutboxEntry[] {
+  const through = new Map(written.filter((w) => w.worker === from).map((w) => [w.pipeline, w.outputSeq]));
+  return entries.filter((e) => e.outputSeq > (through.get(e.pipeline) ?? 0));
 }

@@ -53,7 +53,7 @@ import type { SessionPlacement } from "../protocol/index.ts";
 import { partitionerNames, pickRecords, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
-import { createReplication, type OutboxEntry } from "./replication.ts";
+import { createOutputLedger, createReplication, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
 import { mapFromMessage } from "./codec.ts";
 import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
@@ -180,6 +180,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const copyingTo = new Map<number, Set<string>>();
   const copiesIn = new Set<number>();
   const replication = createReplication((to, batch) => exchange.send(to, batch));
+  const ledger = createOutputLedger();
   const heldHere = (slot: number): boolean => {
     const { map, self: me } = placement;
     return map.owners[slot] === me || backupsOf(map, slot).includes(me) || copiesIn.has(slot);
@@ -191,7 +192,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     const keep = records.slots.map((slot, i) => (heldHere(slot) ? i : -1)).filter((i) => i >= 0);
     const held = keep.length === records.slots.length ? records : pickRecords(records, keep);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
-    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, values: run.values, ids: run.ids });
+    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids });
     return Promise.resolve();
   };
 
@@ -208,6 +209,10 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     self: () => selfId,
     token,
     log: log.child({ component: "exchange" }),
+    // What reached here counts as written from the moment it arrives: this worker (the sinks') outlives the run.
+    arrived: (batch) => {
+      if (batch.toSink && batch.outputSeq !== undefined) ledger.record(batch.from, batch.pipeline, batch.outputSeq);
+    },
     accepts: (from) => (fenced.has(from) ? `worker ${from} was declared dead and fenced; its links are refused` : undefined),
     receive: (batch) => {
       if (batch.replica !== undefined || batch.snapshot === true) {
@@ -261,7 +266,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   };
 
   /** Takes a map; settles once links to workers that left have finished what they carried. */
-  const applyMap = (map: PartitionMap, newMembers: Worker[], newlyFenced: readonly string[] = []): Promise<void> => {
+  const applyMap = (map: PartitionMap, newMembers: Worker[], newlyFenced: readonly string[] = [], written: readonly OutputsWritten[] = []): Promise<void> => {
     // Maps are published concurrently by a failover and a rebuild; a newer one already here supersedes an older.
     if (map.epoch < placement.map.epoch) return Promise.resolve();
     if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
@@ -286,7 +291,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     computeReplicaTargets();
     // Synchronously, before any new record is routed: what was on its way to the dead goes again, in order.
     for (const id of dead) abandon(id);
-    if (dead.length > 0) resendOutboxes(previous, dead);
+    if (dead.length > 0) resendOutboxes(previous, dead, written);
     const retired = exchange.setPeers(members);
     for (const flow of engine?.flows ?? []) {
       for (const store of flow.stores) {
@@ -299,14 +304,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   };
 
   /**
-   * Outputs this worker's copies produced for primaries that died, kept until this worker leads
-   * a slot whose primary died: they may never have left, so they go again (with their ids). Kept
-   * past a failover that promoted another worker, since that one may die too before it resends.
+   * Outputs this worker's copies produced for primaries that died and that did not reach the
+   * sinks' worker, kept until this worker leads a slot whose primary died: then they go again.
+   * Kept past a failover that promoted another worker, since that one may die too before it resends.
    */
   const orphaned = new Map<string, OutboxEntry[]>();
-  const resendOutboxes = (previous: PartitionMap, dead: readonly string[]): void => {
+  const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[]): void => {
     for (const id of dead) {
-      orphaned.set(id, replication.takeOutbox(id));
+      orphaned.set(id, unwritten(replication.takeOutbox(id), id, written));
       replication.forget(id);
     }
     const promoted = previous.owners.some((o, slot) => fenced.has(previous.workers[o]!) && placement.map.owners[slot] === placement.self);
@@ -404,14 +409,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
       if (req.map !== undefined) {
-        const { map, members: newMembers, fenced: dead } = mapFromMessage(req.map);
-        await applyMap(map, newMembers, dead);
+        const { map, members: newMembers, fenced: dead, written } = mapFromMessage(req.map);
+        await applyMap(map, newMembers, dead, written);
       }
       return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
     }),
     UpdateMap: unary(async (req: UpdateMapRequest) => {
-      const { map, members: newMembers, fenced: dead } = mapFromMessage(req.map!);
-      await applyMap(map, newMembers, dead);
+      const { map, members: newMembers, fenced: dead, written } = mapFromMessage(req.map!);
+      await applyMap(map, newMembers, dead, written);
       return create(UpdateMapResponseSchema, {});
     }),
     CopySlots: unary(async (req: CopySlotsRequest) => {
@@ -496,7 +501,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   // A joiner's run ends with `left`, whose failure its caller reports: not an unhandled rejection here.
   runOver.catch(() => undefined);
   if (first !== undefined) {
-    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, replicas: first.replicas, failureTimeoutMs: first.failureTimeoutMs, onStateLost: options.onStateLost ?? (() => undefined) });
+    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, replicas: first.replicas, failureTimeoutMs: first.failureTimeoutMs, outputsWritten: (id) => ledger.of(id), onStateLost: options.onStateLost ?? (() => undefined) });
     runOver = coordinator.runOver;
     handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator, { appName: app.name, bindingsJson, log }) };
   } else {
@@ -514,17 +519,19 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     holdOpen: runOver,
     replicated: replicas > 1,
     peers: {
-      replicate: (target, pipeline, stage, batch) => replication.replicate(placement.map.workers[target]!, placement.map.epoch, pipeline, stage, batch),
+      replicate: (target, pipeline, stage, batch, outputSeq) => replication.replicate(placement.map.workers[target]!, placement.map.epoch, pipeline, stage, batch, outputSeq),
       send: (owner, pipeline, stage, batch, hops) => {
         const to = placement.map.workers[owner]!;
         const epoch = placement.map.epoch;
         return settled(encodeRecords(batch).map(({ records, payload }) => exchange.send(to, { epoch, pipeline, stage, toSink: false, hops, records, payload })));
       },
-      sendOutput: (pipeline, values, ids) => {
+      sendOutput: (pipeline, values, ids, outputSeq) => {
         const to = home();
         if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
         const epoch = placement.map.epoch;
-        return settled(encodeSinkRecords({ values, ids }).map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload })));
+        // A replicated run's output goes whole: the sinks' worker then has all of a run or none of it.
+        const pieces = encodeSinkRecords({ values, ids }, outputSeq === undefined ? undefined : Infinity);
+        return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }) })));
       },
       ready: () => exchange.ready(),
     },

@@ -46,6 +46,8 @@ export interface BatchOut {
   payload: Uint8Array;
   /** Records applied at their primary, for a backup copy here; with the pair's sequence and delivery mark. */
   replica?: { seq: bigint; deliveredThrough: bigint };
+  /** Replicated: the sender's run these records or this output belong to (per pipeline, in release order). */
+  outputSeq?: number;
   /** Slot states for a copy being made here. */
   snapshot?: boolean;
 }
@@ -96,6 +98,8 @@ export interface ExchangeOptions {
   receive: ReceiveFn;
   log: Logger;
   window?: LinkWindow;
+  /** Called for each new batch as it arrives, before the batches ahead of it on its link have run. */
+  arrived?: (batch: BatchIn) => void;
   /** Whether a worker may open a link here: a fenced (declared dead) worker may not. */
   accepts?: (from: string) => string | undefined;
 }
@@ -240,6 +244,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
         const input: BatchIn = { from, epoch: Number(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload };
         if (batch.replica) input.replica = { seq: batch.replicaSeq, deliveredThrough: batch.deliveredThrough };
         if (batch.snapshot) input.snapshot = true;
+        if (batch.outputSeq > 0n) input.outputSeq = Number(batch.outputSeq);
+        options.arrived?.(input);
         // Batches of one link run in order: a key's records keep their order.
         chain = chain.then(async () => {
           const { applied, done } = options.receive(input);
@@ -276,6 +282,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
         replicaSeq: batch.replica?.seq ?? 0n,
         deliveredThrough: batch.replica?.deliveredThrough ?? 0n,
         snapshot: batch.snapshot === true,
+        outputSeq: BigInt(batch.outputSeq ?? 0),
       } as ExchangeBatch;
       const { done } = link.sender.enqueue(message, batch.records, batch.payload.byteLength);
       flush(link);
@@ -328,6 +335,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
           payload: m.payload,
           ...(m.replica ? { replica: { seq: m.replicaSeq, deliveredThrough: m.deliveredThrough } } : {}),
           ...(m.snapshot ? { snapshot: true } : {}),
+          ...(m.outputSeq > 0n ? { outputSeq: Number(m.outputSeq) } : {}),
         },
         resolve,
         reject,

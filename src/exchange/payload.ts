@@ -41,12 +41,12 @@ export interface SinkRecords {
   ids?: string[];
 }
 
-/** Sink output as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
-export function encodeSinkRecords({ values, ids }: SinkRecords): Array<{ records: number; payload: Uint8Array }> {
+/** Sink output as payloads of at most `maxRecords` records each, in order. */
+export function encodeSinkRecords({ values, ids }: SinkRecords, maxRecords = EXCHANGE_BATCH_RECORDS_MAX): Array<{ records: number; payload: Uint8Array }> {
   const pieces: Array<{ records: number; payload: Uint8Array }> = [];
-  for (let from = 0; from < values.length; from += EXCHANGE_BATCH_RECORDS_MAX) {
-    const to = Math.min(values.length, from + EXCHANGE_BATCH_RECORDS_MAX);
-    const piece = values.length <= EXCHANGE_BATCH_RECORDS_MAX ? { values, ids } : { values: values.slice(from, to), ids: ids?.slice(from, to) };
+  for (let from = 0; from < values.length; from += maxRecords) {
+    const to = Math.min(values.length, from + maxRecords);
+    const piece = values.length <= maxRecords ? { values, ids } : { values: values.slice(from, to), ids: ids?.slice(from, to) };
     pieces.push({ records: to - from, payload: serialize(ids === undefined ? { values: piece.values } : piece) });
   }
   return pieces;

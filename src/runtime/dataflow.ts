@@ -73,8 +73,8 @@ export interface RouteOut {
   send(owner: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
   /** Records of frozen slots, until the slots thaw. */
   hold(stage: number, batch: KeyedBatch): Promise<void>;
-  /** Records just applied here, to the backup at index `target` of the map. */
-  replicate?(target: number, stage: number, batch: KeyedBatch): Replica;
+  /** Records just applied here by the run numbered `outputSeq`, to the backup at index `target` of the map. */
+  replicate?(target: number, stage: number, batch: KeyedBatch, outputSeq: number): Replica;
 }
 
 export interface Routing {
@@ -86,6 +86,8 @@ export interface Routing {
   out?: RouteOut;
   /** Records carry marks, and slots drop replays (replicated state). */
   marking?: boolean;
+  /** With marking: numbers each run that applies records here, in the order it applies them (its output leaves in that order). */
+  outputSeq?: () => number;
 }
 
 /** What one run produced here: sink-bound output, and the promises of records sent elsewhere. */
@@ -100,6 +102,8 @@ export interface StageRun {
   replicas: Replica[];
   /** Replays dropped: records at or below their slot's mark. */
   replays: number;
+  /** With marking, once the run applied records here: its place in this worker's output order (else -1). */
+  outputSeq: number;
 }
 
 export interface RunOptions {
@@ -343,7 +347,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       }
     }
     if (groups === undefined) return;
-    for (const [t, indexes] of groups) run.replicas.push(out.replicate(t, s, pickRecords(input, indexes)));
+    for (const [t, indexes] of groups) run.replicas.push(out.replicate(t, s, pickRecords(input, indexes), run.outputSeq));
   };
 
   const resolveKeys = async (input: KeyedBatch, name: string): Promise<void> => {
@@ -406,6 +410,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     if (last) sinkOut = run;
     else stageIn = next;
     if (local === undefined || local.length > 0) {
+      if (run.outputSeq < 0 && routing.outputSeq !== undefined) run.outputSeq = routing.outputSeq();
       run.replays += runLocal(stage, input, local);
       replicate(s, input, local, run);
     }
@@ -471,7 +476,7 @@ export function emptyKeyedBatch(): KeyedBatch {
 }
 
 function emptyRun(withIds: boolean): StageRun {
-  const run: StageRun = { values: [], pending: [], forwarded: 0, replicas: [], replays: 0 };
+  const run: StageRun = { values: [], pending: [], forwarded: 0, replicas: [], replays: 0, outputSeq: -1 };
   if (withIds) run.ids = [];
   return run;
 }

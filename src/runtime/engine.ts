@@ -38,12 +38,16 @@ export const MAX_INFLIGHT_BATCHES = 64;
 export interface PeerLinks {
   /** Records for pipeline p's stage s to the worker at index `owner` of the map; settles when done there. */
   send(owner: number, pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
-  /** A pipeline's sink output, to the worker whose sink takes it; settles when that sink has it. */
-  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
+  /**
+   * A pipeline's sink output, to the worker whose sink takes it; settles when that sink has it.
+   * `outputSeq` numbers a replicated run's output (the sink's worker records how far each
+   * worker's output reached, so a promoted backup resends only what did not).
+   */
+  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
-  /** Records applied here as their slots' primary, to the backup at index `target` of the map. */
-  replicate?(target: number, pipeline: number, stage: number, batch: KeyedBatch): Replica;
+  /** Records applied here as their slots' primary by run `outputSeq` of the pipeline, to the backup at index `target` of the map. */
+  replicate?(target: number, pipeline: number, stage: number, batch: KeyedBatch, outputSeq: number): Replica;
 }
 
 export interface EngineOptions {
@@ -211,19 +215,22 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const peers = options.peers;
   const held: Array<{ pipeline: number; stage: number; batch: KeyedBatch; resolve: () => void; reject: (err: unknown) => void }> = [];
   const replicate = peers?.replicate;
+  // Per pipeline: the next run's output sequence (from 1), and how far outputs have been released.
+  const nextOutputSeq = app.pipelines.map(() => 1);
   const flows = app.pipelines.map((p, i) =>
     compileDataflow(p, {
       slotOf,
       placement,
       partition: options.partition,
       marking: options.replicated === true,
+      outputSeq: () => nextOutputSeq[i]!++,
       out:
         peers === undefined
           ? undefined
           : {
               send: (owner, stage, batch, hops) => peers.send(owner, i, stage, batch, hops),
               hold: (stage, batch) => new Promise<void>((resolve, reject) => held.push({ pipeline: i, stage, batch, resolve, reject })),
-              ...(replicate === undefined ? {} : { replicate: (target: number, stage: number, batch: KeyedBatch) => replicate(target, i, stage, batch) }),
+              ...(replicate === undefined ? {} : { replicate: (target: number, stage: number, batch: KeyedBatch, seq: number) => replicate(target, i, stage, batch, seq) }),
             },
     }),
   );
@@ -260,24 +267,44 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return next;
   };
 
-  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void> => {
+  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void> => {
     const sink = localSinks[pipeline];
-    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids);
+    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq);
   };
 
-  // Replicated, every output leaves in the order it was produced, each once its backups have acked:
-  // an output of a slot without backups must not overtake an earlier one of the same key still waiting.
-  const releaseChains: Array<Promise<unknown>> = app.pipelines.map(() => Promise.resolve());
+  // Replicated, every run's output leaves in the order the run applied its records (its output
+  // sequence), each once its backups have acked: an output of a slot without backups must not
+  // overtake an earlier one of the same key still waiting.
+  const released = app.pipelines.map(() => 0);
+  const turns = app.pipelines.map(() => new Map<number, () => void>());
+  const turnOf = (pipeline: number, seq: number): Promise<void> =>
+    seq === released[pipeline]! + 1 ? Promise.resolve() : new Promise((resolve) => turns[pipeline]!.set(seq, resolve));
+  const passTurn = (pipeline: number, seq: number): void => {
+    released[pipeline] = seq;
+    const next = turns[pipeline]!.get(seq + 1);
+    if (next === undefined) return;
+    turns[pipeline]!.delete(seq + 1);
+    next();
+  };
   const unsettled = new Set<Promise<void>>();
   const deliverReplicated = (pipeline: number, run: StageRun): Promise<void> => {
-    const { replicas } = run;
+    const { replicas, outputSeq } = run;
     const acked: Promise<unknown> = replicas.length === 0 ? Promise.resolve() : replicas.length === 1 ? replicas[0]!.acked : Promise.all(replicas.map((r) => r.acked));
     let written: Promise<unknown> = acked;
-    if (run.values.length > 0) {
+    if (outputSeq > 0) {
       stats.recordsOut += run.values.length;
-      const turn = releaseChains[pipeline]!.then(() => acked).then(() => ({ write: sendOutput(pipeline, run.values, run.ids) }));
-      releaseChains[pipeline] = turn.catch(() => undefined);
+      const turn = turnOf(pipeline, outputSeq)
+        .then(() => acked)
+        .then(() => {
+          const write = run.values.length === 0 ? Promise.resolve() : sendOutput(pipeline, run.values, run.ids, outputSeq);
+          passTurn(pipeline, outputSeq);
+          return { write };
+        });
       written = turn.then(({ write }) => write);
+    } else if (run.values.length > 0) {
+      // Output of stateless steps alone: no state, no order to keep with a keyed run.
+      stats.recordsOut += run.values.length;
+      written = sendOutput(pipeline, run.values, run.ids);
     }
     const left = written.then(() => {
       for (const r of replicas) r.delivered();

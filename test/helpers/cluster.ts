@@ -1,6 +1,10 @@
-/** Shared set-ups for cluster tests: status over the CLI, per-word grouping, a steady TCP load. */
+/** Shared set-ups for cluster tests: status over the CLI, word-count corpora and checks, a steady TCP load. */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import { expect } from "vitest";
 import { runKeyway, waitFor } from "./process.ts";
+import { countWords, generateText } from "./text.ts";
 
 export interface WorkerView {
   id: string;
@@ -46,6 +50,29 @@ export function perWord(output: string): Map<string, string[]> {
     list.push(line);
   }
   return groups;
+}
+
+/** A corpus split over a directory of files (`words` each, or a size per file), and its exact word counts. */
+export function corpus(dir: string, files: number, words: number | number[]): Map<string, number> {
+  const inputs = join(dir, "in");
+  mkdirSync(inputs);
+  let text = "";
+  for (let f = 0; f < files; f++) {
+    const part = generateText(typeof words === "number" ? words : words[f]!, 11 + f);
+    writeFileSync(join(inputs, `part-${f}.txt`), part);
+    text += part;
+  }
+  return countWords(text);
+}
+
+/** Output lines "word n" end at each word's total, and run 1..n in order per word: each count once. */
+export function expectExact(output: string, counts: Map<string, number>): void {
+  const groups = perWord(output);
+  expect(groups.size).toBe(counts.size);
+  for (const [word, lines] of groups) {
+    expect(lines.length, word).toBe(counts.get(word));
+    lines.forEach((line, i) => expect(line).toBe(`${word} ${i + 1}`));
+  }
 }
 
 /** Sequence-window input over TCP: `keys` keys (named prefix + index) counting up, a small batch every few milliseconds. */

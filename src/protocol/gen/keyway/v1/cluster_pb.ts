@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file keyway/v1/cluster.proto.
  */
 export const file_keyway_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChdrZXl3YXkvdjEvY2x1c3Rlci5wcm90bxIJa2V5d2F5LnYxIi4KDkNsdXN0ZXJWZXJzaW9uEg0KBW1ham9yGAEgASgNEg0KBW1pbm9yGAIgASgNIpMBCgtKb2luUmVxdWVzdBIqCgd2ZXJzaW9uGAEgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uEg8KB2FkZHJlc3MYAiABKAkSGQoRY29ubmVjdG9yX2FkZHJlc3MYAyABKAkSCwoDYXBwGAQgASgJEhIKCmFwcF9kaWdlc3QYBSABKAkSCwoDcGlkGAYgASgNIk4KBldvcmtlchIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhkKEWNvbm5lY3Rvcl9hZGRyZXNzGAMgASgJEgwKBGRhdGEYBCABKAgipwEKE1BhcnRpdGlvbk1hcE1lc3NhZ2USDQoFZXBvY2gYASABKAQSEgoKc2xvdF9jb3VudBgCIAEoDRIiCgd3b3JrZXJzGAMgAygLMhEua2V5d2F5LnYxLldvcmtlchISCgZvd25lcnMYBCADKA1CAhABEhAKCHJlcGxpY2FzGAUgASgNEhMKB2JhY2t1cHMYBiADKA1CAhABEg4KBmZlbmNlZBgHIAMoCSKEAQoMSm9pblJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIrCgNtYXAYAiABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZRIVCg1iaW5kaW5nc19qc29uGAMgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoBCI0ChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoBCIiChFIZWFydGJlYXRSZXNwb25zZRINCgVlcG9jaBgBIAEoBCIxCg1GcmVlemVSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhEKBXNsb3RzGAIgAygNQgIQASIQCg5GcmVlemVSZXNwb25zZSI2ChJFeHBvcnRTbG90c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSEQoFc2xvdHMYAiADKA1CAhABIiwKCVNsb3RTdGF0ZRIMCgRzbG90GAEgASgNEhEKCXBpcGVsaW5lcxgCIAMoDCI6ChNFeHBvcnRTbG90c1Jlc3BvbnNlEiMKBXNsb3RzGAEgAygLMhQua2V5d2F5LnYxLlNsb3RTdGF0ZSJ1ChJJbXBvcnRTbG90c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSIwoFc2xvdHMYAiADKAsyFC5rZXl3YXkudjEuU2xvdFN0YXRlEisKA21hcBgDIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlIiMKE0ltcG9ydFNsb3RzUmVzcG9uc2USDAoEa2V5cxgBIAEoBCI/ChBVcGRhdGVNYXBSZXF1ZXN0EisKA21hcBgBIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlIhMKEVVwZGF0ZU1hcFJlc3BvbnNlIkcKEkNsYWltU3RyZWFtUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDgoGc291cmNlGAIgASgJEg4KBnN0cmVhbRgDIAEoCSI8ChNDbGFpbVN0cmVhbVJlc3BvbnNlEhQKDHJlc3VtZV9hZnRlchgBIAEoBBIPCgdncmFudGVkGAIgASgIIjYKFFJlbGVhc2VTdHJlYW1SZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIOCgZzdHJlYW0YAiABKAkiOwoVUmVsZWFzZVN0cmVhbVJlc3BvbnNlEhAKCHBvc2l0aW9uGAEgASgEEhAKCHJlbGVhc2VkGAIgASgIIh4KDExlYXZlUmVxdWVzdBIOCgZyZWFzb24YASABKAkiDwoNTGVhdmVSZXNwb25zZSIyCg1TaHJpbmtSZXF1ZXN0EhIKCndvcmtlcl9pZHMYASADKAkSDQoFY291bnQYAiABKA0iTgoOU2hyaW5rUmVzcG9uc2USKwoDbWFwGAEgASgLMh4ua2V5d2F5LnYxLlBhcnRpdGlvbk1hcE1lc3NhZ2USDwoHcmVtb3ZlZBgCIAMoCSIPCg1TdGF0dXNSZXF1ZXN0IhQKEldvcmtlclN0YXRzUmVxdWVzdCKQAgoTV29ya2VyU3RhdHNSZXNwb25zZRIMCgRrZXlzGAEgASgEEhkKEXJlY29yZHNfcHJvY2Vzc2VkGAIgASgEEg0KBWVwb2NoGAMgASgEEhoKEnJlY29yZHNfcGVyX3NlY29uZBgEIAEoARILCgNwaWQYBSABKA0SGgoSY29ubmVjdG9yX3Nlc3Npb25zGAYgASgNEg8KB3NvdXJjZXMYByADKAkSEwoLYmFja2xvZ19vdXQYCCABKAQSEgoKYmFja2xvZ19pbhgJIAEoBBIZChFyZWNvcmRzX2ZvcndhcmRlZBgKIAEoBBISCgpyZWNvcmRzX2luGAsgASgEEhMKC3JlY29yZHNfb3V0GAwgASgEIssBCgxXb3JrZXJTdGF0dXMSCgoCaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRINCgVzbG90cxgDIAEoDRITCgtjb29yZGluYXRvchgEIAEoCBIRCglyZWFjaGFibGUYBSABKAgSDAoEZGF0YRgGIAEoCBIZChFjb25uZWN0b3JfYWRkcmVzcxgHIAEoCRItCgVzdGF0cxgIIAEoCzIeLmtleXdheS52MS5Xb3JrZXJTdGF0c1Jlc3BvbnNlEg8KB2JhY2t1cHMYCSABKA0ivQEKDlN0YXR1c1Jlc3BvbnNlEgsKA2FwcBgBIAEoCRINCgVlcG9jaBgCIAEoBBISCgpzbG90X2NvdW50GAMgASgNEigKB3dvcmtlcnMYBCADKAsyFy5rZXl3YXkudjEuV29ya2VyU3RhdHVzEhUKDWJpbmRpbmdzX2pzb24YBSABKAkSEAoIcmVwbGljYXMYBiABKA0SGAoQdW5kZXJfcmVwbGljYXRlZBgHIAEoDRIOCgZmZW5jZWQYCCADKAkiSgoQQ29weVNsb3RzUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIRCgVzbG90cxgCIAMoDUICEAESFAoMdG9fd29ya2VyX2lkGAMgASgJIhMKEUNvcHlTbG90c1Jlc3BvbnNlIkYKEFNvdXJjZUFzc2lnbm1lbnQSEAoIcGlwZWxpbmUYASABKA0SCwoDdXJpGAIgASgJEhMKC3Jlc3VtZV9mcm9tGAMgASgEIlcKE1N0YXJ0U291cmNlc1JlcXVlc3QSLAoHc291cmNlcxgBIAMoCzIbLmtleXdheS52MS5Tb3VyY2VBc3NpZ25tZW50EhIKCmdlbmVyYXRpb24YAiABKAQiFgoUU3RhcnRTb3VyY2VzUmVzcG9uc2UiFAoSU3RvcFNvdXJjZXNSZXF1ZXN0IkMKE1N0b3BTb3VyY2VzUmVzcG9uc2USLAoHc291cmNlcxgBIAMoCzIbLmtleXdheS52MS5Tb3VyY2VBc3NpZ25tZW50IjsKElNvdXJjZXNEb25lUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBCIVChNTb3VyY2VzRG9uZVJlc3BvbnNlImUKC0xpbmtSZXF1ZXN0EiMKBG9wZW4YASABKAsyEy5rZXl3YXkudjEuTGlua09wZW5IABIpCgViYXRjaBgCIAEoCzIYLmtleXdheS52MS5FeGNoYW5nZUJhdGNoSABCBgoEa2luZCJSCghMaW5rT3BlbhIMCgRmcm9tGAEgASgJEioKB3ZlcnNpb24YAiABKAsyGS5rZXl3YXkudjEuQ2x1c3RlclZlcnNpb24SDAoEbGFuZRgDIAEoDSLgAQoNRXhjaGFuZ2VCYXRjaBILCgNzZXEYASABKAQSDQoFZXBvY2gYAiABKAQSEAoIcGlwZWxpbmUYAyABKA0SDQoFc3RhZ2UYBCABKA0SDwoHdG9fc2luaxgFIAEoCBIMCgRob3BzGAYgASgNEg8KB3JlY29yZHMYByABKA0SDwoHcGF5bG9hZBgIIAEoDBIPCgdyZXBsaWNhGAkgASgIEhMKC3JlcGxpY2Ffc2VxGAogASgEEhkKEWRlbGl2ZXJlZF90aHJvdWdoGAsgASgEEhAKCHNuYXBzaG90GAwgASgIImYKDExpbmtSZXNwb25zZRIrCghhY2NlcHRlZBgBIAEoCzIXLmtleXdheS52MS5MaW5rQWNjZXB0ZWRIABIhCgNhY2sYAiABKAsyEi5rZXl3YXkudjEuTGlua0Fja0gAQgYKBGtpbmQiTQoMTGlua0FjY2VwdGVkEg8KB2FwcGxpZWQYASABKAQSFgoOd2luZG93X3JlY29yZHMYAiABKA0SFAoMd2luZG93X2J5dGVzGAMgASgEIigKB0xpbmtBY2sSDwoHYXBwbGllZBgBIAEoBBIMCgRkb25lGAIgASgEMpMJCg5Db250cm9sU2VydmljZRI3CgRKb2luEhYua2V5d2F5LnYxLkpvaW5SZXF1ZXN0Ghcua2V5d2F5LnYxLkpvaW5SZXNwb25zZRJGCglIZWFydGJlYXQSGy5rZXl3YXkudjEuSGVhcnRiZWF0UmVxdWVzdBocLmtleXdheS52MS5IZWFydGJlYXRSZXNwb25zZRI9CgZGcmVlemUSGC5rZXl3YXkudjEuRnJlZXplUmVxdWVzdBoZLmtleXdheS52MS5GcmVlemVSZXNwb25zZRJMCgtFeHBvcnRTbG90cxIdLmtleXdheS52MS5FeHBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuRXhwb3J0U2xvdHNSZXNwb25zZRJMCgtJbXBvcnRTbG90cxIdLmtleXdheS52MS5JbXBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuSW1wb3J0U2xvdHNSZXNwb25zZRJGCglVcGRhdGVNYXASGy5rZXl3YXkudjEuVXBkYXRlTWFwUmVxdWVzdBocLmtleXdheS52MS5VcGRhdGVNYXBSZXNwb25zZRJMCgtDbGFpbVN0cmVhbRIdLmtleXdheS52MS5DbGFpbVN0cmVhbVJlcXVlc3QaHi5rZXl3YXkudjEuQ2xhaW1TdHJlYW1SZXNwb25zZRJSCg1SZWxlYXNlU3RyZWFtEh8ua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXF1ZXN0GiAua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXNwb25zZRI6CgVMZWF2ZRIXLmtleXdheS52MS5MZWF2ZVJlcXVlc3QaGC5rZXl3YXkudjEuTGVhdmVSZXNwb25zZRI9CgZTaHJpbmsSGC5rZXl3YXkudjEuU2hyaW5rUmVxdWVzdBoZLmtleXdheS52MS5TaHJpbmtSZXNwb25zZRI9CgZTdGF0dXMSGC5rZXl3YXkudjEuU3RhdHVzUmVxdWVzdBoZLmtleXdheS52MS5TdGF0dXNSZXNwb25zZRJMCgtXb3JrZXJTdGF0cxIdLmtleXdheS52MS5Xb3JrZXJTdGF0c1JlcXVlc3QaHi5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXNwb25zZRJMCgtTb3VyY2VzRG9uZRIdLmtleXdheS52MS5Tb3VyY2VzRG9uZVJlcXVlc3QaHi5rZXl3YXkudjEuU291cmNlc0RvbmVSZXNwb25zZRJPCgxTdGFydFNvdXJjZXMSHi5rZXl3YXkudjEuU3RhcnRTb3VyY2VzUmVxdWVzdBofLmtleXdheS52MS5TdGFydFNvdXJjZXNSZXNwb25zZRJMCgtTdG9wU291cmNlcxIdLmtleXdheS52MS5TdG9wU291cmNlc1JlcXVlc3QaHi5rZXl3YXkudjEuU3RvcFNvdXJjZXNSZXNwb25zZRJGCglDb3B5U2xvdHMSGy5rZXl3YXkudjEuQ29weVNsb3RzUmVxdWVzdBocLmtleXdheS52MS5Db3B5U2xvdHNSZXNwb25zZTJOCg9FeGNoYW5nZVNlcnZpY2USOwoETGluaxIWLmtleXdheS52MS5MaW5rUmVxdWVzdBoXLmtleXdheS52MS5MaW5rUmVzcG9uc2UoATABYgZwcm90bzM");
+  fileDesc("ChdrZXl3YXkvdjEvY2x1c3Rlci5wcm90bxIJa2V5d2F5LnYxIi4KDkNsdXN0ZXJWZXJzaW9uEg0KBW1ham9yGAEgASgNEg0KBW1pbm9yGAIgASgNIpMBCgtKb2luUmVxdWVzdBIqCgd2ZXJzaW9uGAEgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uEg8KB2FkZHJlc3MYAiABKAkSGQoRY29ubmVjdG9yX2FkZHJlc3MYAyABKAkSCwoDYXBwGAQgASgJEhIKCmFwcF9kaWdlc3QYBSABKAkSCwoDcGlkGAYgASgNIk4KBldvcmtlchIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhkKEWNvbm5lY3Rvcl9hZGRyZXNzGAMgASgJEgwKBGRhdGEYBCABKAgi0wEKE1BhcnRpdGlvbk1hcE1lc3NhZ2USDQoFZXBvY2gYASABKAQSEgoKc2xvdF9jb3VudBgCIAEoDRIiCgd3b3JrZXJzGAMgAygLMhEua2V5d2F5LnYxLldvcmtlchISCgZvd25lcnMYBCADKA1CAhABEhAKCHJlcGxpY2FzGAUgASgNEhMKB2JhY2t1cHMYBiADKA1CAhABEg4KBmZlbmNlZBgHIAMoCRIqCgd3cml0dGVuGAggAygLMhkua2V5d2F5LnYxLk91dHB1dHNXcml0dGVuIloKDk91dHB1dHNXcml0dGVuEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghwaXBlbGluZRgCIAEoDRISCgpvdXRwdXRfc2VxGAMgASgEEg8KB3JlY29yZHMYBCABKAQihAEKDEpvaW5SZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSKwoDbWFwGAIgASgLMh4ua2V5d2F5LnYxLlBhcnRpdGlvbk1hcE1lc3NhZ2USFQoNYmluZGluZ3NfanNvbhgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKAQiNAoQSGVhcnRiZWF0UmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDQoFZXBvY2gYAiABKAQiIgoRSGVhcnRiZWF0UmVzcG9uc2USDQoFZXBvY2gYASABKAQiMQoNRnJlZXplUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIRCgVzbG90cxgCIAMoDUICEAEiEAoORnJlZXplUmVzcG9uc2UiNgoSRXhwb3J0U2xvdHNSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhEKBXNsb3RzGAIgAygNQgIQASIsCglTbG90U3RhdGUSDAoEc2xvdBgBIAEoDRIRCglwaXBlbGluZXMYAiADKAwiOgoTRXhwb3J0U2xvdHNSZXNwb25zZRIjCgVzbG90cxgBIAMoCzIULmtleXdheS52MS5TbG90U3RhdGUidQoSSW1wb3J0U2xvdHNSZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEiMKBXNsb3RzGAIgAygLMhQua2V5d2F5LnYxLlNsb3RTdGF0ZRIrCgNtYXAYAyABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZSIjChNJbXBvcnRTbG90c1Jlc3BvbnNlEgwKBGtleXMYASABKAQiPwoQVXBkYXRlTWFwUmVxdWVzdBIrCgNtYXAYASABKAsyHi5rZXl3YXkudjEuUGFydGl0aW9uTWFwTWVzc2FnZSITChFVcGRhdGVNYXBSZXNwb25zZSJHChJDbGFpbVN0cmVhbVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIOCgZzdHJlYW0YAyABKAkiPAoTQ2xhaW1TdHJlYW1SZXNwb25zZRIUCgxyZXN1bWVfYWZ0ZXIYASABKAQSDwoHZ3JhbnRlZBgCIAEoCCI2ChRSZWxlYXNlU3RyZWFtUmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDgoGc3RyZWFtGAIgASgJIjsKFVJlbGVhc2VTdHJlYW1SZXNwb25zZRIQCghwb3NpdGlvbhgBIAEoBBIQCghyZWxlYXNlZBgCIAEoCCIeCgxMZWF2ZVJlcXVlc3QSDgoGcmVhc29uGAEgASgJIg8KDUxlYXZlUmVzcG9uc2UiMgoNU2hyaW5rUmVxdWVzdBISCgp3b3JrZXJfaWRzGAEgAygJEg0KBWNvdW50GAIgASgNIk4KDlNocmlua1Jlc3BvbnNlEisKA21hcBgBIAEoCzIeLmtleXdheS52MS5QYXJ0aXRpb25NYXBNZXNzYWdlEg8KB3JlbW92ZWQYAiADKAkiDwoNU3RhdHVzUmVxdWVzdCIUChJXb3JrZXJTdGF0c1JlcXVlc3QikAIKE1dvcmtlclN0YXRzUmVzcG9uc2USDAoEa2V5cxgBIAEoBBIZChFyZWNvcmRzX3Byb2Nlc3NlZBgCIAEoBBINCgVlcG9jaBgDIAEoBBIaChJyZWNvcmRzX3Blcl9zZWNvbmQYBCABKAESCwoDcGlkGAUgASgNEhoKEmNvbm5lY3Rvcl9zZXNzaW9ucxgGIAEoDRIPCgdzb3VyY2VzGAcgAygJEhMKC2JhY2tsb2dfb3V0GAggASgEEhIKCmJhY2tsb2dfaW4YCSABKAQSGQoRcmVjb3Jkc19mb3J3YXJkZWQYCiABKAQSEgoKcmVjb3Jkc19pbhgLIAEoBBITCgtyZWNvcmRzX291dBgMIAEoBCLLAQoMV29ya2VyU3RhdHVzEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDQoFc2xvdHMYAyABKA0SEwoLY29vcmRpbmF0b3IYBCABKAgSEQoJcmVhY2hhYmxlGAUgASgIEgwKBGRhdGEYBiABKAgSGQoRY29ubmVjdG9yX2FkZHJlc3MYByABKAkSLQoFc3RhdHMYCCABKAsyHi5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXNwb25zZRIPCgdiYWNrdXBzGAkgASgNIr0BCg5TdGF0dXNSZXNwb25zZRILCgNhcHAYASABKAkSDQoFZXBvY2gYAiABKAQSEgoKc2xvdF9jb3VudBgDIAEoDRIoCgd3b3JrZXJzGAQgAygLMhcua2V5d2F5LnYxLldvcmtlclN0YXR1cxIVCg1iaW5kaW5nc19qc29uGAUgASgJEhAKCHJlcGxpY2FzGAYgASgNEhgKEHVuZGVyX3JlcGxpY2F0ZWQYByABKA0SDgoGZmVuY2VkGAggAygJIkoKEENvcHlTbG90c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSEQoFc2xvdHMYAiADKA1CAhABEhQKDHRvX3dvcmtlcl9pZBgDIAEoCSITChFDb3B5U2xvdHNSZXNwb25zZSJGChBTb3VyY2VBc3NpZ25tZW50EhAKCHBpcGVsaW5lGAEgASgNEgsKA3VyaRgCIAEoCRITCgtyZXN1bWVfZnJvbRgDIAEoBCJXChNTdGFydFNvdXJjZXNSZXF1ZXN0EiwKB3NvdXJjZXMYASADKAsyGy5rZXl3YXkudjEuU291cmNlQXNzaWdubWVudBISCgpnZW5lcmF0aW9uGAIgASgEIhYKFFN0YXJ0U291cmNlc1Jlc3BvbnNlIhQKElN0b3BTb3VyY2VzUmVxdWVzdCJDChNTdG9wU291cmNlc1Jlc3BvbnNlEiwKB3NvdXJjZXMYASADKAsyGy5rZXl3YXkudjEuU291cmNlQXNzaWdubWVudCI7ChJTb3VyY2VzRG9uZVJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQiFQoTU291cmNlc0RvbmVSZXNwb25zZSJlCgtMaW5rUmVxdWVzdBIjCgRvcGVuGAEgASgLMhMua2V5d2F5LnYxLkxpbmtPcGVuSAASKQoFYmF0Y2gYAiABKAsyGC5rZXl3YXkudjEuRXhjaGFuZ2VCYXRjaEgAQgYKBGtpbmQiUgoITGlua09wZW4SDAoEZnJvbRgBIAEoCRIqCgd2ZXJzaW9uGAIgASgLMhkua2V5d2F5LnYxLkNsdXN0ZXJWZXJzaW9uEgwKBGxhbmUYAyABKA0iiQIKDUV4Y2hhbmdlQmF0Y2gSCwoDc2VxGAEgASgEEg0KBWVwb2NoGAIgASgEEhAKCHBpcGVsaW5lGAMgASgNEg0KBXN0YWdlGAQgASgNEg8KB3RvX3NpbmsYBSABKAgSDAoEaG9wcxgGIAEoDRIPCgdyZWNvcmRzGAcgASgNEg8KB3BheWxvYWQYCCABKAwSDwoHcmVwbGljYRgJIAEoCBITCgtyZXBsaWNhX3NlcRgKIAEoBBIZChFkZWxpdmVyZWRfdGhyb3VnaBgLIAEoBBIQCghzbmFwc2hvdBgMIAEoCBISCgpvdXRwdXRfc2VxGA0gASgEEhMKC291dHB1dF9sYXN0GA4gASgIImYKDExpbmtSZXNwb25zZRIrCghhY2NlcHRlZBgBIAEoCzIXLmtleXdheS52MS5MaW5rQWNjZXB0ZWRIABIhCgNhY2sYAiABKAsyEi5rZXl3YXkudjEuTGlua0Fja0gAQgYKBGtpbmQiTQoMTGlua0FjY2VwdGVkEg8KB2FwcGxpZWQYASABKAQSFgoOd2luZG93X3JlY29yZHMYAiABKA0SFAoMd2luZG93X2J5dGVzGAMgASgEIigKB0xpbmtBY2sSDwoHYXBwbGllZBgBIAEoBBIMCgRkb25lGAIgASgEMpMJCg5Db250cm9sU2VydmljZRI3CgRKb2luEhYua2V5d2F5LnYxLkpvaW5SZXF1ZXN0Ghcua2V5d2F5LnYxLkpvaW5SZXNwb25zZRJGCglIZWFydGJlYXQSGy5rZXl3YXkudjEuSGVhcnRiZWF0UmVxdWVzdBocLmtleXdheS52MS5IZWFydGJlYXRSZXNwb25zZRI9CgZGcmVlemUSGC5rZXl3YXkudjEuRnJlZXplUmVxdWVzdBoZLmtleXdheS52MS5GcmVlemVSZXNwb25zZRJMCgtFeHBvcnRTbG90cxIdLmtleXdheS52MS5FeHBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuRXhwb3J0U2xvdHNSZXNwb25zZRJMCgtJbXBvcnRTbG90cxIdLmtleXdheS52MS5JbXBvcnRTbG90c1JlcXVlc3QaHi5rZXl3YXkudjEuSW1wb3J0U2xvdHNSZXNwb25zZRJGCglVcGRhdGVNYXASGy5rZXl3YXkudjEuVXBkYXRlTWFwUmVxdWVzdBocLmtleXdheS52MS5VcGRhdGVNYXBSZXNwb25zZRJMCgtDbGFpbVN0cmVhbRIdLmtleXdheS52MS5DbGFpbVN0cmVhbVJlcXVlc3QaHi5rZXl3YXkudjEuQ2xhaW1TdHJlYW1SZXNwb25zZRJSCg1SZWxlYXNlU3RyZWFtEh8ua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXF1ZXN0GiAua2V5d2F5LnYxLlJlbGVhc2VTdHJlYW1SZXNwb25zZRI6CgVMZWF2ZRIXLmtleXdheS52MS5MZWF2ZVJlcXVlc3QaGC5rZXl3YXkudjEuTGVhdmVSZXNwb25zZRI9CgZTaHJpbmsSGC5rZXl3YXkudjEuU2hyaW5rUmVxdWVzdBoZLmtleXdheS52MS5TaHJpbmtSZXNwb25zZRI9CgZTdGF0dXMSGC5rZXl3YXkudjEuU3RhdHVzUmVxdWVzdBoZLmtleXdheS52MS5TdGF0dXNSZXNwb25zZRJMCgtXb3JrZXJTdGF0cxIdLmtleXdheS52MS5Xb3JrZXJTdGF0c1JlcXVlc3QaHi5rZXl3YXkudjEuV29ya2VyU3RhdHNSZXNwb25zZRJMCgtTb3VyY2VzRG9uZRIdLmtleXdheS52MS5Tb3VyY2VzRG9uZVJlcXVlc3QaHi5rZXl3YXkudjEuU291cmNlc0RvbmVSZXNwb25zZRJPCgxTdGFydFNvdXJjZXMSHi5rZXl3YXkudjEuU3RhcnRTb3VyY2VzUmVxdWVzdBofLmtleXdheS52MS5TdGFydFNvdXJjZXNSZXNwb25zZRJMCgtTdG9wU291cmNlcxIdLmtleXdheS52MS5TdG9wU291cmNlc1JlcXVlc3QaHi5rZXl3YXkudjEuU3RvcFNvdXJjZXNSZXNwb25zZRJGCglDb3B5U2xvdHMSGy5rZXl3YXkudjEuQ29weVNsb3RzUmVxdWVzdBocLmtleXdheS52MS5Db3B5U2xvdHNSZXNwb25zZTJOCg9FeGNoYW5nZVNlcnZpY2USOwoETGluaxIWLmtleXdheS52MS5MaW5rUmVxdWVzdBoXLmtleXdheS52MS5MaW5rUmVzcG9uc2UoATABYgZwcm90bzM");
 
 /**
  * The cluster protocol version; majors must match to join.
@@ -176,6 +176,14 @@ export type PartitionMapMessage = Message<"keyway.v1.PartitionMapMessage"> & {
    * @generated from field: repeated string fenced = 7;
    */
   fenced: string[];
+
+  /**
+   * For each fenced worker and pipeline: how far its output reached the sinks when it was declared
+   * dead, so a promoted backup resends only the rest.
+   *
+   * @generated from field: repeated keyway.v1.OutputsWritten written = 8;
+   */
+  written: OutputsWritten[];
 };
 
 /**
@@ -184,6 +192,42 @@ export type PartitionMapMessage = Message<"keyway.v1.PartitionMapMessage"> & {
  */
 export const PartitionMapMessageSchema: GenMessage<PartitionMapMessage> = /*@__PURE__*/
   messageDesc(file_keyway_v1_cluster, 3);
+
+/**
+ * @generated from message keyway.v1.OutputsWritten
+ */
+export type OutputsWritten = Message<"keyway.v1.OutputsWritten"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: uint32 pipeline = 2;
+   */
+  pipeline: number;
+
+  /**
+   * Every run's output up to this output_seq is at the sink...
+   *
+   * @generated from field: uint64 output_seq = 3;
+   */
+  outputSeq: bigint;
+
+  /**
+   * ...and this many records of the next run's.
+   *
+   * @generated from field: uint64 records = 4;
+   */
+  records: bigint;
+};
+
+/**
+ * Describes the message keyway.v1.OutputsWritten.
+ * Use `create(OutputsWrittenSchema)` to create a new message.
+ */
+export const OutputsWrittenSchema: GenMessage<OutputsWritten> = /*@__PURE__*/
+  messageDesc(file_keyway_v1_cluster, 4);
 
 /**
  * @generated from message keyway.v1.JoinResponse
@@ -220,7 +264,7 @@ export type JoinResponse = Message<"keyway.v1.JoinResponse"> & {
  * Use `create(JoinResponseSchema)` to create a new message.
  */
 export const JoinResponseSchema: GenMessage<JoinResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 4);
+  messageDesc(file_keyway_v1_cluster, 5);
 
 /**
  * @generated from message keyway.v1.HeartbeatRequest
@@ -242,7 +286,7 @@ export type HeartbeatRequest = Message<"keyway.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 5);
+  messageDesc(file_keyway_v1_cluster, 6);
 
 /**
  * @generated from message keyway.v1.HeartbeatResponse
@@ -259,7 +303,7 @@ export type HeartbeatResponse = Message<"keyway.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 6);
+  messageDesc(file_keyway_v1_cluster, 7);
 
 /**
  * @generated from message keyway.v1.FreezeRequest
@@ -281,7 +325,7 @@ export type FreezeRequest = Message<"keyway.v1.FreezeRequest"> & {
  * Use `create(FreezeRequestSchema)` to create a new message.
  */
 export const FreezeRequestSchema: GenMessage<FreezeRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 7);
+  messageDesc(file_keyway_v1_cluster, 8);
 
 /**
  * @generated from message keyway.v1.FreezeResponse
@@ -294,7 +338,7 @@ export type FreezeResponse = Message<"keyway.v1.FreezeResponse"> & {
  * Use `create(FreezeResponseSchema)` to create a new message.
  */
 export const FreezeResponseSchema: GenMessage<FreezeResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 8);
+  messageDesc(file_keyway_v1_cluster, 9);
 
 /**
  * @generated from message keyway.v1.ExportSlotsRequest
@@ -316,7 +360,7 @@ export type ExportSlotsRequest = Message<"keyway.v1.ExportSlotsRequest"> & {
  * Use `create(ExportSlotsRequestSchema)` to create a new message.
  */
 export const ExportSlotsRequestSchema: GenMessage<ExportSlotsRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 9);
+  messageDesc(file_keyway_v1_cluster, 10);
 
 /**
  * @generated from message keyway.v1.SlotState
@@ -340,7 +384,7 @@ export type SlotState = Message<"keyway.v1.SlotState"> & {
  * Use `create(SlotStateSchema)` to create a new message.
  */
 export const SlotStateSchema: GenMessage<SlotState> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 10);
+  messageDesc(file_keyway_v1_cluster, 11);
 
 /**
  * @generated from message keyway.v1.ExportSlotsResponse
@@ -357,7 +401,7 @@ export type ExportSlotsResponse = Message<"keyway.v1.ExportSlotsResponse"> & {
  * Use `create(ExportSlotsResponseSchema)` to create a new message.
  */
 export const ExportSlotsResponseSchema: GenMessage<ExportSlotsResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 11);
+  messageDesc(file_keyway_v1_cluster, 12);
 
 /**
  * @generated from message keyway.v1.ImportSlotsRequest
@@ -387,7 +431,7 @@ export type ImportSlotsRequest = Message<"keyway.v1.ImportSlotsRequest"> & {
  * Use `create(ImportSlotsRequestSchema)` to create a new message.
  */
 export const ImportSlotsRequestSchema: GenMessage<ImportSlotsRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 12);
+  messageDesc(file_keyway_v1_cluster, 13);
 
 /**
  * @generated from message keyway.v1.ImportSlotsResponse
@@ -404,7 +448,7 @@ export type ImportSlotsResponse = Message<"keyway.v1.ImportSlotsResponse"> & {
  * Use `create(ImportSlotsResponseSchema)` to create a new message.
  */
 export const ImportSlotsResponseSchema: GenMessage<ImportSlotsResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 13);
+  messageDesc(file_keyway_v1_cluster, 14);
 
 /**
  * @generated from message keyway.v1.UpdateMapRequest
@@ -421,7 +465,7 @@ export type UpdateMapRequest = Message<"keyway.v1.UpdateMapRequest"> & {
  * Use `create(UpdateMapRequestSchema)` to create a new message.
  */
 export const UpdateMapRequestSchema: GenMessage<UpdateMapRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 14);
+  messageDesc(file_keyway_v1_cluster, 15);
 
 /**
  * @generated from message keyway.v1.UpdateMapResponse
@@ -434,7 +478,7 @@ export type UpdateMapResponse = Message<"keyway.v1.UpdateMapResponse"> & {
  * Use `create(UpdateMapResponseSchema)` to create a new message.
  */
 export const UpdateMapResponseSchema: GenMessage<UpdateMapResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 15);
+  messageDesc(file_keyway_v1_cluster, 16);
 
 /**
  * @generated from message keyway.v1.ClaimStreamRequest
@@ -463,7 +507,7 @@ export type ClaimStreamRequest = Message<"keyway.v1.ClaimStreamRequest"> & {
  * Use `create(ClaimStreamRequestSchema)` to create a new message.
  */
 export const ClaimStreamRequestSchema: GenMessage<ClaimStreamRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 16);
+  messageDesc(file_keyway_v1_cluster, 17);
 
 /**
  * @generated from message keyway.v1.ClaimStreamResponse
@@ -489,7 +533,7 @@ export type ClaimStreamResponse = Message<"keyway.v1.ClaimStreamResponse"> & {
  * Use `create(ClaimStreamResponseSchema)` to create a new message.
  */
 export const ClaimStreamResponseSchema: GenMessage<ClaimStreamResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 17);
+  messageDesc(file_keyway_v1_cluster, 18);
 
 /**
  * @generated from message keyway.v1.ReleaseStreamRequest
@@ -511,7 +555,7 @@ export type ReleaseStreamRequest = Message<"keyway.v1.ReleaseStreamRequest"> & {
  * Use `create(ReleaseStreamRequestSchema)` to create a new message.
  */
 export const ReleaseStreamRequestSchema: GenMessage<ReleaseStreamRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 18);
+  messageDesc(file_keyway_v1_cluster, 19);
 
 /**
  * @generated from message keyway.v1.ReleaseStreamResponse
@@ -537,7 +581,7 @@ export type ReleaseStreamResponse = Message<"keyway.v1.ReleaseStreamResponse"> &
  * Use `create(ReleaseStreamResponseSchema)` to create a new message.
  */
 export const ReleaseStreamResponseSchema: GenMessage<ReleaseStreamResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 19);
+  messageDesc(file_keyway_v1_cluster, 20);
 
 /**
  * @generated from message keyway.v1.LeaveRequest
@@ -554,7 +598,7 @@ export type LeaveRequest = Message<"keyway.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 20);
+  messageDesc(file_keyway_v1_cluster, 21);
 
 /**
  * @generated from message keyway.v1.LeaveResponse
@@ -567,7 +611,7 @@ export type LeaveResponse = Message<"keyway.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 21);
+  messageDesc(file_keyway_v1_cluster, 22);
 
 /**
  * @generated from message keyway.v1.ShrinkRequest
@@ -591,7 +635,7 @@ export type ShrinkRequest = Message<"keyway.v1.ShrinkRequest"> & {
  * Use `create(ShrinkRequestSchema)` to create a new message.
  */
 export const ShrinkRequestSchema: GenMessage<ShrinkRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 22);
+  messageDesc(file_keyway_v1_cluster, 23);
 
 /**
  * @generated from message keyway.v1.ShrinkResponse
@@ -613,7 +657,7 @@ export type ShrinkResponse = Message<"keyway.v1.ShrinkResponse"> & {
  * Use `create(ShrinkResponseSchema)` to create a new message.
  */
 export const ShrinkResponseSchema: GenMessage<ShrinkResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 23);
+  messageDesc(file_keyway_v1_cluster, 24);
 
 /**
  * @generated from message keyway.v1.StatusRequest
@@ -626,7 +670,7 @@ export type StatusRequest = Message<"keyway.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 24);
+  messageDesc(file_keyway_v1_cluster, 25);
 
 /**
  * @generated from message keyway.v1.WorkerStatsRequest
@@ -639,7 +683,7 @@ export type WorkerStatsRequest = Message<"keyway.v1.WorkerStatsRequest"> & {
  * Use `create(WorkerStatsRequestSchema)` to create a new message.
  */
 export const WorkerStatsRequestSchema: GenMessage<WorkerStatsRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 25);
+  messageDesc(file_keyway_v1_cluster, 26);
 
 /**
  * @generated from message keyway.v1.WorkerStatsResponse
@@ -721,7 +765,7 @@ export type WorkerStatsResponse = Message<"keyway.v1.WorkerStatsResponse"> & {
  * Use `create(WorkerStatsResponseSchema)` to create a new message.
  */
 export const WorkerStatsResponseSchema: GenMessage<WorkerStatsResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 26);
+  messageDesc(file_keyway_v1_cluster, 27);
 
 /**
  * @generated from message keyway.v1.WorkerStatus
@@ -782,7 +826,7 @@ export type WorkerStatus = Message<"keyway.v1.WorkerStatus"> & {
  * Use `create(WorkerStatusSchema)` to create a new message.
  */
 export const WorkerStatusSchema: GenMessage<WorkerStatus> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 27);
+  messageDesc(file_keyway_v1_cluster, 28);
 
 /**
  * @generated from message keyway.v1.StatusResponse
@@ -840,7 +884,7 @@ export type StatusResponse = Message<"keyway.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 28);
+  messageDesc(file_keyway_v1_cluster, 29);
 
 /**
  * @generated from message keyway.v1.CopySlotsRequest
@@ -867,7 +911,7 @@ export type CopySlotsRequest = Message<"keyway.v1.CopySlotsRequest"> & {
  * Use `create(CopySlotsRequestSchema)` to create a new message.
  */
 export const CopySlotsRequestSchema: GenMessage<CopySlotsRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 29);
+  messageDesc(file_keyway_v1_cluster, 30);
 
 /**
  * @generated from message keyway.v1.CopySlotsResponse
@@ -880,7 +924,7 @@ export type CopySlotsResponse = Message<"keyway.v1.CopySlotsResponse"> & {
  * Use `create(CopySlotsResponseSchema)` to create a new message.
  */
 export const CopySlotsResponseSchema: GenMessage<CopySlotsResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 30);
+  messageDesc(file_keyway_v1_cluster, 31);
 
 /**
  * @generated from message keyway.v1.SourceAssignment
@@ -911,7 +955,7 @@ export type SourceAssignment = Message<"keyway.v1.SourceAssignment"> & {
  * Use `create(SourceAssignmentSchema)` to create a new message.
  */
 export const SourceAssignmentSchema: GenMessage<SourceAssignment> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 31);
+  messageDesc(file_keyway_v1_cluster, 32);
 
 /**
  * @generated from message keyway.v1.StartSourcesRequest
@@ -935,7 +979,7 @@ export type StartSourcesRequest = Message<"keyway.v1.StartSourcesRequest"> & {
  * Use `create(StartSourcesRequestSchema)` to create a new message.
  */
 export const StartSourcesRequestSchema: GenMessage<StartSourcesRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 32);
+  messageDesc(file_keyway_v1_cluster, 33);
 
 /**
  * @generated from message keyway.v1.StartSourcesResponse
@@ -948,7 +992,7 @@ export type StartSourcesResponse = Message<"keyway.v1.StartSourcesResponse"> & {
  * Use `create(StartSourcesResponseSchema)` to create a new message.
  */
 export const StartSourcesResponseSchema: GenMessage<StartSourcesResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 33);
+  messageDesc(file_keyway_v1_cluster, 34);
 
 /**
  * @generated from message keyway.v1.StopSourcesRequest
@@ -961,7 +1005,7 @@ export type StopSourcesRequest = Message<"keyway.v1.StopSourcesRequest"> & {
  * Use `create(StopSourcesRequestSchema)` to create a new message.
  */
 export const StopSourcesRequestSchema: GenMessage<StopSourcesRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 34);
+  messageDesc(file_keyway_v1_cluster, 35);
 
 /**
  * @generated from message keyway.v1.StopSourcesResponse
@@ -980,7 +1024,7 @@ export type StopSourcesResponse = Message<"keyway.v1.StopSourcesResponse"> & {
  * Use `create(StopSourcesResponseSchema)` to create a new message.
  */
 export const StopSourcesResponseSchema: GenMessage<StopSourcesResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 35);
+  messageDesc(file_keyway_v1_cluster, 36);
 
 /**
  * @generated from message keyway.v1.SourcesDoneRequest
@@ -1004,7 +1048,7 @@ export type SourcesDoneRequest = Message<"keyway.v1.SourcesDoneRequest"> & {
  * Use `create(SourcesDoneRequestSchema)` to create a new message.
  */
 export const SourcesDoneRequestSchema: GenMessage<SourcesDoneRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 36);
+  messageDesc(file_keyway_v1_cluster, 37);
 
 /**
  * @generated from message keyway.v1.SourcesDoneResponse
@@ -1017,7 +1061,7 @@ export type SourcesDoneResponse = Message<"keyway.v1.SourcesDoneResponse"> & {
  * Use `create(SourcesDoneResponseSchema)` to create a new message.
  */
 export const SourcesDoneResponseSchema: GenMessage<SourcesDoneResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 37);
+  messageDesc(file_keyway_v1_cluster, 38);
 
 /**
  * @generated from message keyway.v1.LinkRequest
@@ -1046,7 +1090,7 @@ export type LinkRequest = Message<"keyway.v1.LinkRequest"> & {
  * Use `create(LinkRequestSchema)` to create a new message.
  */
 export const LinkRequestSchema: GenMessage<LinkRequest> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 38);
+  messageDesc(file_keyway_v1_cluster, 39);
 
 /**
  * The first frame of a link: who sends. The receiver answers LinkAccepted with what it has
@@ -1080,7 +1124,7 @@ export type LinkOpen = Message<"keyway.v1.LinkOpen"> & {
  * Use `create(LinkOpenSchema)` to create a new message.
  */
 export const LinkOpenSchema: GenMessage<LinkOpen> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 39);
+  messageDesc(file_keyway_v1_cluster, 40);
 
 /**
  * A batch of records for one stage of one pipeline, or of output for one sink.
@@ -1165,6 +1209,21 @@ export type ExchangeBatch = Message<"keyway.v1.ExchangeBatch"> & {
    * @generated from field: bool snapshot = 12;
    */
   snapshot: boolean;
+
+  /**
+   * With replica or to_sink under replicated state: the sender's run that applied these records
+   * (per pipeline, from 1, in the order it applied them and releases their output).
+   *
+   * @generated from field: uint64 output_seq = 13;
+   */
+  outputSeq: bigint;
+
+  /**
+   * With to_sink: the last piece of that run's output.
+   *
+   * @generated from field: bool output_last = 14;
+   */
+  outputLast: boolean;
 };
 
 /**
@@ -1172,7 +1231,7 @@ export type ExchangeBatch = Message<"keyway.v1.ExchangeBatch"> & {
  * Use `create(ExchangeBatchSchema)` to create a new message.
  */
 export const ExchangeBatchSchema: GenMessage<ExchangeBatch> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 40);
+  messageDesc(file_keyway_v1_cluster, 41);
 
 /**
  * @generated from message keyway.v1.LinkResponse
@@ -1201,7 +1260,7 @@ export type LinkResponse = Message<"keyway.v1.LinkResponse"> & {
  * Use `create(LinkResponseSchema)` to create a new message.
  */
 export const LinkResponseSchema: GenMessage<LinkResponse> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 41);
+  messageDesc(file_keyway_v1_cluster, 42);
 
 /**
  * @generated from message keyway.v1.LinkAccepted
@@ -1232,7 +1291,7 @@ export type LinkAccepted = Message<"keyway.v1.LinkAccepted"> & {
  * Use `create(LinkAcceptedSchema)` to create a new message.
  */
 export const LinkAcceptedSchema: GenMessage<LinkAccepted> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 42);
+  messageDesc(file_keyway_v1_cluster, 43);
 
 /**
  * Cumulative: every batch up to `applied` ran its local part here (state updated); every batch
@@ -1257,7 +1316,7 @@ export type LinkAck = Message<"keyway.v1.LinkAck"> & {
  * Use `create(LinkAckSchema)` to create a new message.
  */
 export const LinkAckSchema: GenMessage<LinkAck> = /*@__PURE__*/
-  messageDesc(file_keyway_v1_cluster, 43);
+  messageDesc(file_keyway_v1_cluster, 44);
 
 /**
  * @generated from service keyway.v1.ControlService
