@@ -12,6 +12,10 @@
  *    The cluster's whole output is then proven free of loss, duplication and reordering per key.
  * 3. Copies restored: from that kill until every slot has two copies again, against the same
  *    cluster growing from 2 to 3 workers earlier in the run (the same amount of state moving live).
+ * 4. Replica payload (lib/replica-payload.ts, in-process): what a primary ships its backups per
+ *    applied batch, the inputs (today, and from packed arrays) against the state changes, for
+ *    word count and the sequence-window app: bytes and encode + apply CPU per record, backups
+ *    checked equal to the primary.
  */
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
@@ -22,6 +26,7 @@ import { describeExit, spawnNode, waitOrKill, type ChildResult, type MeasuredChi
 import { clusterStatus, parseLogLine, READY_TIMEOUT_MS, STOP_TIMEOUT_MS, stopChild, stopWithJoined, waitUntil, type ClusterStatus } from "./lib/engine-child.ts";
 import { closeServer, connectWhenListening, freePort, listen, sleep } from "./lib/net.ts";
 import { formatCount, formatRate, medianRow, type BenchResult, type Comparison } from "./lib/report.ts";
+import { measureReplicaPayload } from "./lib/replica-payload.ts";
 import { bulkLoad, checkSequenceOutput, SinkCollector, SLOT_COUNT, slotsOfKeys } from "./lib/sequence-load.ts";
 import { median, ratio } from "./lib/stats.ts";
 import { checkWordCountOutput, CLUSTER_CORPUS, CLUSTER_CORPUS_QUICK, prepareDataset, runDirectoryOnce, type DirectoryRun } from "./lib/word-count-dir.ts";
@@ -697,14 +702,18 @@ export async function runReplication(ctx: BenchContext): Promise<BenchResult> {
   const restart = await runRestart(ctx, profile, plan, errors);
   notes.push(...failoverNotes(profile, plan, failover, restart));
 
+  // Last: it runs in the driver, whose heap would otherwise hold its corpus and stores while the
+  // runs above time the driver's own ticks and stalls.
+  const payload = await measureReplicaPayload(ctx, errors, notes);
+
   return {
     name: "replication",
-    title: "Replication: word count with 2 copies vs 1, failover vs a restart from a checkpoint, restoring copies vs a live grow",
+    title: "Replication: word count with 2 copies vs 1, failover vs a restart from a checkpoint, restoring copies vs a live grow, replica payload inputs vs state changes",
     ok: errors.length === 0,
     errors,
     notes,
-    comparisons: [...throughput.comparisons, ...failoverRows(failover, restart)],
-    details: { throughput: throughput.details, keyPlan: plan, failover, restart },
+    comparisons: [...throughput.comparisons, ...failoverRows(failover, restart), ...payload.comparisons],
+    details: { throughput: throughput.details, keyPlan: plan, failover, restart, replicaPayload: payload.details },
     durationMs: performance.now() - startedAt,
   };
 }
