@@ -232,6 +232,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   /** Moves slots towards the equal ranges of the data workers, chunk by chunk. */
   const migrate = async (): Promise<void> => {
     const start = map;
+    // A failover during the move changes the map under it: the move stops rather than undo it.
+    const generation = failoverGeneration;
+    const unchanged = (): void => {
+      if (failoverGeneration !== generation) throw new MigrationError("a worker was declared dead during the move", false);
+    };
     const target = dataRanges(map.slotCount, members, 0);
     const moves = planMoves(start, target);
     const finished: SlotMove[] = [];
@@ -265,6 +270,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         throw new MigrationError(`exporting ${slots.length} slots from worker ${from.id} failed: ${(err as Error).message}`, true);
       }
       step("exportMs");
+      unchanged();
       const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
         await port.importSlots(to, states, next, members, fenced, written);
@@ -274,12 +280,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       }
       step("importMs");
       finished.push(...chunk);
+      unchanged();
       await publish(next, to, members, true);
       step("publishMs");
       longestPauseMs = Math.max(longestPauseMs, performance.now() - pausedAt);
     }
     // The workers that keep a data role, and the copies on them.
     const data = members.filter((m) => m.data).map((m) => m.id);
+    unchanged();
     const final = reindex(pruneBackups(map, data), data, map.epoch + 1);
     await publish(final, undefined, members);
     const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
@@ -346,6 +354,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
   // Failovers run one at a time, apart from membership changes: a move under way must not delay them.
   let failovers: Promise<void> = Promise.resolve();
+  let failoverGeneration = 0;
   let runEnded = false;
   /** Declares workers dead: fences them, promotes backups of their slots, reads their sources elsewhere. */
   const declareDead = (ids: string[], reason: string): Promise<void> => {
@@ -354,6 +363,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const dead = ids.filter((id) => member(id) !== undefined && !fenced.includes(id));
       if (dead.length === 0) return;
       fenced.push(...dead);
+      failoverGeneration++;
       for (const id of dead) written.push(...(options.outputsWritten?.(id) ?? []));
       const startedAt = performance.now();
       log.warn({ workers: dead, reason }, "workers declared dead and fenced");
@@ -387,10 +397,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   };
 
   const probing = new Set<string>();
+  const joiningIds = new Set<string>();
   const late = (id: string, ms: number) => Date.now() - (lastSeen.get(id) ?? Date.now()) > ms;
   const detector = setInterval(() => {
     if (runEnded) return;
-    const others = members.filter((m) => m.id !== self.id);
+    const others = members.filter((m) => m.id !== self.id && !joiningIds.has(m.id));
     const silent = others.filter((m) => late(m.id, failureTimeoutMs)).map((m) => m.id);
     if (silent.length > 0) void declareDead(silent, `no heartbeat for ${failureTimeoutMs} ms`);
     for (const m of others) {
@@ -484,7 +495,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         const before = members;
         const joining: Worker = { id, address: req.address, connectorAddress: req.connectorAddress, data: true };
         members = [...members, joining];
-        lastSeen.set(id, Date.now());
+        // It heartbeats once it has joined: until then a failed step of the move says it is gone.
+        joiningIds.add(id);
         log.info({ worker: id, address: req.address }, "worker joining");
         try {
           // Everyone learns the member first (links open), then slots move to it.
@@ -492,6 +504,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           await migrate();
         } catch (err) {
           return failMove(`worker ${id} joining`, err, before);
+        } finally {
+          joiningIds.delete(id);
+          lastSeen.set(id, Date.now());
         }
         notifyWaiters();
         // A worker joining a run under way reads no bundled source, but its end counts too.

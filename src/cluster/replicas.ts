@@ -71,7 +71,7 @@ export function planCopies(map: PartitionMap, holders: readonly string[]): CopyP
   const load = new Map(holders.map((id) => [id, 0]));
   for (let slot = 0; slot < map.slotCount; slot++) for (const w of backupsOf(map, slot)) load.set(map.workers[w]!, (load.get(map.workers[w]!) ?? 0) + 1);
   const plans: CopyPlan[] = [];
-  for (let slot = 0; slot < map.slotCount; slot++) {
+  for (const slot of interleaved(map)) {
     const primary = map.workers[map.owners[slot]!]!;
     const have = new Set([primary, ...backupsOf(map, slot).map((w) => map.workers[w]!)]);
     const start = holders.indexOf(primary);
@@ -89,6 +89,21 @@ export function planCopies(map: PartitionMap, holders: readonly string[]): CopyP
     }
   }
   return plans;
+}
+
+/** Slots taking each primary's in turn, so copies made greedily spread evenly over the other workers. */
+function interleaved(map: PartitionMap): number[] {
+  const byPrimary = new Map<number, number[]>();
+  for (let slot = 0; slot < map.slotCount; slot++) {
+    const owner = map.owners[slot]!;
+    let list = byPrimary.get(owner);
+    if (list === undefined) byPrimary.set(owner, (list = []));
+    list.push(slot);
+  }
+  const lists = [...byPrimary.values()];
+  const order: number[] = [];
+  for (let i = 0; order.length < map.slotCount; i++) for (const list of lists) if (i < list.length) order.push(list[i]!);
+  return order;
 }
 
 /** The map with finished copies added as backups. */

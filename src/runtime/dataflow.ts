@@ -481,17 +481,27 @@ function emptyRun(withIds: boolean): StageRun {
   return run;
 }
 
+/**
+ * The elements at indexes, built by push: an array V8 sees as packed. (`map` arrays can turn
+ * holey once optimised, and node:v8 then serialises them sparse, an index before every element.)
+ */
+function pickList<T>(list: readonly T[], indexes: readonly number[]): T[] {
+  const out: T[] = [];
+  for (let j = 0; j < indexes.length; j++) out.push(list[indexes[j]!]!);
+  return out;
+}
+
 /** The records at indexes, with their keys and slots so the receiver neither re-keys nor re-hashes. */
 export function pickRecords(input: KeyedBatch, indexes: number[]): KeyedBatch {
   const withLineage = input.lineage.length > 0;
   const withMarks = input.upstreams.length > 0;
   return {
-    keys: indexes.map((i) => input.keys[i]!),
-    slots: indexes.map((i) => input.slots[i]!),
-    values: indexes.map((i) => input.values[i]),
-    lineage: withLineage ? indexes.map((i) => input.lineage[i]!) : [],
-    upstreams: withMarks ? indexes.map((i) => input.upstreams[i]!) : [],
-    seqs: withMarks ? indexes.map((i) => input.seqs[i]!) : [],
-    subs: withMarks ? indexes.map((i) => input.subs[i]!) : [],
+    keys: pickList(input.keys, indexes),
+    slots: pickList(input.slots, indexes),
+    values: pickList(input.values, indexes),
+    lineage: withLineage ? pickList(input.lineage, indexes) : [],
+    upstreams: withMarks ? pickList(input.upstreams, indexes) : [],
+    seqs: withMarks ? pickList(input.seqs, indexes) : [],
+    subs: withMarks ? pickList(input.subs, indexes) : [],
   };
 }
