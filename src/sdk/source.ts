@@ -371,10 +371,11 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
       return;
     }
     if (resumeAfter < state.committed) {
-      // Only an engine that lost its state (restarted without --data-dir) goes below a commit.
-      this.log.warn(
+      // A cluster worker that died may have committed past what the next one knows (protocol §13.4);
+      // an engine restarted without --data-dir also goes below, having lost those records.
+      this.log.info(
         { stream, resumeAfter: resumeAfter.toString(), committed: state.committed.toString() },
-        "the engine resumes below a position it reported committed: it lost records (restarted without --data-dir?); they cannot be resent",
+        "the engine resumes below a position it reported committed (a cluster worker died, or the engine restarted without its state): records after the committed position are sent again",
       );
     }
     state.state = "open";
