@@ -111,6 +111,8 @@ async function runConnectorOnce(ctx: BenchContext, workers: Workers, data: Datas
       "--source", "lines=connector", "--listen", `127.0.0.1:${port}`,
       "--sink", `counts=file:${output}`,
       "--workers", String(workers),
+      // What the exchange costs, apart from replication (the replication benchmark measures that).
+      "--replicas", "1",
       // info: the readiness lines below are logged at info.
       "--no-progress", "--log-level", "info",
     ],
@@ -201,7 +203,7 @@ async function runScalingRounds(ctx: BenchContext, mode: Mode, rounds: number, d
     for (const workers of order) {
       ctx.log(`cluster: word count, ${mode} source, round ${round + 1}/${rounds}, ${workers} worker(s)`);
       const output = join(outDir, `cluster-wc-${mode}-${workers}.txt`);
-      const outcome = mode === "directory" ? directoryOutcome(await runDirectoryOnce(ctx, workers, data, output), workers, data) : await runConnectorOnce(ctx, workers, data, output);
+      const outcome = mode === "directory" ? directoryOutcome(await runDirectoryOnce(ctx, workers, data, output, workers > 1 ? ["--replicas", "1"] : []), workers, data) : await runConnectorOnce(ctx, workers, data, output);
       if (outcome.run === null) {
         rmSync(output, { force: true });
         errors.push(`word count (${mode}) on ${workers} worker(s), round ${round + 1} failed: ${outcome.error}`);
@@ -669,6 +671,7 @@ async function measureGrow(ctx: BenchContext, errors: string[]): Promise<GrowRes
       "--source", `in=tcp://127.0.0.1:${sourcePort}`,
       "--sink", `out=tcp://127.0.0.1:${sinkPort}`,
       "--cluster-listen", clusterAddress,
+      "--replicas", "1",
       "--no-progress", "--log-level", "info",
     ],
     {
