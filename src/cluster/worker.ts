@@ -181,16 +181,30 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const copiesIn = new Set<number>();
   const replication = createReplication((to, batch) => exchange.send(to, batch));
   const ledger = createOutputLedger();
-  const heldHere = (slot: number): boolean => {
+  // slot -> 1 where this worker holds state: it leads or follows the slot, or a copy of it arrived.
+  let heldSlots = new Uint8Array(slotCount);
+  const computeHeld = (): void => {
     const { map, self: me } = placement;
-    return map.owners[slot] === me || backupsOf(map, slot).includes(me) || copiesIn.has(slot);
+    const held = new Uint8Array(map.slotCount);
+    for (let slot = 0; slot < map.slotCount; slot++) if (map.owners[slot] === me || copiesIn.has(slot)) held[slot] = 1;
+    const stride = map.replicas - 1;
+    for (let at = 0; at < map.backups.length; at++) if (map.backups[at] === me) held[Math.floor(at / stride)] = 1;
+    heldSlots = held;
   };
+  const heldHere = (slot: number): boolean => heldSlots[slot] === 1;
 
   /** A replica: applied to this worker's copies (of slots it holds), its output kept until the primary says it left. */
   const receiveReplica = (batch: BatchIn): Promise<void> => {
     const records = decodeRecords(batch.payload);
-    const keep = records.slots.map((slot, i) => (heldHere(slot) ? i : -1)).filter((i) => i >= 0);
-    const held = keep.length === records.slots.length ? records : pickRecords(records, keep);
+    // Only slots this worker holds: a replica for a copy abandoned, or not begun, is no state of its.
+    let keep: number[] | undefined;
+    for (let i = 0; i < records.slots.length; i++) {
+      const here = heldHere(records.slots[i]!);
+      if (here && keep === undefined) continue;
+      keep ??= Array.from({ length: i }, (_, j) => j);
+      if (here) keep.push(i);
+    }
+    const held = keep === undefined ? records : pickRecords(records, keep);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
     replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids });
     return Promise.resolve();
@@ -202,6 +216,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     for (const { slot, pipelines } of slots) {
       engine!.flows.forEach((flow, i) => importSlot(flow.stores, slot, pipelines[i]!));
       copiesIn.add(slot);
+      heldSlots[slot] = 1;
     }
   };
 
@@ -289,6 +304,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     }
     for (const slot of copiesIn) if (map.owners[slot] === index || backupsOf(map, slot).includes(index)) copiesIn.delete(slot);
     computeReplicaTargets();
+    computeHeld();
     // Synchronously, before any new record is routed: what was on its way to the dead goes again, in order.
     for (const id of dead) abandon(id);
     if (dead.length > 0) resendOutboxes(previous, dead, written);

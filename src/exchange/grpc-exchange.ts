@@ -109,6 +109,14 @@ type Lane = 0 | 1;
 const LANES: readonly Lane[] = [0, 1];
 const laneOf = (batch: BatchOut): Lane => (batch.replica !== undefined || batch.snapshot === true ? 1 : 0);
 const linkKey = (peer: string, lane: Lane) => `${peer}\u0000${lane}`;
+/**
+ * The replica lane's window is four times the records lane's: a backup applies a replica at once
+ * (no onward sends to wait for), and a source batch's replicas (half its records, on two
+ * workers) would otherwise fill one window and hold the source loop to a round trip per batch.
+ */
+const REPLICA_WINDOW_FACTOR = 4;
+const laneWindow = (window: LinkWindow, lane: Lane): LinkWindow =>
+  lane === 0 ? window : { records: window.records * REPLICA_WINDOW_FACTOR, bytes: window.bytes * REPLICA_WINDOW_FACTOR };
 
 interface OutLink {
   peer: Peer;
@@ -229,7 +237,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
           const key = linkKey(from, kind.value.lane === 1 ? 1 : 0);
           receiver = receivers.get(key);
           if (receiver === undefined) receivers.set(key, (receiver = createLinkReceiver()));
-          call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: window.records, windowBytes: BigInt(window.bytes) } } }));
+          const offered = laneWindow(window, kind.value.lane === 1 ? 1 : 0);
+          call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: offered.records, windowBytes: BigInt(offered.bytes) } } }));
           return;
         }
         if (kind.case !== "batch" || receiver === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "a link starts with LinkOpen, then carries batches");
@@ -303,7 +312,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
           const existing = links.get(linkKey(peer.id, lane));
           if (existing !== undefined && existing.peer.address === peer.address) continue;
           const client = new LinkClient(peer.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-          const link: OutLink = { peer, lane, sender: createLinkSender(window), call: undefined, open: false, closed: false, client, failures: 0 };
+          const link: OutLink = { peer, lane, sender: createLinkSender(laneWindow(window, lane)), call: undefined, open: false, closed: false, client, failures: 0 };
           links.set(linkKey(peer.id, lane), link);
           connect(link);
         }

@@ -10,10 +10,37 @@ import type { KeyedBatch } from "../runtime/dataflow.ts";
  */
 export const EXCHANGE_BATCH_RECORDS_MAX = 4096;
 
+/**
+ * A batch as it travels: each record's upstream as an index into the batch's few distinct names
+ * (node:v8 writes every string in full, and a file source's name is its path).
+ */
+interface WireBatch extends Omit<KeyedBatch, "upstreams"> {
+  upstreamNames: string[];
+  upstreamOf: number[];
+}
+
+function toWire(batch: KeyedBatch): WireBatch {
+  const { upstreams, ...rest } = batch;
+  const upstreamNames: string[] = [];
+  const upstreamOf: number[] = [];
+  let last = "";
+  let lastIndex = -1;
+  for (let i = 0; i < upstreams.length; i++) {
+    const name = upstreams[i]!;
+    if (name !== last || lastIndex < 0) {
+      lastIndex = upstreamNames.indexOf(name);
+      if (lastIndex < 0) lastIndex = upstreamNames.push(name) - 1;
+      last = name;
+    }
+    upstreamOf.push(lastIndex);
+  }
+  return { ...rest, upstreamNames, upstreamOf };
+}
+
 /** The batch as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
 export function encodeRecords(batch: KeyedBatch): Array<{ records: number; payload: Uint8Array }> {
   const n = batch.values.length;
-  if (n <= EXCHANGE_BATCH_RECORDS_MAX) return [{ records: n, payload: serialize(batch) }];
+  if (n <= EXCHANGE_BATCH_RECORDS_MAX) return [{ records: n, payload: serialize(toWire(batch)) }];
   const pieces: Array<{ records: number; payload: Uint8Array }> = [];
   for (let from = 0; from < n; from += EXCHANGE_BATCH_RECORDS_MAX) {
     const to = Math.min(n, from + EXCHANGE_BATCH_RECORDS_MAX);
@@ -27,13 +54,16 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
       seqs: part(batch.seqs),
       subs: part(batch.subs),
     };
-    pieces.push({ records: to - from, payload: serialize(piece) });
+    pieces.push({ records: to - from, payload: serialize(toWire(piece)) });
   }
   return pieces;
 }
 
 export function decodeRecords(bytes: Uint8Array): KeyedBatch {
-  return deserialize(bytes) as KeyedBatch;
+  const { upstreamNames, upstreamOf, ...rest } = deserialize(bytes) as WireBatch;
+  const upstreams: string[] = [];
+  for (let i = 0; i < upstreamOf.length; i++) upstreams.push(upstreamNames[upstreamOf[i]!]!);
+  return { ...rest, upstreams };
 }
 
 export interface SinkRecords {
