@@ -33,6 +33,8 @@ export const ErrorCode = {
   EPOCH_MISMATCH: "EPOCH_MISMATCH",
   /** A cluster call without the cluster token. */
   UNAUTHENTICATED: "UNAUTHENTICATED",
+  /** A function of the app threw on a record; the message names the pipeline, stage, position and key. */
+  RECORD_FAILED: "RECORD_FAILED",
   /** An invariant of the engine broke: a bug, never a user error. */
   INTERNAL: "INTERNAL",
 } as const;

@@ -50,6 +50,7 @@ interface RunFlags {
   migrationChunkKeys?: number;
   replicas?: number;
   failureTimeoutMs?: number;
+  deadLetter?: string;
   progress: boolean;
   verbose: boolean;
 }
@@ -96,6 +97,7 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
       log,
       dataDir: flags.dataDir,
       checkpointIntervalMs: flags.checkpointIntervalMs,
+      ...(flags.deadLetter === undefined ? {} : { deadLetter: sinkFromUri(flags.deadLetter, connectorOptions) }),
       ...(server === undefined ? {} : { partition: server.partition }),
     },
   );
@@ -120,6 +122,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   if (flags.dataDir !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state will survive through replication, not checkpoints");
   }
+  if (flags.deadLetter !== undefined) throw new KeywayError(ErrorCode.USAGE, "--dead-letter is not supported in a cluster yet; run on one process, or without it");
   const late = app.pipelines.find(partitionerAfterKeyedStage);
   if (late !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
@@ -257,6 +260,7 @@ function buildProgram(): Command {
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
+    .option("--dead-letter <uri>", "send records a function of the app throws on to this sink (any sink URI) as JSON lines, and go on; without it such a record stops the run")
     .option("--replicas <n>", "copies of each slot's state in a cluster, on distinct workers (default 2; fewer while there are fewer workers): the cluster survives losing replicas - 1 workers at once", positiveInt("--replicas"))
     .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))
     .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 5000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))

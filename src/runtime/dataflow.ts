@@ -88,6 +88,20 @@ export interface Routing {
   marking?: boolean;
   /** With marking: numbers each run that applies records here, in the order it applies them (its output leaves in that order). */
   outputSeq?: () => number;
+  /** Where records go that a function of the app threw on (the run goes on); absent, such a record stops the run. */
+  deadLetter?: (failed: FailedRecord) => Promise<void>;
+}
+
+/** A record a function of the app threw on. */
+export interface FailedRecord {
+  pipeline: string;
+  /** "head ..." (the steps before the first keyBy) or "keyed stage N" (its state step and the steps after it). */
+  stage: string;
+  /** The source record's id or position, as far as it is known where it failed. */
+  position: string;
+  key: Key | undefined;
+  value: unknown;
+  error: string;
 }
 
 /** What one run produced here: sink-bound output, and the promises of records sent elsewhere. */
@@ -155,8 +169,13 @@ function toBytes(value: unknown): Uint8Array {
   return typeof payload === "string" ? Buffer.from(payload) : payload;
 }
 
+/** Steps run synchronously, record by record: a Promise from one is an app error, not a value. */
+function refuseAsync(pipeline: string, step: string): never {
+  throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline}": its ${step} function returned a Promise; steps must be synchronous (do I/O in a connector or a partition function)`);
+}
+
 /** Fuses stateless steps in front of a terminal into one emit function. */
-function fuse(steps: readonly Step[], terminal: Emit): Emit {
+function fuse(pipeline: string, steps: readonly Step[], terminal: Emit): Emit {
   let emit = terminal;
   for (let i = steps.length - 1; i >= 0; i--) {
     const step = steps[i]!;
@@ -164,7 +183,11 @@ function fuse(steps: readonly Step[], terminal: Emit): Emit {
     switch (step.kind) {
       case "map": {
         const fn = step.fn;
-        emit = (v) => next(fn(v));
+        emit = (v) => {
+          const out = fn(v);
+          if (out instanceof Promise) refuseAsync(pipeline, "map");
+          next(out);
+        };
         break;
       }
       case "flatMap": {
@@ -175,6 +198,7 @@ function fuse(steps: readonly Step[], terminal: Emit): Emit {
           if (Array.isArray(outs)) {
             for (let j = 0; j < outs.length; j++) next(outs[j]);
           } else {
+            if (outs instanceof Promise) refuseAsync(pipeline, "flatMap");
             for (const out of outs) next(out);
           }
         };
@@ -183,7 +207,9 @@ function fuse(steps: readonly Step[], terminal: Emit): Emit {
       case "filter": {
         const fn = step.fn;
         emit = (v) => {
-          if (fn(v)) next(v);
+          const keep: unknown = fn(v);
+          if (keep instanceof Promise) refuseAsync(pipeline, "filter");
+          if (keep) next(v);
         };
         break;
       }
@@ -291,15 +317,41 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   let terminal = toSink;
   for (let i = keyed.length - 1; i >= 0; i--) {
     const { keying, state, tail } = keyed[i]!;
-    stages.unshift({ keying, step: state, store: createStageStore(placement.map.slotCount, state.codec), emit: fuse(tail, terminal) });
+    stages.unshift({ keying, step: state, store: createStageStore(placement.map.slotCount, state.codec), emit: fuse(pipeline.name, tail, terminal) });
     terminal = router(keying);
   }
   const decode = decoderOf(pipeline.source);
-  const headEmit = fuse(head, terminal);
+  const headEmit = fuse(pipeline.name, head, terminal);
+
+  // Where the batch being run came from, for a failure's message when a record carries no id.
+  let batchPlace = "";
+  /**
+   * A function of the app threw on a record: with a dead-letter hook the record goes there (its
+   * partial output dropped) and the run goes on; without, the run stops, naming the record.
+   */
+  const failed = (run: StageRun, err: unknown, stage: string, position: string, key: Key | undefined, value: unknown): void => {
+    if (err instanceof KeywayError && (err.code === ErrorCode.BAD_APP || err.code === ErrorCode.RECORD_FAILED)) throw err;
+    const error = err instanceof Error ? err.message : String(err);
+    if (routing.deadLetter !== undefined) {
+      run.pending.push(routing.deadLetter({ pipeline: pipeline.name, stage, position, key, value, error }));
+      return;
+    }
+    const shownKey = key === undefined ? "" : `, key ${JSON.stringify(typeof key === "string" ? key : Buffer.from(key).toString("hex"))}`;
+    throw new KeywayError(
+      ErrorCode.RECORD_FAILED,
+      `pipeline "${pipeline.name}", ${stage}, record ${position}${shownKey}: ${error} (run with --dead-letter URI to send failing records there and go on)`,
+      { cause: err },
+    );
+  };
+  /** Drops what a failed record emitted: everything past the lengths taken before it. */
+  const truncate = (batch: KeyedBatch, length: number): void => {
+    for (const list of [batch.keys, batch.slots, batch.values, batch.lineage, batch.upstreams, batch.seqs, batch.subs]) if (list.length > length) list.length = length;
+  };
 
   /** Applies records to this worker's copy of their slots; returns how many were replays it dropped. */
-  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined): number => {
+  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined, run: StageRun): number => {
     const { store, emit } = stage;
+    const stageName = `keyed stage ${stages.indexOf(stage) + 1}`;
     const { init, update } = stage.step;
     const { keys, slots, values } = input;
     const marked = marking && input.upstreams.length > 0;
@@ -318,12 +370,24 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         lineage = input.lineage[i]!;
         emitted = 0;
       }
-      const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
-      if (result === undefined) continue;
-      if (Array.isArray(result)) {
-        for (const r of result) emit(r);
-      } else {
-        emit(result);
+      const outputs = sinkOut.values.length;
+      const ids = sinkOut.ids?.length ?? 0;
+      const onward = stageIn.values.length;
+      try {
+        const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
+        if (result === undefined) continue;
+        if (result instanceof Promise) refuseAsync(pipeline.name, "state update");
+        if (Array.isArray(result)) {
+          for (const r of result) emit(r);
+        } else {
+          emit(result);
+        }
+      } catch (err) {
+        sinkOut.values.length = outputs;
+        if (sinkOut.ids !== undefined) sinkOut.ids.length = ids;
+        truncate(stageIn, onward);
+        const position = tracking ? input.lineage[i]! : input.upstreams.length > 0 ? `${input.upstreams[i]}@${input.seqs[i]}` : batchPlace;
+        failed(run, err, stageName, position, key, values[i]);
       }
     }
     return replays;
@@ -411,7 +475,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     else stageIn = next;
     if (local === undefined || local.length > 0) {
       if (run.outputSeq < 0 && routing.outputSeq !== undefined) run.outputSeq = routing.outputSeq();
-      run.replays += runLocal(stage, input, local);
+      run.replays += runLocal(stage, input, local, run);
       replicate(s, input, local, run);
     }
     if (!last && next.values.length > 0) await dispatch(s + 1, next, run, { ...options, inbound: false, hops: 0 });
@@ -436,6 +500,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         upstream = source;
         seq = Number(batch.position);
       }
+      batchPlace = `in the source batch ending at position ${batch.position}`;
       for (let i = 0; i < values.length; i++) {
         if (withIds) lineage = batch.recordIds?.[i] ?? `${batch.position}#${i}`;
         if (ownMarks) {
@@ -445,7 +510,16 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
           subBase = i * 0x100000;
         }
         emitted = 0;
-        headEmit(decode(values[i]!));
+        const outputs = run.values.length;
+        const onward = first.values.length;
+        try {
+          headEmit(decode(values[i]!));
+        } catch (err) {
+          run.values.length = outputs;
+          if (run.ids !== undefined) run.ids.length = outputs;
+          truncate(first, onward);
+          failed(run, err, "head (the steps before the first keyBy)", batch.recordIds?.[i] ?? `${batch.position}#${i}`, undefined, values[i]);
+        }
       }
       subBase = 0;
       if (stages.length > 0 && first.values.length > 0) {
@@ -456,6 +530,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     async runStage(s, input, options) {
       const run = emptyRun(options.withIds);
       tracking = options.withIds;
+      batchPlace = options.inbound ? "sent by another worker" : "held while its slot moved";
       await dispatch(s, input, run, options);
       return run;
     },
@@ -465,7 +540,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       const run = emptyRun(input.lineage.length > 0);
       tracking = input.lineage.length > 0;
       sinkOut = run;
-      run.replays += runLocal(stage, input, undefined);
+      run.replays += runLocal(stage, input, undefined, run);
       return run;
     },
   };

@@ -26,7 +26,7 @@ import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
 import { createCommitTracker } from "./commit-tracker.ts";
-import { compileDataflow, type Dataflow, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
+import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
@@ -65,6 +65,8 @@ export interface EngineOptions {
   peers?: PeerLinks;
   /** In a cluster: whether a sink on another worker needs record ids (it dedups by them). */
   remoteSinkWantsIds?: (sink: string) => boolean;
+  /** Records a function of the app throws on go here, as JSON lines, and the run goes on (else it stops). */
+  deadLetter?: Sink;
   /** Replicated state: records carry marks, slots drop replays, output waits for the backups. */
   replicated?: boolean;
   /** Sources are read only once this settles (a cluster waits for its workers to join). */
@@ -223,6 +225,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       placement,
       partition: options.partition,
       marking: options.replicated === true,
+      ...(options.deadLetter === undefined ? {} : { deadLetter: (failed: FailedRecord) => writeSink(options.deadLetter!, [deadLetterLine(failed)], undefined) }),
       outputSeq: () => nextOutputSeq[i]!++,
       out:
         peers === undefined
@@ -236,7 +239,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   );
   const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0, recordsForwarded: 0 };
   const sinkNames = appSinkNames(app);
-  const sinks = sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []);
+  const sinks = [...sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []), ...(options.deadLetter === undefined ? [] : [options.deadLetter])];
   // Per pipeline: its sink when the sink lives here (else output goes to a peer), and whether it wants ids.
   const localSinks = app.pipelines.map((p) => connectors.sinks.get(p.sink.name));
   const wantsIds = app.pipelines.map((p, i) => localSinks[i]?.wantsRecordIds ?? options.remoteSinkWantsIds?.(p.sink.name) === true);
@@ -257,6 +260,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   }
 
   await openAll(app, connectors, restored, log);
+  await options.deadLetter?.open({ name: "dead-letter", log: log.child({ sink: "dead-letter" }) });
 
   // Writes to one sink are serialised: local pipelines and other workers' output share it.
   const sinkChains = new Map<Sink, Promise<void>>();
@@ -550,6 +554,15 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     },
     sourceNames: () => sources.map(({ pipeline }) => app.pipelines[pipeline]!.source.name),
   };
+}
+
+/** A failed record as one JSON line: what failed, where, and the record itself (text, or bytes as hex). */
+function deadLetterLine({ pipeline, stage, position, key, value, error }: FailedRecord): string {
+  const text = (v: unknown): string => {
+    const payload = v instanceof Uint8Array || typeof v === "string" ? v : defaultEncode(v);
+    return typeof payload === "string" ? payload : Buffer.from(payload).toString("hex");
+  };
+  return JSON.stringify({ pipeline, stage, position, ...(key === undefined ? {} : { key: text(key) }), error, value: text(value) });
 }
 
 function occupiedSlots(stores: readonly StageStore[]): number[] {
