@@ -64,6 +64,10 @@ describe("keyway CLI", () => {
     await expectOneLineError(["run", APP, "--source", `lines=tcp://127.0.0.1:${port}`, "--sink", `counts=file:${out}`], 1, new RegExp(`\\[PORT_IN_USE\\]: source "lines": cannot listen on 127\\.0\\.0\\.1:${port}`));
   });
 
+  it("refuses a --listen host that is not an address of this machine as bad usage, not as a port in use", () =>
+    expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", `counts=file:${out}`, "--listen", "no-such-host.invalid:7700"], 2,
+      /\[USAGE\]: cannot listen on no-such-host\.invalid:7700 for .*: the host is not an address of this machine/));
+
   it("refuses a config file that is missing or not JSON", async () => {
     await expectOneLineError(["run", APP, "--config", "no-such-config.json"], 1, /\[FILE_NOT_FOUND\]: config file not found/);
     const bad = join(scratchDir("cli-config"), "bad.json");

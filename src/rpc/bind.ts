@@ -1,4 +1,7 @@
-/** Binds a grpc-js server to a listen address; a failure is one PORT_IN_USE error naming what the address was for. */
+/**
+ * Binds a grpc-js server to a listen address. A port taken is PORT_IN_USE; a host that does not
+ * resolve or is not this machine's is bad usage (USAGE): either way one error naming the purpose.
+ */
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { formatListenAddress, type ListenAddress } from "./listen-address.ts";
@@ -10,6 +13,10 @@ export function bindServer(server: Server, listen: ListenAddress, purpose: strin
     server.bindAsync(requested, ServerCredentials.createInsecure(), (err, port) => {
       if (err === null) return resolve(formatListenAddress({ host: listen.host, port }));
       server.forceShutdown();
+      if (/Name resolution failed|ENOTFOUND|EADDRNOTAVAIL/.test(err.message)) {
+        reject(new KeywayError(ErrorCode.USAGE, `cannot listen on ${requested} for ${purpose}: the host is not an address of this machine (${err.message})`));
+        return;
+      }
       const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
       reject(new KeywayError(ErrorCode.PORT_IN_USE, `cannot listen on ${requested} for ${purpose}: ${reason}`));
     });
