@@ -9,6 +9,7 @@ import { fileSource, parseConnectorUri, tcpSink, tcpSource, type Framing, type T
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectOptions } from "../sdk/index.ts";
+import { parseEngineAddresses } from "../sdk/addresses.ts";
 
 /** The SDK (gRPC, protobuf) loads only when a connector runs, to keep other commands' start-up short. */
 type Sdk = typeof import("../sdk/index.ts");
@@ -105,6 +106,12 @@ async function run(
   body: (options: ConnectOptions, log: Logger, sdk: Sdk) => Promise<void>,
 ): Promise<void> {
   const sdk = await import("../sdk/index.ts");
+  // A malformed --engine is the user's to fix: bad usage, before any session is tried.
+  try {
+    parseEngineAddresses(flags.engine);
+  } catch (err) {
+    throw new KeywayError(ErrorCode.USAGE, `--engine: ${(err as Error).message}`);
+  }
   const log = createLogger(flags.logLevel).child({ connector: connectorName, target: flags.target });
   const stop = new AbortController();
   let signals = 0;

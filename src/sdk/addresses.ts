@@ -14,8 +14,9 @@ export function parseEngineAddresses(engine: string): string[] {
     .split(",")
     .map((a) => a.trim())
     .filter((a) => a !== "");
-  if (addresses.length === 0 || !addresses.every((a) => ADDRESS.test(a))) {
-    throw new RangeError(`engine must be HOST:PORT, or several separated by commas, got "${engine}"`);
+  const port = (a: string) => Number(a.slice(a.lastIndexOf(":") + 1));
+  if (addresses.length === 0 || !addresses.every((a) => ADDRESS.test(a) && port(a) >= 1 && port(a) <= 65535)) {
+    throw new RangeError(`engine must be HOST:PORT (a port from 1 to 65535), or several separated by commas, got "${engine}"`);
   }
   return addresses;
 }

@@ -215,6 +215,14 @@ describe("`keyway connector` usage", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/keyway: error \[USAGE\]: --listen expects HOST:PORT/);
   });
+
+  it("rejects a malformed or out-of-range --engine as bad usage, at once, before dialling anything", async () => {
+    for (const engine of ["nonsense", "127.0.0.1:99999"]) {
+      const result = await runKeyway(["connector", "file-sink", "--path", join(dir, "never.txt"), "--target", "out", "--engine", engine]);
+      expect(result.code, engine).toBe(2);
+      expect(result.stderr).toMatch(/^keyway: error \[USAGE\]: --engine: engine must be HOST:PORT \(a port from 1 to 65535\)/);
+    }
+  });
 });
 
 describe("a partition function in a separate process", () => {
