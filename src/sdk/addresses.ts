@@ -16,7 +16,7 @@ export function parseEngineAddresses(engine: string): string[] {
     .filter((a) => a !== "");
   const port = (a: string) => Number(a.slice(a.lastIndexOf(":") + 1));
   if (addresses.length === 0 || !addresses.every((a) => ADDRESS.test(a) && port(a) >= 1 && port(a) <= 65535)) {
-    throw new RangeError(`engine must be HOST:PORT (a port from 1 to 65535), or several separated by commas, got "${engine}"`);
+    throw new RangeError(`engine must be HOST:PORT, or several separated by commas (ports 1 to 65535), got "${engine}"`);
   }
   return addresses;
 }

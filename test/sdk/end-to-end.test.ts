@@ -220,7 +220,7 @@ describe("`keyway connector` usage", () => {
     for (const engine of ["nonsense", "127.0.0.1:99999"]) {
       const result = await runKeyway(["connector", "file-sink", "--path", join(dir, "never.txt"), "--target", "out", "--engine", engine]);
       expect(result.code, engine).toBe(2);
-      expect(result.stderr).toMatch(/^keyway: error \[USAGE\]: --engine: engine must be HOST:PORT \(a port from 1 to 65535\)/);
+      expect(result.stderr).toMatch(/^keyway: error \[USAGE\]: --engine: engine must be HOST:PORT, or several separated by commas \(ports 1 to 65535\)/);
     }
   });
 });
