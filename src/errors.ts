@@ -15,6 +15,8 @@ export const ErrorCode = {
   BAD_APP: "BAD_APP",
   /** A file a connector needs does not exist or cannot be opened. */
   FILE_NOT_FOUND: "FILE_NOT_FOUND",
+  /** A sink could not write its output (a full disk, a path that takes no writes). */
+  WRITE_FAILED: "WRITE_FAILED",
   /** A listening connector cannot bind its address. */
   PORT_IN_USE: "PORT_IN_USE",
   /** A frame is longer than the configured limit. */

@@ -64,6 +64,10 @@ describe("keyway CLI", () => {
     await expectOneLineError(["run", APP, "--source", `lines=tcp://127.0.0.1:${port}`, "--sink", `counts=file:${out}`], 1, new RegExp(`\\[PORT_IN_USE\\]: source "lines": cannot listen on 127\\.0\\.0\\.1:${port}`));
   });
 
+  it("stops with one WRITE_FAILED line when a file sink's path takes no writes", () =>
+    expectOneLineError(["run", APP, "--source", `lines=file:${SAMPLE}`, "--sink", "counts=file:/proc/self/status"], 1,
+      /^keyway: error \[WRITE_FAILED\]: sink "counts": writing to \/proc\/self\/status failed: EINVAL/));
+
   it("refuses a --listen host that is not an address of this machine as bad usage, not as a port in use", () =>
     expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", `counts=file:${out}`, "--listen", "no-such-host.invalid:7700"], 2,
       /\[USAGE\]: cannot listen on no-such-host\.invalid:7700 for .*: the host is not an address of this machine/));

@@ -55,9 +55,9 @@ class FileSink implements Sink {
       );
     }
     const stream = handle.createWriteStream({ highWaterMark: this.highWaterBytes });
-    // Failures surface through write callbacks, drain waits and flush(); this listener only keeps
-    // an unobserved 'error' from crashing the process.
-    stream.on("error", (err) => ctx.log.error({ sink: this.name, path: this.path, err }, "file sink write failed"));
+    // Failures surface, typed, through write callbacks, drain waits and flush(); this listener only
+    // keeps an unobserved 'error' from crashing the process.
+    stream.on("error", (err) => ctx.log.debug({ sink: this.name, path: this.path, err }, "file sink write failed"));
     this.stream = stream;
   }
 
@@ -70,7 +70,7 @@ class FileSink implements Sink {
     let hasRoom = true;
     this.lastWrite = new Promise<void>((resolve, reject) => {
       hasRoom = stream.write(bytes, (err) => {
-        if (err) return reject(err);
+        if (err) return reject(this.failed(err));
         this.recordsBuffered -= records;
         resolve();
       });
@@ -78,8 +78,15 @@ class FileSink implements Sink {
     // flush() reports the failure; without this an unflushed failure would be an unhandled rejection.
     this.lastWrite.catch(() => {});
     if (hasRoom) return;
-    if (stream.errored) throw stream.errored;
-    await once(stream, "drain");
+    if (stream.errored) throw this.failed(stream.errored);
+    await once(stream, "drain").catch((err: Error) => {
+      throw this.failed(err);
+    });
+  }
+
+  private failed(err: Error): KeywayError {
+    const code = "code" in err ? ` (${String(err.code)})` : "";
+    return new KeywayError(ErrorCode.WRITE_FAILED, `sink "${this.name}": writing to ${this.path} failed: ${err.message}${code}`, { cause: err });
   }
 
   flush(): Promise<void> {
