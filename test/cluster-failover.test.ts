@@ -24,6 +24,23 @@ async function settled(address: string, workers: number, fenced: string[]): Prom
   }, 60_000);
 }
 
+/** Stops the load, waits for every record's output, and checks every window is right and each output there once. */
+async function expectEveryWindowOnce(load: Awaited<ReturnType<typeof steadyLoad>>, output: string): Promise<void> {
+  await load.stop();
+  await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
+  const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
+  expect(verdict.problems).toEqual([]);
+  expect(verdict.outputs).toBe(load.sent());
+}
+
+/** SIGTERM ends the run cleanly: exit 0 and no error logged. */
+async function expectCleanExit(engine: Running): Promise<void> {
+  engine.child.kill("SIGTERM");
+  const finished = await engine.finished;
+  expect(finished.code, finished.stderr).toBe(0);
+  expect(errors(finished.stderr)).toEqual([]);
+}
+
 /** A sequence-window run over connector sessions: an external TCP source and an exactly-once file sink. */
 async function sequenceCluster(name: string, workers: number, replicas: number, extra: string[] = []) {
   const dir = scratchDir(name);
@@ -54,18 +71,11 @@ describe("cluster failover", () => {
     expect(after.workers.map((w) => w.id)).not.toContain(victim.id);
     const atRecovery = load.sent();
     await waitFor("records flowing after the failover", () => (lineCount(output) > atRecovery ? true : undefined), 60_000);
-    await load.stop();
-    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
-    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
-    expect(verdict.problems).toEqual([]);
-    expect(verdict.outputs).toBe(load.sent());
+    await expectEveryWindowOnce(load, output);
     expect(engine.stderr()).toMatch(/"msg":"workers declared dead and fenced"/);
     expect(engine.stderr()).toMatch(/"msg":"copies restored: every slot has its replicas"/);
     expect(source.stderr()).not.toMatch(/"level":50/);
-    engine.child.kill("SIGTERM");
-    const finished = await engine.finished;
-    expect(finished.code, finished.stderr).toBe(0);
-    expect(errors(finished.stderr)).toEqual([]);
+    await expectCleanExit(engine);
   });
 
   it("R=3 on 4 workers: two workers SIGKILLed at once, and every window is right, once", async () => {
@@ -77,15 +87,8 @@ describe("cluster failover", () => {
     const after = await settled(address, 2, victims.map((v) => v.id));
     // Two workers left: every slot has two copies, the most there can be.
     expect(after.workers.every((w) => w.slots + w.backups === after.slotCount)).toBe(true);
-    await load.stop();
-    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
-    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
-    expect(verdict.problems).toEqual([]);
-    expect(verdict.outputs).toBe(load.sent());
-    engine.child.kill("SIGTERM");
-    const finished = await engine.finished;
-    expect(finished.code, finished.stderr).toBe(0);
-    expect(errors(finished.stderr)).toEqual([]);
+    await expectEveryWindowOnce(load, output);
+    await expectCleanExit(engine);
   });
 
   it("ten cycles of SIGKILL a worker, then a new one joins: R copies restored after each, every window right, once", async () => {
@@ -115,15 +118,8 @@ describe("cluster failover", () => {
       expect(restored.underReplicated).toBe(0);
       expect(restored.workers.reduce((n, w) => n + w.backups, 0)).toBe(restored.slotCount);
     }
-    await load.stop();
-    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
-    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
-    expect(verdict.problems).toEqual([]);
-    expect(verdict.outputs).toBe(load.sent());
-    engine.child.kill("SIGTERM");
-    const finished = await engine.finished;
-    expect(finished.code, finished.stderr).toBe(0);
-    expect(errors(finished.stderr)).toEqual([]);
+    await expectEveryWindowOnce(load, output);
+    await expectCleanExit(engine);
   });
 
   it("a worker stopped past the failure timeout is fenced: once continued, it is refused and exits with a clear message; every window is right, once", async () => {
@@ -139,11 +135,7 @@ describe("cluster failover", () => {
     const exited = await worker.finished;
     expect(exited.code).not.toBe(0);
     expect(exited.stderr).toMatch(/error \[FENCED\]: worker w1 was declared dead by the cluster and fenced/);
-    await load.stop();
-    await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
-    const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
-    expect(verdict.problems).toEqual([]);
-    expect(verdict.outputs).toBe(load.sent());
+    await expectEveryWindowOnce(load, output);
     const status = await clusterStatus(address);
     expect(status.fenced).toEqual(["w1"]);
     engine.child.kill("SIGTERM");
