@@ -31,6 +31,8 @@ export const ErrorCode = {
   FENCED: "FENCED",
   /** Every copy of some slots was lost at once (more workers than replicas - 1): the run cannot go on correctly. */
   STATE_LOST: "STATE_LOST",
+  /** A service the cluster depends on (etcd) cannot be reached. */
+  UNAVAILABLE: "UNAVAILABLE",
   /** Records or a map change named a partition-map epoch the worker cannot act on. */
   EPOCH_MISMATCH: "EPOCH_MISMATCH",
   /** A cluster call without the cluster token. */

@@ -1,45 +1,13 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { checkSequenceWindows } from "../examples/validation/check.ts";
-import { clusterStatus, corpus, expectExact, steadyLoad, type ClusterStatus } from "./helpers/cluster.ts";
+import { clusterStatus, corpus, expectCleanExit, expectEveryWindowOnce, expectExact, lineCount, settled, steadyLoad } from "./helpers/cluster.ts";
 import { freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
 afterEach(() => {
   for (const r of running.splice(0)) r.child.kill("SIGKILL");
 });
-
-const lineCount = (path: string) => (existsSync(path) ? readFileSync(path, "utf8").split("\n").length - 1 : 0);
-const errors = (stderr: string) => stderr.split("\n").filter((l) => l.includes('"level":50'));
-
-/** Every data worker alive, each slot with its copies: what the cluster returns to after a loss. */
-async function settled(address: string, workers: number, fenced: string[]): Promise<ClusterStatus> {
-  return waitFor(`${workers} workers with every slot's copies, ${fenced.join(", ")} fenced`, async () => {
-    const s = await clusterStatus(address).catch(() => undefined);
-    if (s === undefined || s.workers.length !== workers || s.underReplicated !== 0) return undefined;
-    if (!fenced.every((id) => s.fenced.includes(id))) return undefined;
-    if (s.workers.reduce((n, w) => n + w.slots, 0) !== s.slotCount) return undefined;
-    return s;
-  }, 60_000);
-}
-
-/** Stops the load, waits for every record's output, and checks every window is right and each output there once. */
-async function expectEveryWindowOnce(load: Awaited<ReturnType<typeof steadyLoad>>, output: string): Promise<void> {
-  await load.stop();
-  await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
-  const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
-  expect(verdict.problems).toEqual([]);
-  expect(verdict.outputs).toBe(load.sent());
-}
-
-/** SIGTERM ends the run cleanly: exit 0 and no error logged. */
-async function expectCleanExit(engine: Running): Promise<void> {
-  engine.child.kill("SIGTERM");
-  const finished = await engine.finished;
-  expect(finished.code, finished.stderr).toBe(0);
-  expect(errors(finished.stderr)).toEqual([]);
-}
 
 /** A sequence-window run over connector sessions: an external TCP source and an exactly-once file sink. */
 async function sequenceCluster(name: string, workers: number, replicas: number, extra: string[] = []) {

@@ -82,42 +82,65 @@ function formatStatus(status: StatusResponse): string {
   ].join("\n");
 }
 
+/** How long a worker that leaves waits for its sources to close and its output to flush. */
+const WORKER_STOP_MS = 10_000;
+
 export function addClusterCommands(program: Command, setExitCode: (code: number) => void): void {
   program
     .command("worker")
     .description("Join a running cluster as a worker: it takes a share of the slots and of the connector sessions.")
     .argument("<app>", "the same app module the cluster runs")
-    .requiredOption("--join <host:port>", "the cluster address of any worker")
+    .option("--join <host:port>", "the cluster address of any worker (a cluster with an embedded coordinator)")
+    .option("--coordinator <uri>", "etcd://HOST:PORT[,HOST:PORT...]: find the cluster of this app on etcd (a cluster started with --coordinator)")
     .option("--listen <host:port>", "where this worker serves other workers", "127.0.0.1:0")
     .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)")
     .option("--token <token>", "the cluster token, also the connector token (default: env KEYWAY_TOKEN)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
-    .action(async (appPath: string, flags: { join: string; listen: string; connectorListen?: string; token?: string; logLevel: LogLevel }) => {
+    .action(async (appPath: string, flags: { join?: string; coordinator?: string; listen: string; connectorListen?: string; token?: string; logLevel: LogLevel }) => {
+      if ((flags.join === undefined) === (flags.coordinator === undefined)) throw new KeywayError(ErrorCode.USAGE, "keyway worker needs one of --join HOST:PORT or --coordinator etcd://HOST:PORT");
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
-      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }] = await Promise.all([import("../cluster/worker.ts"), import("./worker-connectors.ts")]);
+      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }] = await Promise.all([
+        import("../cluster/worker.ts"),
+        import("./worker-connectors.ts"),
+        import("./etcd-coordinator.ts"),
+      ]);
       const token = flags.token ?? process.env.KEYWAY_TOKEN;
+      const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
       let edgeClose: (() => Promise<void>) | undefined;
       const worker = await startClusterWorker({
         app,
         log,
         token,
         listen: flags.listen,
-        role: { join: flags.join },
+        role: { join: etcd?.leader.address ?? flags.join! },
+        ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
-          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token }, log, placement, false);
+          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token }, log, placement, false, etcd !== undefined);
           edgeClose = built.edge?.close;
           return built;
         },
+      }).catch(async (err: unknown) => {
+        await etcd?.control.close();
+        throw err;
       });
+      // A worker holding the coordinator role ends the run on SIGTERM, as `keyway run` does.
+      const onSignal = () => {
+        if (worker.coordinator === undefined) process.exit(143);
+        void worker.stop();
+      };
+      process.once("SIGTERM", onSignal);
       try {
         const reason = await worker.finished;
         log.info({ reason }, "leaving the cluster");
       } finally {
-        await worker.engine.stop().catch(() => undefined);
+        process.off("SIGTERM", onSignal);
+        // A fenced worker's output may have nowhere to go: its stop is bounded.
+        await Promise.race([worker.engine.stop().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, WORKER_STOP_MS).unref())]);
         await worker.close();
         await edgeClose?.();
+        await etcd?.control.close();
       }
       setExitCode(0);
     });

@@ -13,7 +13,7 @@ import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
 import { startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
-import { FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
+import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connector-server.ts";
@@ -50,6 +50,7 @@ interface RunFlags {
   migrationChunkKeys?: number;
   replicas?: number;
   failureTimeoutMs?: number;
+  coordinator?: string;
   deadLetter?: string;
   progress: boolean;
   verbose: boolean;
@@ -73,7 +74,7 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
-  if (flags.workers > 1 || flags.clusterListen !== undefined) return runCluster(appPath, app, table, flags, log);
+  if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return runCluster(appPath, app, table, flags, log);
   const server = await startConnectorServerFor(app, table, flags, log);
   try {
     return await runEngine(app, table, flags, log, server);
@@ -128,11 +129,18 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
   }
   const token = flags.token ?? process.env.KEYWAY_TOKEN;
-  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }] = await Promise.all([
+  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }, { startEtcdControl }] = await Promise.all([
     import("../cluster/worker.ts"),
     import("../cluster/launcher.ts"),
     import("./worker-connectors.ts"),
+    import("./etcd-coordinator.ts"),
   ]);
+  const replicas = replicasFor(app, flags.replicas, log);
+  const failureTimeoutMs = flags.failureTimeoutMs ?? (flags.coordinator === undefined ? FAILURE_TIMEOUT_MS_DEFAULT : ETCD_FAILURE_TIMEOUT_MS_DEFAULT);
+  const etcd =
+    flags.coordinator === undefined
+      ? undefined
+      : await startEtcdControl(flags.coordinator, app, log, { slotCount: flags.slots, replicas, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), failureTimeoutMs }, table);
   let stateLost: Error | undefined;
   let abandonRun!: (err: Error) => void;
   const lost = new Promise<never>((_, reject) => (abandonRun = reject));
@@ -150,12 +158,13 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
         finite: bindingsFinite(table),
         expectedWorkers: flags.workers,
         chunkKeys: flags.migrationChunkKeys,
-        replicas: replicasFor(app, flags.replicas, log),
-        failureTimeoutMs: flags.failureTimeoutMs ?? FAILURE_TIMEOUT_MS_DEFAULT,
+        replicas,
+        failureTimeoutMs,
       },
     },
+    ...(etcd === undefined ? {} : { etcd }),
     connectors: async (_json, placement) => {
-      const built = await buildWorkerConnectors(app, table, flags, log, placement, true);
+      const built = await buildWorkerConnectors(app, table, flags, log, placement, true, etcd !== undefined);
       edgeClose = built.edge?.close;
       return built;
     },
@@ -169,7 +178,8 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     },
   });
   log.info({ address: worker.address }, "serving workers");
-  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, worker.address, token, flags.logLevel) : undefined;
+  const join = flags.coordinator === undefined ? ["--join", worker.address] : ["--coordinator", flags.coordinator];
+  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel) : undefined;
   let startedAt = performance.now();
   let totals: EngineStats | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -193,6 +203,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     await worker.close();
     await locals?.stop(WORKERS_EXIT_GRACE_MS);
     await edgeClose?.();
+    await etcd?.control.close();
   }
   if (stateLost !== undefined) throw stateLost;
   process.stderr.write(`keyway: ${formatSummary(totals ?? worker.engine.stats(), performance.now() - startedAt)}\n`);
@@ -263,6 +274,7 @@ function buildProgram(): Command {
     .option("--dead-letter <uri>", "send records a function of the app throws on to this sink (any sink URI) as JSON lines, and go on; without it such a record stops the run")
     .option("--replicas <n>", "copies of each slot's state in a cluster, on distinct workers (default 2; fewer while there are fewer workers): the cluster survives losing replicas - 1 workers at once", positiveInt("--replicas"))
     .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))
+    .option("--coordinator <uri>", "the control plane: embedded in the first worker (default), or etcd://HOST:PORT[,HOST:PORT...] so that any worker can hold the coordinator role and any worker may die")
     .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 5000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")

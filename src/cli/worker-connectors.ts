@@ -28,7 +28,7 @@ export function bindingsFromJson(json: string): BindingTable {
 }
 
 /** The directory a `file:` URI names, or undefined for any other binding. */
-function directoryOf(uri: string): string | undefined {
+export function directoryOf(uri: string): string | undefined {
   if (uri === CONNECTOR_URI) return undefined;
   const parsed = parseConnectorUri(uri);
   return parsed.scheme === "file" && isDirectory(parsed.path) ? parsed.path : undefined;
@@ -60,6 +60,8 @@ export async function buildWorkerConnectors(
   log: Logger,
   placement: ClusterSessionPlacement,
   first: boolean,
+  /** Sinks on every worker, used where the coordinator is (etcd); else on the first worker only. */
+  sinksEverywhere = false,
 ): Promise<BuiltWorkerConnectors> {
   const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
   const server: ConnectorServer | undefined = await startConnectorServerFor(app, table, flags, log, {
@@ -73,7 +75,7 @@ export async function buildWorkerConnectors(
     if (uri === CONNECTOR_URI) sources.set(name, server!.sourceFor(name));
     else if (first && directoryOf(uri) === undefined) sources.set(name, sourceFromUri(uri, connectorOptions));
   }
-  if (first) for (const [name, uri] of table.sinks) sinks.set(name, uri === CONNECTOR_URI ? server!.sinkFor(name) : sinkFromUri(uri, connectorOptions));
+  if (first || sinksEverywhere) for (const [name, uri] of table.sinks) sinks.set(name, uri === CONNECTOR_URI ? server!.sinkFor(name) : sinkFromUri(uri, connectorOptions));
   const connectorSinks = new Set([...table.sinks].filter(([, uri]) => uri === CONNECTOR_URI).map(([name]) => name));
   return {
     connectors: { sources, sinks, sourceFromUri: (uri) => sourceFromUri(uri, connectorOptions), connectorSinks },

@@ -65,7 +65,7 @@ export function coordinatorHandlers(c: Coordinator, context: CoordinatorServiceC
     Join: unary(async (req: JoinRequest) => {
       try {
         const joined = await c.join({ version: req.version, address: req.address, connectorAddress: req.connectorAddress, app: req.app, appDigest: req.appDigest });
-        return create(JoinResponseSchema, { workerId: joined.id, map: mapToMessage(joined.map, joined.members), bindingsJson: context.bindingsJson, heartbeatIntervalMs: BigInt(HEARTBEAT_INTERVAL_MS) });
+        return create(JoinResponseSchema, { workerId: joined.id, map: mapToMessage(joined.map, c.context()), bindingsJson: context.bindingsJson, heartbeatIntervalMs: BigInt(HEARTBEAT_INTERVAL_MS) });
       } catch (err) {
         context.log.warn({ address: req.address, reason: (err as Error).message }, "join refused");
         throw grpcError(grpc.status.FAILED_PRECONDITION, (err as Error).message);
@@ -94,7 +94,7 @@ export function coordinatorHandlers(c: Coordinator, context: CoordinatorServiceC
     Shrink: unary(async (req: ShrinkRequest) => {
       try {
         const { map, removed } = await c.shrink(req.workerIds, req.count);
-        return create(ShrinkResponseSchema, { map: mapToMessage(map, c.members()), removed });
+        return create(ShrinkResponseSchema, { map: mapToMessage(map, c.context()), removed });
       } catch (err) {
         throw grpcError(statusOf(err), (err as Error).message);
       }

@@ -19,6 +19,8 @@ import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { SlotState, SourceAssignment, WorkerStatsResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
+import type { MapContext } from "./codec.ts";
+import type { CoordinatorState } from "./coordinator-state.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
 import type { OutputsWritten } from "./replication.ts";
@@ -41,6 +43,12 @@ export const UNREACHABLE_AFTER_MS = 2000;
  * a live worker, while a crash costs its slots two seconds of stalled records.
  */
 export const FAILURE_TIMEOUT_MS_DEFAULT = 2000;
+/**
+ * With etcd the failure timeout is the lease's TTL, and a worker that cannot renew its lease for
+ * that long stops: long enough to ride out a short etcd outage (a restart, a leader election).
+ * A worker whose process is gone is still found at once, by a refused connection.
+ */
+export const ETCD_FAILURE_TIMEOUT_MS_DEFAULT = 10_000;
 const FAILURE_CHECK_MS = 100;
 /**
  * A worker this late with its heartbeat is probed: if its address refuses connections, its
@@ -57,8 +65,8 @@ export interface WorkerPort {
   freeze(worker: Worker, epoch: number, slots: number[]): Promise<void>;
   exportSlots(worker: Worker, slots: number[]): Promise<SlotState[]>;
   /** Imports the states, then takes the map that gives them to the worker. */
-  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, members: readonly Worker[], fenced: readonly string[], written: readonly OutputsWritten[]): Promise<void>;
-  updateMap(worker: Worker, map: PartitionMap, members: readonly Worker[], fenced: readonly string[], written: readonly OutputsWritten[]): Promise<void>;
+  importSlots(worker: Worker, states: SlotState[], map: PartitionMap, context: MapContext): Promise<void>;
+  updateMap(worker: Worker, map: PartitionMap, context: MapContext): Promise<void>;
   /** Whether a worker answers at all: "refused" when nothing listens at its address (its process is gone). */
   probe(worker: Worker): Promise<"answered" | "refused" | "silent">;
   /** The primary `worker` copies these slots to worker `to`; settles once the copies are complete there. */
@@ -94,6 +102,10 @@ export interface CoordinatorOptions {
   /** How far a worker's output reached the sinks (the sinks' worker keeps the ledger). */
   outputsWritten?: (worker: string) => OutputsWritten[];
   failureTimeoutMs?: number;
+  /** A coordinator taking over from one that died: the state it left in the control plane. */
+  restored?: CoordinatorState;
+  /** Saves the state where a successor finds it (etcd); every map is saved before any worker sees it. */
+  persist?: (state: CoordinatorState) => Promise<void>;
 }
 
 export interface ClusterView {
@@ -109,6 +121,15 @@ export interface ClusterView {
 export interface Coordinator {
   readonly map: () => PartitionMap;
   readonly members: () => readonly Worker[];
+  /** What goes with the map to workers. */
+  readonly context: () => MapContext;
+  /**
+   * Taking over from a coordinator that died (etcd): members without a live lease are declared
+   * dead, everyone learns the new coordinator, and a move or a rebuild under way carries on.
+   */
+  takeOver(live: ReadonlySet<string>): Promise<void>;
+  /** A member's lease ended (etcd): its process is gone or cut off. */
+  memberGone(id: string): void;
   join(request: JoinRequestData): Promise<{ id: string; map: PartitionMap; members: readonly Worker[] }>;
   shrink(ids: string[], count: number): Promise<{ map: PartitionMap; removed: string[] }>;
   heartbeat(id: string): void;
@@ -149,24 +170,47 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const replicas = options.replicas ?? 1;
   const failureTimeoutMs = options.failureTimeoutMs ?? FAILURE_TIMEOUT_MS_DEFAULT;
   const digest = appDigest(app);
-  let members: Worker[] = [self];
-  let map: PartitionMap = equalRanges(options.slotCount, [self.id], 1, replicas);
-  const fenced: string[] = [];
+  const { restored } = options;
+  let members: Worker[] = restored?.members ?? [self];
+  let map: PartitionMap = restored?.map ?? equalRanges(options.slotCount, [self.id], 1, replicas);
+  const fenced: string[] = [...(restored?.fenced ?? [])];
   // For each fenced worker: how far its output had reached the sinks, for the backups that take over.
-  const written: OutputsWritten[] = [];
+  const written: OutputsWritten[] = [...(restored?.written ?? [])];
   // Per worker, the bundled sources placed on it, so a dead worker's are read elsewhere.
-  const sourcesOf = new Map<string, SourceAssignment[]>();
-  let nextId = 1;
-  const lastSeen = new Map<string, number>();
-  const streams = new Map<string, { holder: string | undefined; position: bigint }>();
+  const sourcesOf = new Map<string, SourceAssignment[]>(restored?.sourcesOf.map((s) => [s.worker, s.sources]));
+  let nextId = restored?.nextId ?? 1;
+  const lastSeen = new Map<string, number>(members.map((m) => [m.id, Date.now()]));
+  const streams = new Map<string, { holder: string | undefined; position: bigint }>(restored?.streams.map((s) => [`${s.source}\u0000${s.stream}`, { holder: s.holder, position: s.position }]));
+  let moving = false;
+  const context = (): MapContext => ({ members, fenced, written, coordinator: self.id });
+  // Saves run one at a time, each with the state as it is when it runs.
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => {
+    const persist = options.persist;
+    if (persist === undefined) return Promise.resolve();
+    const run = () =>
+      persist({
+        map,
+        members,
+        fenced,
+        written,
+        nextId,
+        moving,
+        streams: [...streams].map(([key, entry]) => ({ source: key.split("\u0000")[0]!, stream: key.slice(key.indexOf("\u0000") + 1), ...entry })),
+        sourcesOf: [...sourcesOf].map(([worker, sources]) => ({ worker, sources })),
+      });
+    saving = saving.then(run, run);
+    return saving;
+  };
   const done = new Set<string>();
   // Per worker, the generation of its latest StartSources: an older SourcesDone is stale.
   const placed = new Map<string, number>();
-  const place = (worker: Worker, sources: SourceAssignment[]): Promise<void> => {
+  const place = async (worker: Worker, sources: SourceAssignment[]): Promise<void> => {
     sourcesOf.set(worker.id, [...(sourcesOf.get(worker.id) ?? []), ...sources]);
     const generation = (placed.get(worker.id) ?? 0) + 1;
     placed.set(worker.id, generation);
     done.delete(worker.id);
+    if (sources.length > 0) await save();
     return port.startSources(worker, sources, generation);
   };
   let endRun!: () => void;
@@ -202,10 +246,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[], firstHasIt = false): Promise<void> => {
     if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
     map = next;
-    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, members, fenced, written);
+    await save();
+    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, context());
     await Promise.all(
       to.filter((m) => m.id !== first?.id).map((m) =>
-        port.updateMap(m, next, members, fenced, written).catch((err: Error) => {
+        port.updateMap(m, next, context()).catch((err: Error) => {
           // A worker that died meanwhile is the failure detector's to handle, not this change's.
           if (fenced.includes(m.id)) return;
           throw new MigrationError(`worker ${m.id} at ${m.address} did not take map epoch ${next.epoch}: ${err.message}`, true);
@@ -214,11 +259,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     );
   };
   /** A new epoch to everyone, for a failover or a copy: a worker that does not take it is left to the failure detector. */
-  const announce = (next: PartitionMap): Promise<void> => {
+  const announce = async (next: PartitionMap): Promise<void> => {
     map = next;
-    return Promise.all(
-      members.map((m) => port.updateMap(m, next, members, fenced, written).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
-    ).then(() => undefined);
+    await save();
+    await Promise.all(
+      members.map((m) => port.updateMap(m, next, context()).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
+    );
   };
 
   const averageKeysPerSlot = async (id: string): Promise<number> => {
@@ -231,6 +277,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
   /** Moves slots towards the equal ranges of the data workers, chunk by chunk. */
   const migrate = async (): Promise<void> => {
+    moving = true;
+    try {
+      await migrateSlots();
+    } finally {
+      moving = false;
+    }
+  };
+  const migrateSlots = async (): Promise<void> => {
     const start = map;
     // A failover during the move changes the map under it: the move stops rather than undo it.
     const generation = failoverGeneration;
@@ -273,7 +327,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       unchanged();
       const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
       try {
-        await port.importSlots(to, states, next, members, fenced, written);
+        // `to` takes this map before it is saved, so the state it names is there first; a successor
+        // that never saw it skips its epoch (takeOver).
+        await port.importSlots(to, states, next, context());
       } catch (err) {
         // This chunk's state is still with its old owner; earlier chunks moved to `to` are not.
         throw new MigrationError(`importing ${slots.length} slots into worker ${to.id} failed: ${(err as Error).message}`, finished.some((m) => m.to === to.id));
@@ -483,6 +539,29 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   return {
     map: () => map,
     members: () => members,
+    context,
+    async takeOver(live) {
+      const gone = members.filter((m) => m.id !== self.id && !live.has(m.id)).map((m) => m.id);
+      log.info({ epoch: map.epoch, members: members.map((m) => m.id), gone }, "took over the coordinator role");
+      // The previous coordinator may have shown one worker a map (an import) it had not saved yet: skip its epoch.
+      map = { ...map, epoch: map.epoch + 1 };
+      if (gone.length > 0) await declareDead(gone, "its etcd lease ended while the coordinator role changed hands");
+      else await announce({ ...map, epoch: map.epoch + 1 });
+      // A move the previous coordinator left half done goes on towards equal ranges.
+      if (restored?.moving === true) {
+        await serial(async () => {
+          try {
+            await migrate();
+          } catch (err) {
+            await failMove("finishing the previous coordinator's move", err, members);
+          }
+        });
+      }
+      restoreCopies();
+    },
+    memberGone(id) {
+      if (id !== self.id && member(id) !== undefined && !fenced.includes(id)) void declareDead([id], "its etcd lease ended");
+    },
     join(req) {
       if (req.version?.major !== CLUSTER_VERSION.major) {
         return Promise.reject(refused(ErrorCode.USAGE, `cluster protocol ${req.version?.major ?? 0}.${req.version?.minor ?? 0} is not compatible with this cluster's ${CLUSTER_VERSION.major}.${CLUSTER_VERSION.minor}`));
@@ -563,6 +642,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const entry = streams.get(key);
       if (entry === undefined) {
         streams.set(key, { holder: worker, position: 0n });
+        await save();
         return { granted: true, resumeAfter: 0n };
       }
       if (fenced.includes(worker)) throw new KeywayError(ErrorCode.FENCED, `worker ${worker} is fenced`);
@@ -582,6 +662,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }
       }
       entry.holder = worker;
+      await save();
       return { granted: true, resumeAfter: entry.position };
     },
     sourcesDone(worker, generation) {

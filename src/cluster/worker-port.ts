@@ -47,8 +47,8 @@ export function createWorkerPort(
   return {
     freeze: (w, epoch, slots) => call(w, "Freeze", { epoch: BigInt(epoch), slots }, FreezeResponseSchema).then(() => undefined),
     exportSlots: (w, slots) => call<{ slots: SlotState[] }>(w, "ExportSlots", { slots }, ExportSlotsResponseSchema).then((r) => r.slots),
-    importSlots: (w, slots, map, all, fenced, written) => call(w, "ImportSlots", { slots, map: mapToMessage(map, all, fenced, written) }, ImportSlotsResponseSchema).then(() => undefined),
-    updateMap: (w, map, all, fenced, written) => call(w, "UpdateMap", { map: mapToMessage(map, all, fenced, written) }, UpdateMapResponseSchema).then(() => undefined),
+    importSlots: (w, slots, map, context) => call(w, "ImportSlots", { slots, map: mapToMessage(map, context) }, ImportSlotsResponseSchema).then(() => undefined),
+    updateMap: (w, map, context) => call(w, "UpdateMap", { map: mapToMessage(map, context) }, UpdateMapResponseSchema).then(() => undefined),
     copySlots: (w, slots, to) => call(w, "CopySlots", { slots, toWorkerId: to }, CopySlotsResponseSchema, COPY_DEADLINE_MS).then(() => undefined),
     releaseStream: (w, source, stream) => call(w, "ReleaseStream", { source, stream }, ReleaseStreamResponseSchema, DRAIN_DEADLINE_MS),
     startSources: (w, sources, generation) => call(w, "StartSources", { sources, generation: BigInt(generation) }, StartSourcesResponseSchema).then(() => undefined),

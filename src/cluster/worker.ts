@@ -54,7 +54,9 @@ import { partitionerNames, pickRecords, type PartitionFn, type Placement } from 
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
 import { createOutputLedger, createReplication, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
-import { mapFromMessage } from "./codec.ts";
+import { FIRST_WORKER, mapFromMessage, type MapContext } from "./codec.ts";
+import { decodeState, encodeState, type CoordinatorState } from "./coordinator-state.ts";
+import type { ClusterConfig, EtcdControl } from "./etcd-control.ts";
 import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
 import { coordinatorHandlers } from "./coordinator-service.ts";
@@ -65,6 +67,7 @@ const RATE_WINDOW_MS = 2000;
 /** A worker whose coordinator has not answered a heartbeat for this long stops: nothing can change its map any more. */
 export const COORDINATOR_LOST_MS = 10_000;
 const CONTROL_DEADLINE_MS = 10 * 60_000;
+const ETCD_RETRY_MS = 200;
 
 /** The connectors of one worker, built by the caller from the run's bindings. */
 export interface WorkerConnectors {
@@ -100,6 +103,11 @@ export interface ClusterWorkerOptions {
   /** Bundled sources to spread when the run starts (the files of directory sources), by pipeline. */
   spreadSources?: () => Array<{ pipeline: number; uris: string[] }>;
   onStateLost?: (err: Error) => void;
+  /**
+   * The control plane on etcd: membership by lease, the coordinator role by election, its state
+   * in etcd. Without it the first worker holds the coordinator for the whole run (embedded).
+   */
+  etcd?: { control: EtcdControl; config: ClusterConfig };
 }
 
 /** Where connector sessions belong, and where connector sources ask to open a stream (the coordinator's registry). */
@@ -165,10 +173,15 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     replicas = Math.max(1, status.replicas);
   }
 
-  let selfId = first !== undefined ? "w0" : "";
+  const control = options.etcd?.control;
+  // With the sinks' worker able to die, output counts as delivered only once a sink session acked it.
+  const outputAcked = control !== undefined && replicas > 1;
+  let selfId = first !== undefined ? FIRST_WORKER : "";
   let members: Worker[] = [];
+  // The worker holding the coordinator role and the sinks, as the latest map says.
+  let coordinatorId = FIRST_WORKER;
   // A joiner owns nothing until a map names it.
-  const placement: Placement = first !== undefined ? { map: equalRanges(slotCount, ["w0"], 1), self: 0, frozen: new Uint8Array(slotCount) } : { map: equalRanges(slotCount, ["?"], 0), self: -1, frozen: new Uint8Array(slotCount) };
+  const placement: Placement = first !== undefined ? { map: equalRanges(slotCount, [FIRST_WORKER], 1), self: 0, frozen: new Uint8Array(slotCount) } : { map: equalRanges(slotCount, ["?"], 0), self: -1, frozen: new Uint8Array(slotCount) };
   let engine: Engine | undefined;
   let coordinator: Coordinator | undefined;
   let edge: ConnectorEdge | undefined;
@@ -246,8 +259,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     },
   });
 
-  // The first worker holds the coordinator and the sinks.
-  const home = (): Worker | undefined => members.find((m) => m.id === "w0");
+  // The coordinator's worker holds the sinks.
+  const home = (): Worker | undefined => members.find((m) => m.id === coordinatorId);
   const coordinatorAddress = (): string => home()?.address ?? joinAddress ?? address;
 
   /** Per slot this worker leads: where what it applies goes (the map's backups, and copies being made). */
@@ -275,15 +288,23 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const abandon = (dead: string): void => {
     for (const { batch, resolve, reject } of exchange.abandon(dead)) {
       if (batch.replica !== undefined) resolve();
-      else if (batch.toSink || batch.snapshot === true) reject(new KeywayError(ErrorCode.WORKER_LOST, `worker ${dead} died before it finished what was sent to it`));
+      else if (batch.toSink && outputAcked && home() !== undefined) {
+        // The sinks' worker died: output it had not seen acked goes to the sinks' new worker, in order.
+        const to = home()!;
+        const resent = to.id === selfId ? engine!.receive({ pipeline: batch.pipeline, stage: 0, toSink: true, hops: 0, output: decodeSinkRecords(batch.payload) }).done : exchange.send(to.id, { ...batch, epoch: placement.map.epoch });
+        resent.then(resolve, reject);
+      } else if (batch.toSink || batch.snapshot === true) reject(new KeywayError(ErrorCode.WORKER_LOST, `worker ${dead} died before it finished what was sent to it`));
       else engine!.reroute(batch.pipeline, batch.stage, decodeRecords(batch.payload), batch.hops).then(resolve, reject);
     }
   };
 
   /** Takes a map; settles once links to workers that left have finished what they carried. */
-  const applyMap = (map: PartitionMap, newMembers: Worker[], newlyFenced: readonly string[] = [], written: readonly OutputsWritten[] = []): Promise<void> => {
+  const applyMap = (map: PartitionMap, context: MapContext): Promise<void> => {
+    const { fenced: newlyFenced, written } = context;
+    const newMembers = [...context.members];
     // Maps are published concurrently by a failover and a rebuild; a newer one already here supersedes an older.
     if (map.epoch < placement.map.epoch) return Promise.resolve();
+    coordinatorId = context.coordinator;
     if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
     if (newlyFenced.includes(selfId)) {
       lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced; it exits (start a new worker to rejoin)`));
@@ -413,6 +434,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     ExportSlots: unary(async (req: ExportSlotsRequest) => {
       // What these slots' records produced here (outputs, next-stage records) must be applied where
       // it went before the new owner produces more, or a key's outputs could overtake each other.
+      // Replicated, a run's output may still wait for its turn, behind another slot's backups' acks.
+      await engine!.outputsReleased();
       await exchange.drained();
       const slots: Array<{ slot: number; pipelines: Uint8Array[] }> = [];
       await inSlices(req.slots, (slot) => slots.push({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) }));
@@ -425,14 +448,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         throw grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
       }
       if (req.map !== undefined) {
-        const { map, members: newMembers, fenced: dead, written } = mapFromMessage(req.map);
-        await applyMap(map, newMembers, dead, written);
+        const { map, ...context } = mapFromMessage(req.map);
+        await applyMap(map, context);
       }
       return create(ImportSlotsResponseSchema, { keys: BigInt(engine!.stats().keys) });
     }),
     UpdateMap: unary(async (req: UpdateMapRequest) => {
-      const { map, members: newMembers, fenced: dead, written } = mapFromMessage(req.map!);
-      await applyMap(map, newMembers, dead, written);
+      const { map, ...context } = mapFromMessage(req.map!);
+      await applyMap(map, context);
       return create(UpdateMapResponseSchema, {});
     }),
     CopySlots: unary(async (req: CopySlotsRequest) => {
@@ -508,18 +531,57 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const { connectors, edge: connectorEdge, partition } = await options.connectors(bindingsJson, placementForSessions);
   built = connectors;
   edge = connectorEdge;
-  const self: Worker = { id: selfId, address, connectorAddress: edge?.address ?? "", data: true };
-  if (first !== undefined) members = [self];
+  const self = (): Worker => ({ id: selfId, address, connectorAddress: edge?.address ?? "", data: true });
+  if (first !== undefined) members = [self()];
 
   const port = createWorkerPort(() => selfId, workerHandlers, clients, figures);
+
+  /** Saves the coordinator's state in etcd, retrying while etcd is down; a save another coordinator overtook deposes this one. */
+  const persist = async (state: CoordinatorState): Promise<void> => {
+    const text = encodeState(state, selfId);
+    for (;;) {
+      try {
+        return await control!.saveState(text);
+      } catch (err) {
+        if (err instanceof KeywayError) {
+          lose(err);
+          throw err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, ETCD_RETRY_MS));
+      }
+    }
+  };
+  const startCoordinator = (restored: CoordinatorState | undefined): Coordinator => {
+    const settings = first ?? { ...options.etcd!.config, chunkKeys: undefined };
+    const started = createCoordinator({
+      app,
+      self: self(),
+      slotCount,
+      port,
+      log: log.child({ role: "coordinator" }),
+      finite: settings.finite,
+      chunkKeys: settings.chunkKeys,
+      replicas,
+      failureTimeoutMs: settings.failureTimeoutMs,
+      outputsWritten: (id) => ledger.of(id),
+      onStateLost: options.onStateLost ?? ((err) => lose(err)),
+      ...(control === undefined ? {} : { persist, restored }),
+    });
+    handlers = { ...workerHandlers, ...coordinatorHandlers(started, { appName: app.name, bindingsJson, log }) };
+    return started;
+  };
 
   let runOver: Promise<void> = left.then(() => undefined);
   // A joiner's run ends with `left`, whose failure its caller reports: not an unhandled rejection here.
   runOver.catch(() => undefined);
   if (first !== undefined) {
-    coordinator = createCoordinator({ app, self, slotCount, port, log: log.child({ role: "coordinator" }), finite: first.finite, chunkKeys: first.chunkKeys, replicas: first.replicas, failureTimeoutMs: first.failureTimeoutMs, outputsWritten: (id) => ledger.of(id), onStateLost: options.onStateLost ?? (() => undefined) });
+    if (control !== undefined) {
+      await control.campaign(selfId, address);
+      await control.register(selfId, address);
+    }
+    coordinator = startCoordinator(undefined);
     runOver = coordinator.runOver;
-    handlers = { ...workerHandlers, ...coordinatorHandlers(coordinator, { appName: app.name, bindingsJson, log }) };
+    if (control !== undefined) await control.watchMembers((id) => coordinator?.memberGone(id));
   } else {
     handlers = { ...workerHandlers, ...Object.fromEntries(["Join", "Status", "Shrink"].map((m) => [m, forwarded(m)])) };
   }
@@ -534,6 +596,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     startGate,
     holdOpen: runOver,
     replicated: replicas > 1,
+    ...(control === undefined ? {} : { sinkHere: () => coordinatorId === selfId, outputAcked }),
     peers: {
       replicate: (target, pipeline, stage, batch, outputSeq) => replication.replicate(placement.map.workers[target]!, placement.map.epoch, pipeline, stage, batch, outputSeq),
       send: (owner, pipeline, stage, batch, hops) => {
@@ -567,6 +630,42 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       .catch(() => undefined);
   };
 
+  /** Elected (etcd): this worker takes the coordinator role from the state its predecessor left. */
+  const takeOver = async (): Promise<void> => {
+    const text = await control!.loadState();
+    if (text === undefined) throw new KeywayError(ErrorCode.INTERNAL, "elected coordinator, but etcd holds no cluster state");
+    const taken = startCoordinator(decodeState(text));
+    coordinator = taken;
+    log.info({ worker: selfId }, "elected coordinator");
+    await control!.watchMembers((id) => taken.memberGone(id));
+    await taken.takeOver(await control!.liveMembers());
+    void taken.runOver.then(() => leave("the run is over"));
+  };
+
+  /** The coordinator's address refuses connections: its process is gone, so its lease is ended now rather than at its expiry. */
+  let revoking = false;
+  const endLeaseIfGone = async (): Promise<void> => {
+    const was = home();
+    if (revoking || was === undefined) return;
+    revoking = true;
+    try {
+      const leader = await control!.leader();
+      if (leader === undefined || leader.id !== was.id || (await port.probe(was)) !== "refused") return;
+      log.warn({ coordinator: was.id, address: was.address }, "the coordinator's process is gone: ending its etcd lease so another worker takes over");
+      await control!.revoke(leader.lease);
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, "could not end the coordinator's lease");
+    } finally {
+      revoking = false;
+    }
+  };
+  control?.onLost((err) => {
+    // Nothing more in or out: the cluster may promote this worker's slots elsewhere from now on.
+    exchange.close();
+    if (first !== undefined && options.onStateLost !== undefined) options.onStateLost(err);
+    else lose(err);
+  });
+
   let heartbeat: NodeJS.Timeout | undefined;
   if (first === undefined) {
     try {
@@ -577,9 +676,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         JoinResponseSchema,
         CONTROL_DEADLINE_MS,
       );
-      const { map, members: joined } = mapFromMessage(response.map!);
+      const { map, ...context } = mapFromMessage(response.map!);
       selfId = response.workerId;
-      if (map.epoch >= placement.map.epoch) await applyMap(map, joined);
+      if (map.epoch >= placement.map.epoch) await applyMap(map, { ...context, fenced: [], written: [] });
       log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
     } catch (err) {
       leave("join refused");
@@ -591,9 +690,16 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       const code = e.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE;
       throw new KeywayError(code, `join refused by ${joinAddress}: ${e.details || e.message}`);
     }
+    if (control !== undefined) {
+      await control.register(selfId, address);
+      // Every worker stands for the coordinator role; it changes hands only when its holder's lease ends.
+      void control.campaign(selfId, address).then(takeOver, (err: Error) => lose(err));
+    }
     let answeredAt = Date.now();
     heartbeat = setInterval(() => {
-      if (Date.now() - answeredAt > COORDINATOR_LOST_MS) {
+      if (coordinatorId === selfId) return;
+      // With etcd, a coordinator that does not answer is replaced through its lease; this worker goes on.
+      if (control === undefined && Date.now() - answeredAt > COORDINATOR_LOST_MS) {
         clearInterval(heartbeat);
         lose(new KeywayError(ErrorCode.WORKER_LOST, `the coordinator at ${coordinatorAddress()} has not answered for ${COORDINATOR_LOST_MS / 1000} s; this worker stops`));
         return;
@@ -601,6 +707,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).then(
         () => (answeredAt = Date.now()),
         (err: grpc.ServiceError) => {
+          if (control !== undefined && err.code === grpc.status.UNAVAILABLE) void endLeaseIfGone();
           if (err.code !== grpc.status.FAILED_PRECONDITION || !err.details.startsWith(ErrorCode.FENCED)) return;
           clearInterval(heartbeat);
           lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced (${err.details}); it exits (start a new worker to rejoin)`));
@@ -612,7 +719,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     void startGate!.then(async () => {
       const spread = options.spreadSources?.() ?? [];
       // A partition function's sessions attach to the first worker: what they key is read there.
-      const data = usesPartitioner ? [self] : coordinator!.members().filter((m) => m.data);
+      const data = usesPartitioner ? [self()] : coordinator!.members().filter((m) => m.data);
       const assignments = spread.flatMap(({ pipeline, uris }) => uris.map((uri, i) => ({ worker: data[i % data.length]!.id, source: { pipeline, uri, resumeFrom: 0n } as SourceAssignment })));
       await coordinator!.startSources(assignments);
     });
@@ -623,7 +730,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     id: () => selfId,
     address,
     engine,
-    coordinator,
+    get coordinator() {
+      return coordinator;
+    },
     finished,
     async stop() {
       if (coordinator !== undefined) await coordinator.stopRun();

@@ -82,6 +82,11 @@ export interface Sink {
   readonly wantsRecordIds?: boolean;
   /** Resolves once every record written so far has left the engine (file written, socket sent). */
   flush(): Promise<void>;
+  /**
+   * Resolves once every record written so far has been acknowledged by where the sink delivers it
+   * (a connector sink: acked by a sink session), whatever is written after. Sinks without acks omit it.
+   */
+  delivered?(): Promise<void>;
   /** Records accepted by write() and not yet handed to the OS. */
   bufferedRecords(): number;
   /** Flushes what it can and releases resources. Idempotent. */

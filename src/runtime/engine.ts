@@ -69,6 +69,10 @@ export interface EngineOptions {
   deadLetter?: Sink;
   /** Replicated state: records carry marks, slots drop replays, output waits for the backups. */
   replicated?: boolean;
+  /** In a cluster whose sinks move (etcd): whether the sinks are on this worker now. */
+  sinkHere?: () => boolean;
+  /** Output counts as written once its sink's destination acked it, not once the sink took it: the sinks' worker may die. */
+  outputAcked?: boolean;
   /** Sources are read only once this settles (a cluster waits for its workers to join). */
   startGate?: Promise<void>;
   /**
@@ -129,6 +133,8 @@ export interface Engine {
   deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
   /** Resolves once every output produced so far has left or failed. */
   outputsSettled(): Promise<void>;
+  /** Resolves once the output of every run applied so far has left in its turn (to its sink, here or on a peer). */
+  outputsReleased(): Promise<void>;
   /** Sources being read on this worker, by app source name. */
   sourceNames(): string[];
 }
@@ -242,6 +248,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const sinks = [...sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []), ...(options.deadLetter === undefined ? [] : [options.deadLetter])];
   // Per pipeline: its sink when the sink lives here (else output goes to a peer), and whether it wants ids.
   const localSinks = app.pipelines.map((p) => connectors.sinks.get(p.sink.name));
+  const { sinkHere } = options;
+  const localSink = (pipeline: number): Sink | undefined => (sinkHere === undefined || sinkHere() ? localSinks[pipeline] : undefined);
   const wantsIds = app.pipelines.map((p, i) => localSinks[i]?.wantsRecordIds ?? options.remoteSinkWantsIds?.(p.sink.name) === true);
   const { dataDir } = options;
   if (dataDir !== undefined && clustered) throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster");
@@ -268,11 +276,11 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     const previous = sinkChains.get(sink) ?? Promise.resolve();
     const next = previous.then(() => sink.write(values, ids));
     sinkChains.set(sink, next.catch(() => undefined));
-    return next;
+    return options.outputAcked === true && sink.delivered !== undefined ? next.then(() => sink.delivered!()) : next;
   };
 
   const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void> => {
-    const sink = localSinks[pipeline];
+    const sink = localSink(pipeline);
     return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq);
   };
 
@@ -283,8 +291,11 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const turns = app.pipelines.map(() => new Map<number, () => void>());
   const turnOf = (pipeline: number, seq: number): Promise<void> =>
     seq === released[pipeline]! + 1 ? Promise.resolve() : new Promise((resolve) => turns[pipeline]!.set(seq, resolve));
+  const releaseWaiters: Array<{ through: number[]; resolve: () => void }> = [];
+  const releasedThrough = (through: readonly number[]) => through.every((seq, p) => released[p]! >= seq);
   const passTurn = (pipeline: number, seq: number): void => {
     released[pipeline] = seq;
+    for (let i = releaseWaiters.length - 1; i >= 0; i--) if (releasedThrough(releaseWaiters[i]!.through)) releaseWaiters.splice(i, 1)[0]!.resolve();
     const next = turns[pipeline]!.get(seq + 1);
     if (next === undefined) return;
     turns[pipeline]!.delete(seq + 1);
@@ -329,7 +340,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     const pending = run.pending;
     if (run.values.length > 0) {
       stats.recordsOut += run.values.length;
-      const sink = localSinks[pipeline];
+      const sink = localSink(pipeline);
       if (sink !== undefined) written = writeSink(sink, run.values, run.ids);
       else pending.push(peers!.sendOutput(pipeline, run.values, run.ids));
     }
@@ -520,7 +531,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     },
     receive(batch) {
       if (batch.toSink) {
-        const sink = localSinks[batch.pipeline];
+        const sink = localSink(batch.pipeline);
         if (sink === undefined) {
           const err = new KeywayError(ErrorCode.INTERNAL, `output of pipeline ${batch.pipeline} arrived, but its sink is not on this worker`);
           return { applied: Promise.resolve(), done: Promise.reject(err) };
@@ -545,6 +556,12 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     reroute,
     deliverOutput: sendOutput,
     outputsSettled: () => Promise.allSettled([...unsettled]).then(() => undefined),
+    outputsReleased: () => {
+      // Unreplicated, output leaves as its run ends: there are no turns to wait for.
+      if (options.replicated !== true) return Promise.resolve();
+      const through = nextOutputSeq.map((next) => next - 1);
+      return releasedThrough(through) ? Promise.resolve() : new Promise((resolve) => releaseWaiters.push({ through, resolve }));
+    },
     async addSource(pipeline, source, resumeFrom, label) {
       const name = app.pipelines[pipeline]!.source.name;
       await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });

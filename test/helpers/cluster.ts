@@ -1,9 +1,10 @@
 /** Shared set-ups for cluster tests: status over the CLI, word-count corpora and checks, a steady TCP load. */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { runKeyway, waitFor } from "./process.ts";
+import { checkSequenceWindows } from "../../examples/validation/check.ts";
+import { runKeyway, waitFor, type Running } from "./process.ts";
 import { countWords, generateText } from "./text.ts";
 
 export interface WorkerView {
@@ -109,4 +110,35 @@ export async function steadyLoad(port: number, keys: number, perTick = 200, tick
       socket.end();
     },
   };
+}
+
+export const lineCount = (path: string) => (existsSync(path) ? readFileSync(path, "utf8").split("\n").length - 1 : 0);
+export const errors = (stderr: string) => stderr.split("\n").filter((l) => l.includes('"level":50'));
+
+/** Every data worker alive, each slot with its copies: what the cluster returns to after a loss. */
+export async function settled(address: string, workers: number, fenced: string[]): Promise<ClusterStatus> {
+  return waitFor(`${workers} workers with every slot's copies, ${fenced.join(", ")} fenced`, async () => {
+    const s = await clusterStatus(address).catch(() => undefined);
+    if (s === undefined || s.workers.length !== workers || s.underReplicated !== 0) return undefined;
+    if (!fenced.every((id) => s.fenced.includes(id))) return undefined;
+    if (s.workers.reduce((n, w) => n + w.slots, 0) !== s.slotCount) return undefined;
+    return s;
+  }, 60_000);
+}
+
+/** Stops the load, waits for every record's output, and checks every window is right and each output there once. */
+export async function expectEveryWindowOnce(load: Awaited<ReturnType<typeof steadyLoad>>, output: string): Promise<void> {
+  await load.stop();
+  await waitFor("every record at the sink", () => (lineCount(output) >= load.sent() ? true : undefined), 120_000);
+  const verdict = checkSequenceWindows(readFileSync(output, "utf8"), load.expected());
+  expect(verdict.problems).toEqual([]);
+  expect(verdict.outputs).toBe(load.sent());
+}
+
+/** SIGTERM ends the run cleanly: exit 0 and no error logged. */
+export async function expectCleanExit(engine: Running): Promise<void> {
+  engine.child.kill("SIGTERM");
+  const finished = await engine.finished;
+  expect(finished.code, finished.stderr).toBe(0);
+  expect(errors(finished.stderr)).toEqual([]);
 }

@@ -45,6 +45,11 @@ export class ConnectorSink implements Sink {
   /** Where the next round-robin search for a session with credits starts. */
   private turn = 0;
   private nextSequence = 1n;
+  /** Records written and records cut into batches, since the start. */
+  private recordsWritten = 0;
+  private recordsCut = 0;
+  /** Per batch cut and not acked yet, in sequence order: the number of its first record. */
+  private readonly unackedFrom = new Map<bigint, number>();
   private readonly changed = new Signal();
   private closed = false;
 
@@ -77,6 +82,7 @@ export class ConnectorSink implements Sink {
       return { record: create(SinkRecordSchema, { id, value: bytes }), bytes: size };
     });
     for (const p of pending) this.unsent.push(p);
+    this.recordsWritten += pending.length;
     this.dispatch();
     while (!this.closed && this.bufferedRecords() >= this.bufferRecordsMax) await this.changed.wait();
   }
@@ -89,6 +95,20 @@ export class ConnectorSink implements Sink {
       }
       await this.changed.wait();
     }
+  }
+
+  async delivered(): Promise<void> {
+    const through = this.recordsWritten;
+    while (this.ackedThrough() < through) {
+      if (this.closed) throw new KeywayError(ErrorCode.INTERNAL, `connector sink "${this.name}" was closed before its output was acknowledged`);
+      await this.changed.wait();
+    }
+  }
+
+  /** Records 0 .. n-1 are all acked. */
+  private ackedThrough(): number {
+    const first = this.unackedFrom.values().next();
+    return first.done === true ? this.recordsCut : first.value;
   }
 
   bufferedRecords(): number {
@@ -118,8 +138,11 @@ export class ConnectorSink implements Sink {
     this.dispatch();
   }
 
-  acked(records: number): void {
-    this.unackedRecords -= records;
+  acked(batches: readonly SinkBatch[]): void {
+    for (const b of batches) {
+      this.unackedRecords -= b.records.length;
+      this.unackedFrom.delete(b.sequence);
+    }
     this.changed.notify();
     // A session whose unacked batches are all acked may now take resent ones.
     if (this.resend.length > 0) this.dispatch();
@@ -173,6 +196,8 @@ export class ConnectorSink implements Sink {
       bytes += pending.bytes;
       records.push(pending.record);
     }
+    this.unackedFrom.set(this.nextSequence, this.recordsCut);
+    this.recordsCut += records.length;
     return create(SinkBatchSchema, { sequence: this.nextSequence++, records });
   }
 }

@@ -78,7 +78,7 @@ export class SinkSession implements RoleHandler<SinkRequest>, SinkSessionPort {
       );
     }
     const acked = this.unacked.splice(0, index + 1);
-    this.sink.acked(acked.reduce((n, b) => n + b.records.length, 0));
+    this.sink.acked(acked);
   }
 }
 
