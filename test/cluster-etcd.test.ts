@@ -76,9 +76,9 @@ describe("a cluster on etcd", () => {
     const status = await settled(address, 3, []);
     pids.push(...status.workers.map((w) => w.pid));
     const engines = status.workers.map((w) => w.connectorAddress).join(",");
-    // The sinks' worker dies: its unacknowledged output (up to a sink buffer per pipeline) comes again
-    // from the workers that made it, behind fresh output, and the sink's id window must still hold
-    // what it wrote of it (docs/operations.md, "A control plane on etcd").
+    // When the sinks' worker dies, the output not yet known acked comes again (about a second of it
+    // under this load) and may land behind fresh output: the sink's id window must still hold what
+    // it wrote of it (docs/operations.md, "A control plane on etcd"), so it is sized for that here.
     const sink = startKeyway(["connector", "file-sink", "--engine", engines, "--target", "counts", "--path", output, "--instance-id", "sink", "--dedup-window", "1000000"]);
     running.push(sink);
     const sources = [0, 1, 2, 3].map((f) => {

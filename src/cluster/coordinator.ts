@@ -125,7 +125,8 @@ export interface Coordinator {
   readonly context: () => MapContext;
   /**
    * Taking over from a coordinator that died (etcd): members without a live lease are declared
-   * dead, everyone learns the new coordinator, and a move or a rebuild under way carries on.
+   * dead and everyone learns the new coordinator (then it resolves); a move or a rebuild under
+   * way carries on.
    */
   takeOver(live: ReadonlySet<string>): Promise<void>;
   /** A member's lease ended (etcd): its process is gone or cut off. */
@@ -547,13 +548,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       map = { ...map, epoch: map.epoch + 1 };
       if (gone.length > 0) await declareDead(gone, "its etcd lease ended while the coordinator role changed hands");
       else await announce({ ...map, epoch: map.epoch + 1 });
-      // A move the previous coordinator left half done goes on towards equal ranges.
+      // A move the previous coordinator left half done goes on towards equal ranges, in the background.
       if (restored?.moving === true) {
-        await serial(async () => {
+        void serial(async () => {
           try {
             await migrate();
           } catch (err) {
-            await failMove("finishing the previous coordinator's move", err, members);
+            await failMove("finishing the previous coordinator's move", err, members).catch(() => undefined);
           }
         });
       }

@@ -291,7 +291,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       else if (batch.toSink && outputAcked && home() !== undefined) {
         // The sinks' worker died: output it had not seen acked goes to the sinks' new worker, in order.
         const to = home()!;
-        const resent = to.id === selfId ? engine!.receive({ pipeline: batch.pipeline, stage: 0, toSink: true, hops: 0, output: decodeSinkRecords(batch.payload) }).done : exchange.send(to.id, { ...batch, epoch: placement.map.epoch });
+        const resent = to.id === selfId ? engine!.receive({ pipeline: batch.pipeline, stage: 0, toSink: true, hops: 0, output: decodeSinkRecords(batch.payload) }).done : exchange.send(to.id, { ...batch, epoch: placement.map.epoch, resent: true });
         resent.then(resolve, reject);
       } else if (batch.toSink || batch.snapshot === true) reject(new KeywayError(ErrorCode.WORKER_LOST, `worker ${dead} died before it finished what was sent to it`));
       else engine!.reroute(batch.pipeline, batch.stage, decodeRecords(batch.payload), batch.hops).then(resolve, reject);
@@ -304,6 +304,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     const newMembers = [...context.members];
     // Maps are published concurrently by a failover and a rebuild; a newer one already here supersedes an older.
     if (map.epoch < placement.map.epoch) return Promise.resolve();
+    const sinksMoved = context.coordinator !== coordinatorId;
     coordinatorId = context.coordinator;
     if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
     if (newlyFenced.includes(selfId)) {
@@ -328,7 +329,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     computeHeld();
     // Synchronously, before any new record is routed: what was on its way to the dead goes again, in order.
     for (const id of dead) abandon(id);
-    if (dead.length > 0) resendOutboxes(previous, dead, written);
+    if (dead.length > 0) resendOutboxes(previous, dead, written, sinksMoved && outputAcked);
     const retired = exchange.setPeers(members);
     for (const flow of engine?.flows ?? []) {
       for (const store of flow.stores) {
@@ -337,6 +338,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     }
     engine?.thaw();
     edge?.rebalance("the cluster changed");
+    // The sinks moved: what this worker sent them again (on lane 1) reaches them before its new output.
+    if (sinksMoved && outputAcked) engine?.holdOutput(exchange.drained(1));
     return retired;
   };
 
@@ -346,7 +349,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
    * Kept past a failover that promoted another worker, since that one may die too before it resends.
    */
   const orphaned = new Map<string, OutboxEntry[]>();
-  const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[]): void => {
+  const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[], ahead: boolean): void => {
     for (const id of dead) {
       orphaned.set(id, unwritten(replication.takeOutbox(id), id, written));
       replication.forget(id);
@@ -357,7 +360,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     for (const box of orphaned.values()) {
       for (const entry of box) {
         resent += entry.values.length;
-        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
       }
     }
     orphaned.clear();
@@ -604,13 +607,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         const epoch = placement.map.epoch;
         return settled(encodeRecords(batch).map(({ records, payload }) => exchange.send(to, { epoch, pipeline, stage, toSink: false, hops, records, payload })));
       },
-      sendOutput: (pipeline, values, ids, outputSeq) => {
+      sendOutput: (pipeline, values, ids, outputSeq, resent) => {
         const to = home();
         if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
         const epoch = placement.map.epoch;
         // A replicated run's output goes whole: the sinks' worker then has all of a run or none of it.
         const pieces = encodeSinkRecords({ values, ids }, outputSeq === undefined ? undefined : Infinity);
-        return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }) })));
+        return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }), ...(resent === true ? { resent } : {}) })));
       },
       ready: () => exchange.ready(),
     },

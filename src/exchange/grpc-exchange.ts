@@ -50,6 +50,8 @@ export interface BatchOut {
   outputSeq?: number;
   /** Slot states for a copy being made here. */
   snapshot?: boolean;
+  /** Output sent again to the sinks' new worker: it goes on lane 1, ahead of records waiting on lane 0. */
+  resent?: boolean;
 }
 
 /** A batch a dead worker never finished, given back to its sender to route again or settle. */
@@ -77,7 +79,7 @@ export interface Exchange {
   /** Resolves once no link holds more unsent records than its window (the sources' backpressure). */
   ready(): Promise<void>;
   /** Resolves once every batch queued so far, on every link, has been applied where it went. */
-  drained(): Promise<void>;
+  drained(lane?: Lane): Promise<void>;
   /**
    * The current members. Links to workers no longer listed take nothing new; the promise settles
    * once what they carry is done (or, past LINK_RETIRE_MS, has failed) and they are closed.
@@ -104,10 +106,10 @@ export interface ExchangeOptions {
   accepts?: (from: string) => string | undefined;
 }
 
-/** Lane 0: records and sink output. Lane 1: replicas and snapshots. */
-type Lane = 0 | 1;
+/** Lane 0: records and sink output. Lane 1: replicas, snapshots and output sent again. */
+export type Lane = 0 | 1;
 const LANES: readonly Lane[] = [0, 1];
-const laneOf = (batch: BatchOut): Lane => (batch.replica !== undefined || batch.snapshot === true ? 1 : 0);
+const laneOf = (batch: BatchOut): Lane => (batch.replica !== undefined || batch.snapshot === true || batch.resent === true ? 1 : 0);
 const linkKey = (peer: string, lane: Lane) => `${peer}\u0000${lane}`;
 /**
  * The replica lane's window is four times the records lane's: a backup applies a replica at once
@@ -301,8 +303,9 @@ export function createExchange(options: ExchangeOptions): Exchange {
       if (hasRoom()) return Promise.resolve();
       return new Promise((resolve) => roomWaiters.push(resolve));
     },
-    drained() {
-      return Promise.all([...links.values()].map((l) => l.sender.whenApplied(l.sender.lastSeq()))).then(() => undefined);
+    drained(lane) {
+      const draining = [...links.values()].filter((l) => lane === undefined || l.lane === lane);
+      return Promise.all(draining.map((l) => l.sender.whenApplied(l.sender.lastSeq()))).then(() => undefined);
     },
     setPeers(peers) {
       const self = options.self();

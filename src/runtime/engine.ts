@@ -43,7 +43,8 @@ export interface PeerLinks {
    * `outputSeq` numbers a replicated run's output (the sink's worker records how far each
    * worker's output reached, so a promoted backup resends only what did not).
    */
-  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void>;
+  /** `resent`: output sent again after the sinks' worker died (it goes ahead of records). */
+  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
   /** Records applied here as their slots' primary by run `outputSeq` of the pipeline, to the backup at index `target` of the map. */
@@ -130,7 +131,12 @@ export interface Engine {
   /** Routes records again under the current map (their owner died before finishing them). */
   reroute(pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
   /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox). */
-  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined): Promise<void>;
+  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean): Promise<void>;
+  /**
+   * Holds this worker's new output (not output sent again) until `until` settles, then sends it in
+   * order: the sinks moved, and what this worker sends them again must reach them first.
+   */
+  holdOutput(until: Promise<void>): void;
   /** Resolves once every output produced so far has left or failed. */
   outputsSettled(): Promise<void>;
   /** Resolves once the output of every run applied so far has left in its turn (to its sink, here or on a peer). */
@@ -279,9 +285,16 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return options.outputAcked === true && sink.delivered !== undefined ? next.then(() => sink.delivered!()) : next;
   };
 
-  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void> => {
+  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean): Promise<void> => {
     const sink = localSink(pipeline);
-    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq);
+    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq, resent);
+  };
+  // While output is held: the sends waiting, in order, and how many holds are on.
+  const heldOutputs: Array<() => void> = [];
+  let holds = 0;
+  const sendNewOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void> => {
+    if (holds === 0) return sendOutput(pipeline, values, ids, outputSeq);
+    return new Promise((resolve, reject) => heldOutputs.push(() => sendOutput(pipeline, values, ids, outputSeq).then(resolve, reject)));
   };
 
   // Replicated, every run's output leaves in the order the run applied its records (its output
@@ -311,7 +324,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       const turn = turnOf(pipeline, outputSeq)
         .then(() => acked)
         .then(() => {
-          const write = run.values.length === 0 ? Promise.resolve() : sendOutput(pipeline, run.values, run.ids, outputSeq);
+          const write = run.values.length === 0 ? Promise.resolve() : sendNewOutput(pipeline, run.values, run.ids, outputSeq);
           passTurn(pipeline, outputSeq);
           return { write };
         });
@@ -319,7 +332,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     } else if (run.values.length > 0) {
       // Output of stateless steps alone: no state, no order to keep with a keyed run.
       stats.recordsOut += run.values.length;
-      written = sendOutput(pipeline, run.values, run.ids);
+      written = sendNewOutput(pipeline, run.values, run.ids);
     }
     const left = written.then(() => {
       for (const r of replicas) r.delivered();
@@ -554,7 +567,17 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       for (const h of held.splice(0)) reroute(h.pipeline, h.stage, h.batch, 0).then(h.resolve, h.reject);
     },
     reroute,
-    deliverOutput: sendOutput,
+    deliverOutput: (pipeline, values, ids, resent) => sendOutput(pipeline, values, ids, undefined, resent),
+    holdOutput(until) {
+      holds++;
+      void until
+        .catch(() => undefined)
+        .then(() => {
+          if (--holds > 0) return;
+          // In one synchronous pass, so nothing sent meanwhile overtakes them.
+          for (const send of heldOutputs.splice(0)) send();
+        });
+    },
     outputsSettled: () => Promise.allSettled([...unsettled]).then(() => undefined),
     outputsReleased: () => {
       // Unreplicated, output leaves as its run ends: there are no turns to wait for.
