@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [protocol] [rabbitmq]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [rabbitmq]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -13,6 +13,7 @@ import type { BenchContext } from "./lib/context.ts";
 import { gitInfo, machineInfo, mergeGitInfo } from "./lib/machine.ts";
 import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/report.ts";
 import { runCluster } from "./cluster.ts";
+import { runControlPlane } from "./control-plane.ts";
 import { runProtocol } from "./protocol.ts";
 import { runRabbitMQ } from "./rabbitmq.ts";
 import { runReplication } from "./replication.ts";
@@ -24,6 +25,7 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "tcp-latency", title: "TCP latency", run: runTcpLatency },
   { name: "cluster", title: "Cluster", run: runCluster },
   { name: "replication", title: "Replication", run: runReplication },
+  { name: "control-plane", title: "Control plane (etcd)", run: runControlPlane },
   { name: "protocol", title: "Connector protocol", run: runProtocol },
   { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
 ];

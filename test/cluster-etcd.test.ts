@@ -56,6 +56,8 @@ describe("a cluster on etcd", () => {
     const successor = after.workers.find((w) => w.coordinator);
     expect(successor?.id).toBeDefined();
     expect(successor!.id).not.toBe(leader.id);
+    // Status from any worker names the same coordinator.
+    for (const w of after.workers) expect((await clusterStatus(w.address)).workers.find((x) => x.coordinator)?.id).toBe(successor!.id);
     const atRecovery = load.sent();
     await waitFor("records flowing after the coordinator's death", () => (lineCount(output) > atRecovery ? true : undefined), 60_000);
     await expectEveryWindowOnce(load, output);

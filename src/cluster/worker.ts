@@ -633,15 +633,26 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       .catch(() => undefined);
   };
 
+  /** An etcd read, tried again while etcd does not answer. */
+  const fromEtcd = async <T>(read: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      try {
+        return await read();
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, ETCD_RETRY_MS));
+      }
+    }
+  };
+
   /** Elected (etcd): this worker takes the coordinator role from the state its predecessor left. */
   const takeOver = async (): Promise<void> => {
-    const text = await control!.loadState();
+    const text = await fromEtcd(() => control!.loadState());
     if (text === undefined) throw new KeywayError(ErrorCode.INTERNAL, "elected coordinator, but etcd holds no cluster state");
     const taken = startCoordinator(decodeState(text));
     coordinator = taken;
     log.info({ worker: selfId }, "elected coordinator");
-    await control!.watchMembers((id) => taken.memberGone(id));
-    await taken.takeOver(await control!.liveMembers());
+    await fromEtcd(() => control!.watchMembers((id) => taken.memberGone(id)));
+    await taken.takeOver(await fromEtcd(() => control!.liveMembers()));
     void taken.runOver.then(() => leave("the run is over"));
   };
 
@@ -696,7 +707,10 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     if (control !== undefined) {
       await control.register(selfId, address);
       // Every worker stands for the coordinator role; it changes hands only when its holder's lease ends.
-      void control.campaign(selfId, address).then(takeOver, (err: Error) => lose(err));
+      void control
+        .campaign(selfId, address)
+        .then(takeOver)
+        .catch((err: Error) => lose(err));
     }
     let answeredAt = Date.now();
     heartbeat = setInterval(() => {
