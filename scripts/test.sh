@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
-# Not `npm ci`: it refuses a lock file that lacks buf's binaries for other platforms, which the
-# registry these machines reach does not serve; `npm install` takes the lock file as it is.
-npm install --no-audit --no-fund --loglevel=error
+# `npm ci`: exactly what package-lock.json says, so every machine tests what was tested here. The
+# lock is the one `npm install` writes on these machines (with buf's binaries for every platform).
+npm ci --no-audit --no-fund --loglevel=error
 # Debian's python, not a pyenv one first on PATH: only it has python3-grpcio. pytest's exit 5
 # (no tests collected) fails the run, as it should.
 /usr/bin/python3 -m pytest sdk/python -q -p no:cacheprovider

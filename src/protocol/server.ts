@@ -152,13 +152,23 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     close() {
       closing ??= new Promise<void>((resolve) => {
         for (const s of [...live]) s.fail(new ProtocolError(ErrorCode.SHUTTING_DOWN, "the engine is shutting down"));
-        // Health watchers never end by themselves; a bounded wait, then every call is cut.
-        const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
-        server.tryShutdown(() => {
+        let closed = false;
+        let force: NodeJS.Timeout | undefined;
+        const done = (how: string) => {
+          if (closed) return;
+          closed = true;
           clearTimeout(force);
-          log.info({ address }, "connector server closed");
+          log.info({ address, how }, "connector server closed");
           resolve();
-        });
+        };
+        // Health watchers never end by themselves; a bounded wait, then every call is cut. A
+        // connection grpc-js holds but does not count as a session (one that never finished its
+        // HTTP/2 preface) can keep tryShutdown from ever calling back: close() is bounded anyway.
+        force = setTimeout(() => {
+          server.forceShutdown();
+          setTimeout(() => done("cut after the grace period"), CLOSE_GRACE_MS).unref();
+        }, CLOSE_GRACE_MS);
+        server.tryShutdown(() => done("every session ended"));
       });
       return closing;
     },
