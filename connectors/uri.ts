@@ -8,6 +8,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { ErrorCode, KeywayError } from "../src/errors.ts";
+import { parseHostPort } from "../src/util/host-port.ts";
 import { MAX_FRAME_BYTES_LIMIT } from "./tcp/framing.ts";
 import type { Framing } from "./tcp/framing.ts";
 
@@ -88,28 +89,9 @@ function parseTcpAddress(
   if (authority.includes("/")) throw badUri(uri, "unexpected path after HOST:PORT");
   if (authority.includes("@")) throw badUri(uri, "user credentials are not supported");
 
-  let host: string;
-  let portPart: string;
-  if (authority.startsWith("[")) {
-    const close = authority.indexOf("]");
-    if (close < 0) throw badUri(uri, "unclosed '[' in IPv6 host");
-    host = authority.slice(1, close);
-    portPart = authority.slice(close + 1);
-    if (host !== "" && !/^[0-9A-Fa-f:.]+$/.test(host)) throw badUri(uri, `invalid IPv6 host "${host}"`);
-  } else {
-    const colon = authority.lastIndexOf(":");
-    host = colon < 0 ? authority : authority.slice(0, colon);
-    portPart = colon < 0 ? "" : authority.slice(colon);
-    if (host.includes(":")) throw badUri(uri, "an IPv6 host must be in brackets, e.g. [::1]:9000");
-    if (host !== "" && !/^[A-Za-z0-9._-]+$/.test(host)) throw badUri(uri, `invalid host "${host}"`);
-  }
-  if (host === "") throw badUri(uri, "missing host");
-  if (portPart === "" || portPart === ":") throw badUri(uri, "missing port");
-  if (!portPart.startsWith(":")) throw badUri(uri, `unexpected "${portPart}" after host`);
-  const portText = portPart.slice(1);
-  if (!/^\d+$/.test(portText)) throw badUri(uri, `invalid port "${portText}"`);
-  const port = Number(portText);
-  if (port > 65535) throw badUri(uri, `port ${portText} is out of range 0-65535`);
+  const address = parseHostPort(authority);
+  if ("error" in address) throw badUri(uri, address.error);
+  const { host, port } = address;
 
   const maxFrameBytes = query === undefined ? undefined : parseTcpQuery(uri, query);
   return maxFrameBytes === undefined ? { host, port } : { host, port, maxFrameBytes };

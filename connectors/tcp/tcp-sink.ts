@@ -16,6 +16,7 @@ import type { Socket } from "node:net";
 import type { Payload, Sink, SinkContext } from "../../src/connector/types.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
+import { BACKOFF_DEFAULTS, backoffDelayMs } from "../../src/util/backoff.ts";
 import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes, encodeFrames } from "./framing.ts";
 import type { Framing } from "./framing.ts";
 
@@ -29,7 +30,7 @@ export interface TcpSinkOptions {
   bufferRecordsMax?: number;
   /** Bytes accepted but not yet handed to the OS, above which write() waits. */
   bufferBytesMax?: number;
-  /** First reconnect delay; it doubles per failed attempt up to backoffMsMax. */
+  /** The ceiling of the first reconnect delay (drawn below it, full jitter); it doubles per failed attempt up to backoffMsMax. */
   backoffMsMin?: number;
   backoffMsMax?: number;
   /** A connection attempt still pending after this long is abandoned and retried. */
@@ -208,9 +209,7 @@ class TcpConnectSink implements Sink {
     }
     this.failedAttempts += 1;
     const { backoffMsMin, backoffMsMax } = this.settings;
-    const backoffMs = Math.min(backoffMsMax, backoffMsMin * 2 ** Math.min(this.failedAttempts - 1, 30));
-    // Equal jitter: a spread so that many sinks losing one peer do not reconnect in lockstep.
-    const delayMs = Math.round(backoffMs / 2 + (Math.random() * backoffMs) / 2);
+    const delayMs = backoffDelayMs({ ...BACKOFF_DEFAULTS, initialMs: backoffMsMin, maxMs: backoffMsMax }, this.failedAttempts);
     const fields = {
       sink: this.name,
       peer: this.peer(),

@@ -6,6 +6,7 @@ import { Option } from "commander";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type LogLevel } from "../log/logger.ts";
 import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import { positiveInt } from "./flags.ts";
 import { loadApp } from "./load-app.ts";
 
 // gRPC and the cluster code load only when a cluster command runs, to keep other commands' start-up short.
@@ -163,11 +164,11 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .description("Remove workers (or the first worker's data role): their slots, state and sessions move to the others, then they exit.")
     .requiredOption("--address <host:port>", "the cluster address of any worker")
     .option("--worker <id>", "a worker to remove (repeatable); w0 gives up its data role and stays as the coordinator", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option("--count <n>", "remove the newest n workers")
+    .option("--count <n>", "remove the newest n workers", positiveInt("--count"))
     .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
-    .action(async (flags: { address: string; worker: string[]; count?: string; token?: string }) => {
-      const count = flags.count === undefined ? 0 : Number(flags.count);
-      if (flags.worker.length === 0 && !(Number.isSafeInteger(count) && count > 0)) {
+    .action(async (flags: { address: string; worker: string[]; count?: number; token?: string }) => {
+      const count = flags.count ?? 0;
+      if (flags.worker.length === 0 && count === 0) {
         throw new KeywayError(ErrorCode.USAGE, "cluster shrink needs --worker ID or --count N");
       }
       const [, , { ShrinkResponseSchema }] = await clusterModules();

@@ -5,11 +5,13 @@
  */
 import { resolve } from "node:path";
 import { Command, Option } from "commander";
-import { fileSource, parseConnectorUri, tcpSink, tcpSource, type Framing, type TcpUri } from "../../connectors/index.ts";
+import { fileSource, tcpSink, tcpSource, type Framing } from "../../connectors/index.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectOptions } from "../sdk/index.ts";
 import { parseEngineAddresses } from "../sdk/addresses.ts";
+import { parseHostPort, type HostPort } from "../util/host-port.ts";
+import { positiveInt } from "./flags.ts";
 
 /** The SDK (gRPC, protobuf) loads only when a connector runs, to keep other commands' start-up short. */
 type Sdk = typeof import("../sdk/index.ts");
@@ -143,19 +145,8 @@ async function run(
   }
 }
 
-function address(flag: string, value: string): Pick<TcpUri, "host" | "port"> {
-  try {
-    const parsed = parseConnectorUri(`tcp://${value}`) as TcpUri;
-    return { host: parsed.host, port: parsed.port };
-  } catch {
-    throw new KeywayError(ErrorCode.USAGE, `${flag} expects HOST:PORT, got "${value}"`);
-  }
-}
-
-function positiveInt(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new KeywayError(ErrorCode.USAGE, `${flag} expects a positive integer, got "${value}"`);
-    return n;
-  };
+function address(flag: string, value: string): HostPort {
+  const parsed = parseHostPort(value);
+  if ("error" in parsed) throw new KeywayError(ErrorCode.USAGE, `${flag} expects HOST:PORT, got "${value}": ${parsed.error}`);
+  return parsed;
 }

@@ -20,7 +20,9 @@ import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connec
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
+import { positiveInt } from "./flags.ts";
 import { formatSummary, startProgress } from "./progress.ts";
+import { deferred } from "../util/deferred.ts";
 
 const WORKERS_JOIN_MS_MAX = 60_000;
 const WORKERS_EXIT_GRACE_MS = 5_000;
@@ -58,14 +60,6 @@ interface RunFlags {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-function positiveInt(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new KeywayError(ErrorCode.USAGE, `${flag} expects a positive integer, got "${value}"`);
-    return n;
-  };
 }
 
 async function run(appPath: string, flags: RunFlags): Promise<number> {
@@ -142,9 +136,9 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
       ? undefined
       : await startEtcdControl(flags.coordinator, app, log, { slotCount: flags.slots, replicas, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), failureTimeoutMs }, table);
   let stateLost: Error | undefined;
-  let abandonRun!: (err: Error) => void;
-  const lost = new Promise<never>((_, reject) => (abandonRun = reject));
-  lost.catch(() => undefined);
+  const losing = deferred<never>();
+  const abandonRun = (err: Error): void => losing.reject(err);
+  const lost = losing.promise;
   let edgeClose: (() => Promise<void>) | undefined;
   const worker = await startClusterWorker({
     app,

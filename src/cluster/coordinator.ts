@@ -19,6 +19,7 @@ import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { SlotState, SourceAssignment, WorkerStatsResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { equalRanges, type PartitionMap } from "../routing/partition-map.ts";
+import { deferred } from "../util/deferred.ts";
 import type { MapContext } from "./codec.ts";
 import type { CoordinatorState } from "./coordinator-state.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
@@ -214,8 +215,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     if (sources.length > 0) await save();
     return port.startSources(worker, sources, generation);
   };
-  let endRun!: () => void;
-  const runOver = new Promise<void>((resolve) => (endRun = resolve));
+  const ending = deferred<void>();
+  const endRun = (): void => ending.resolve();
+  const runOver = ending.promise;
   void runOver.then(() => {
     runEnded = true;
     clearInterval(detector);

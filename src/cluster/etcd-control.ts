@@ -12,6 +12,7 @@ import { ConstantBackoff, noop } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, type Lease, type Namespace } from "etcd3";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { parseHostPort } from "../util/host-port.ts";
 
 /** The settings every worker of the run takes from etcd. */
 export interface ClusterConfig {
@@ -70,7 +71,10 @@ const FENCE_MARGIN_MS = 250;
 export function parseEtcdUri(uri: string): string[] {
   const match = /^etcd:\/\/([^/]+)\/?$/.exec(uri);
   const hosts = match?.[1]?.split(",") ?? [];
-  const bad = hosts.find((h) => !/^[^:,\s]+:\d{1,5}$/.test(h) || Number(h.split(":").pop()) > 65535 || Number(h.split(":").pop()) === 0);
+  const bad = hosts.find((h) => {
+    const parsed = parseHostPort(h);
+    return "error" in parsed || parsed.port === 0;
+  });
   if (match === null || hosts.length === 0 || bad !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, `--coordinator ${uri}: expected etcd://HOST:PORT[,HOST:PORT...]${bad === undefined ? "" : ` ("${bad}" is not HOST:PORT)`}`);
   }

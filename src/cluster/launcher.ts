@@ -1,6 +1,7 @@
 /** `keyway run --workers N`: starts the other N-1 workers as local child processes. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { deferred } from "../util/deferred.ts";
 
 const KEYWAY_BIN = fileURLToPath(new URL("../../bin/keyway.js", import.meta.url));
 
@@ -15,9 +16,9 @@ export interface LocalWorkers {
 export function launchLocalWorkers(count: number, appPath: string, join: string[], token: string | undefined, logLevel: string): LocalWorkers {
   const children: ChildProcess[] = [];
   let stopping = false;
-  let fail!: (err: Error) => void;
-  const failed = new Promise<never>((_, reject) => (fail = reject));
-  failed.catch(() => undefined);
+  const failing = deferred<never>();
+  const fail = (err: Error): void => failing.reject(err);
+  const failed = failing.promise;
   for (let i = 0; i < count; i++) {
     const args = [...process.execArgv, KEYWAY_BIN, "worker", appPath, ...join, "--listen", "127.0.0.1:0", "--log-level", logLevel];
     // The token travels in the environment, not argv, so `ps` does not show it.

@@ -53,6 +53,7 @@ import type { SessionPlacement } from "../protocol/index.ts";
 import { partitionerNames, pickRecords, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
+import { deferred } from "../util/deferred.ts";
 import { createOutputLedger, createReplication, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
 import { FIRST_WORKER, mapFromMessage, type MapContext } from "./codec.ts";
 import { decodeState, encodeState, type CoordinatorState } from "./coordinator-state.ts";
@@ -409,13 +410,10 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     });
   };
 
-  let leave!: (reason: string) => void;
-  let lose!: (err: Error) => void;
-  const left = new Promise<string>((resolve, reject) => {
-    leave = resolve;
-    lose = reject;
-  });
-  left.catch(() => undefined);
+  const leaving = deferred<string>();
+  const leave = (reason: string): void => leaving.resolve(reason);
+  const lose = (err: Error): void => leaving.reject(err);
+  const left = leaving.promise;
   let built!: WorkerConnectors;
   // Bundled sources handed to this worker, by URI, so a worker that leaves can pass them on.
   const assigned = new Map<Source, string>();

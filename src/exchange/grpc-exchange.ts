@@ -17,11 +17,12 @@ import {
 import type { Logger } from "../log/logger.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
+import { BACKOFF_DEFAULTS, backoffDelayMs, type BackoffOptions } from "../util/backoff.ts";
 import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkReceiver, type LinkSender, type LinkWindow } from "./link-state.ts";
 
 export const CLUSTER_VERSION = { major: 3, minor: 0 } as const;
-const RECONNECT_DELAY_MS_MIN = 50;
-const RECONNECT_DELAY_MS_MAX = 1000;
+/** Reconnect delays of a broken link: short, since a worker that restarts or a link that blips should cost little. */
+const RECONNECT_BACKOFF: BackoffOptions = { ...BACKOFF_DEFAULTS, initialMs: 50, maxMs: 1000 };
 /** How long a link to a worker that left may take to finish what it carries before that fails. */
 export const LINK_RETIRE_MS = 30_000;
 const RETIRE_POLL_MS = 10;
@@ -184,7 +185,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
       } else if (link.failures === 1 || link.failures % 20 === 0) {
         log.warn({ peer: link.peer.id, address: link.peer.address, err: err?.details ?? "stream ended", attempt: link.failures }, "exchange link broken; reconnecting");
       }
-      const delay = Math.min(RECONNECT_DELAY_MS_MAX, RECONNECT_DELAY_MS_MIN * 2 ** Math.min(link.failures, 5));
+      const delay = backoffDelayMs(RECONNECT_BACKOFF, link.failures);
       setTimeout(() => connect(link), delay).unref();
     };
     call.on("error", broken);

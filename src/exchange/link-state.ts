@@ -6,6 +6,7 @@
  * its onward records are done too). The sender keeps at most a window of records and bytes sent
  * and not done, which bounds the receiver's memory and slows a fast sender to a slow receiver.
  */
+import { deferred } from "../util/deferred.ts";
 
 export interface LinkWindow {
   records: number;
@@ -73,15 +74,10 @@ export function createLinkSender<M>(initial: LinkWindow = LINK_WINDOW_DEFAULT): 
   return {
     enqueue(message, records, bytes) {
       const seq = nextSeq++;
-      let resolve!: () => void;
-      let reject!: (err: Error) => void;
-      const done = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      queued.push({ seq, records, bytes, message, resolve, reject });
+      const done = deferred<void>();
+      queued.push({ seq, records, bytes, message, resolve: () => done.resolve(), reject: (err) => done.reject(err) });
       queuedCount += records;
-      return { seq, done };
+      return { seq, done: done.promise };
     },
     takeSendable() {
       const out: OutBatch<M>[] = [];

@@ -1,21 +1,14 @@
-/** Parses the connector server's --listen HOST:PORT (IPv6 hosts in brackets: [::1]:7700). */
+/** Parses a server's --listen HOST:PORT (IPv6 hosts in brackets: [::1]:7700). */
 import { ErrorCode, KeywayError } from "../errors.ts";
+import { formatHostPort, parseHostPort, type HostPort } from "../util/host-port.ts";
 
-export interface ListenAddress {
-  host: string;
-  /** 0: any free port. */
-  port: number;
-}
+/** port 0: any free port. */
+export type ListenAddress = HostPort;
 
 export function parseListenAddress(text: string): ListenAddress {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]\s]+):(\d{1,5})$/.exec(text);
-  const port = match === null ? NaN : Number(match[2]);
-  if (match === null || port > 65535) {
-    throw new KeywayError(ErrorCode.USAGE, `--listen expects HOST:PORT (port 0 to 65535), got "${text}"`);
-  }
-  return { host: match[1]!, port };
+  const address = parseHostPort(text);
+  if ("error" in address) throw new KeywayError(ErrorCode.USAGE, `--listen expects HOST:PORT (port 0 to 65535), got "${text}": ${address.error}`);
+  return address;
 }
 
-export function formatListenAddress({ host, port }: ListenAddress): string {
-  return `${host}:${port}`;
-}
+export const formatListenAddress = formatHostPort;

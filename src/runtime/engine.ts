@@ -28,6 +28,7 @@ import { appSinkNames, checkBindings } from "./bindings.ts";
 import { createCommitTracker } from "./commit-tracker.ts";
 import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
+import { deferred, type Deferred } from "../util/deferred.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
 const FLUSH_WARNING_INTERVAL_MS = 5000;
@@ -164,17 +165,6 @@ export interface Connectors {
 }
 
 const WORKER_ID = "w0";
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoint | undefined, log: Logger): Promise<void> {
   const opened: Array<Source | Sink> = [];
@@ -363,9 +353,9 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   };
 
   // Checkpoint barrier: pipelines finish the batches in hand and wait while a checkpoint captures state.
-  let barrier: Deferred | undefined;
+  let barrier: Deferred<void> | undefined;
   let busy = 0;
-  let idle: Deferred | undefined;
+  let idle: Deferred<void> | undefined;
   let failure: unknown;
   let failed: (err: unknown) => void = () => undefined;
   const failedPromise = new Promise<never>((_, reject) => (failed = reject));
@@ -422,10 +412,10 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   let quiescing: Promise<unknown> = Promise.resolve();
   const quiesce = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = async (): Promise<T> => {
-      barrier = deferred();
+      barrier = deferred<void>();
       try {
         while (busy > 0) {
-          idle = deferred();
+          idle = deferred<void>();
           await idle.promise;
         }
         return await fn();

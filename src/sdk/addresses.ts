@@ -6,7 +6,13 @@
  * (R-FAILOVER).
  */
 
-const ADDRESS = /^.+:\d+$/;
+import { parseHostPort } from "../util/host-port.ts";
+
+/** HOST:PORT with a port a connector can dial (not 0). */
+const dialable = (address: string): boolean => {
+  const parsed = parseHostPort(address);
+  return !("error" in parsed) && parsed.port >= 1;
+};
 
 /** The configured engine: one HOST:PORT, or several separated by commas (workers of one cluster). */
 export function parseEngineAddresses(engine: string): string[] {
@@ -14,8 +20,7 @@ export function parseEngineAddresses(engine: string): string[] {
     .split(",")
     .map((a) => a.trim())
     .filter((a) => a !== "");
-  const port = (a: string) => Number(a.slice(a.lastIndexOf(":") + 1));
-  if (addresses.length === 0 || !addresses.every((a) => ADDRESS.test(a) && port(a) >= 1 && port(a) <= 65535)) {
+  if (addresses.length === 0 || !addresses.every(dialable)) {
     throw new RangeError(`engine must be HOST:PORT, or several separated by commas (ports 1 to 65535), got "${engine}"`);
   }
   return addresses;
@@ -27,8 +32,8 @@ export function parseEngineAddresses(engine: string): string[] {
  * is not HOST:PORT could not be dialled and is dropped.
  */
 export function learnAddresses(before: readonly string[], clusterAddresses: readonly string[]): readonly string[] {
-  const dialable = clusterAddresses.filter((a) => ADDRESS.test(a));
-  return dialable.length === 0 ? before : dialable;
+  const learned = clusterAddresses.filter(dialable);
+  return learned.length === 0 ? before : learned;
 }
 
 /** The configured addresses, then the learned ones that are not among them. */

@@ -7,5 +7,5 @@ export { runPartitioner, type PartitionerOptions, type PartitionFunction } from 
 export { createIdWindow, type IdWindow } from "./id-window.ts";
 export { ConnectorError, GrpcStatus, isConnectorError, ProtocolErrorCode } from "./errors.ts";
 export { PROTOCOL_VERSION, type ConnectOptions } from "./session.ts";
-export type { BackoffOptions } from "./backoff.ts";
+export type { BackoffOptions } from "../util/backoff.ts";
 export type { Payload, Sink, SinkContext, Source, SourceBatch, SourceContext } from "../connector/types.ts";

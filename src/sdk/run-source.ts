@@ -16,7 +16,7 @@
  */
 import type { Source } from "../connector/types.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
-import { Deque } from "./deque.ts";
+import { Fifo } from "../util/fifo.ts";
 import { DRAIN_TIMEOUT_MS_DEFAULT, startSourceClient, type SendOptions, type SourceClient, type SourceOptions } from "./source.ts";
 
 export interface RunSourceOptions extends SourceOptions {
@@ -120,7 +120,7 @@ async function pump(
 
   // Batches whose records are not all committed, to tell the Source what it may acknowledge.
   // Bounded by the replay buffer: each holds at least one buffered record until committed.
-  const uncommitted = new Deque<{ lastPosition: bigint; upTo: unknown }>();
+  const uncommitted = new Fifo<{ lastPosition: bigint; upTo: unknown }>();
   const commit = source.commit?.bind(source);
   if (commit !== undefined) {
     client.onCommitted((committedStream, position) => {

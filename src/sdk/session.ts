@@ -20,7 +20,7 @@ import {
   type Welcome,
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
 import { knownAddresses, learnAddresses, nextAddress, parseEngineAddresses } from "./addresses.ts";
-import { backoffDelayMs, resolveBackoff, type BackoffOptions } from "./backoff.ts";
+import { backoffDelayMs, resolveBackoff, type BackoffOptions } from "../util/backoff.ts";
 import { ConnectorError } from "./errors.ts";
 
 /** The protocol version this SDK speaks. */

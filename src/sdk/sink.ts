@@ -18,7 +18,7 @@ import {
   type SinkResponse,
   type Welcome,
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
-import { Deque } from "./deque.ts";
+import { Fifo } from "../util/fifo.ts";
 import type { IdWindow } from "./id-window.ts";
 import { positiveInteger, resolveConnectOptions, SessionLoop, withTimeout, type ConnectOptions, type RoleHandler, type Session } from "./session.ts";
 
@@ -89,7 +89,7 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
   private loop!: SessionLoop<SinkRequest, SinkResponse>;
   private session: Session<SinkRequest> | null = null;
   /** Received on the live session and not yet being written. Bounded by the credit window. */
-  private readonly received = new Deque<Received>();
+  private readonly received = new Fifo<Received>();
   /** Sequences written on the live session and not yet acked. */
   private unsettled: bigint[] = [];
   private writing: Promise<void> | null = null;

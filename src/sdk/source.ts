@@ -26,8 +26,8 @@ import {
   type SourceResponse,
   type Welcome,
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
-import { Deque } from "./deque.ts";
-import { deferred, type Deferred } from "./deferred.ts";
+import { Fifo } from "../util/fifo.ts";
+import { deferred, type Deferred } from "../util/deferred.ts";
 import { ConnectorError, GrpcStatus } from "./errors.ts";
 import {
   positiveInteger,
@@ -142,7 +142,7 @@ interface Buffered {
 
 interface StreamState {
   readonly name: string;
-  readonly records: Deque<Buffered>;
+  readonly records: Fifo<Buffered>;
   /** Records at the front of `records` that this session has sent, or that the engine has applied. */
   sent: number;
   /** The highest position given to a record, or reported applied by the engine. */
@@ -187,7 +187,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
   /** The streams in opening order, served round-robin from `nextStream`. */
   private readonly streamOrder: StreamState[] = [];
   private nextStream = 0;
-  private readonly waiting = new Deque<WaitingSend>();
+  private readonly waiting = new Fifo<WaitingSend>();
   private readonly listeners = new Set<CommitListener>();
   private readonly drained: Array<() => void> = [];
   private session: Session<SourceRequest> | null = null;
@@ -342,7 +342,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
     if (stream === "") throw new RangeError("a stream name must not be empty");
     state = {
       name: stream,
-      records: new Deque(),
+      records: new Fifo(),
       sent: 0,
       lastPosition: 0n,
       committed: 0n,

@@ -1,6 +1,6 @@
 /** Reconnect delays and the classification of session endings: pure functions, no sockets. */
 import { describe, expect, it } from "vitest";
-import { backoffDelayMs, resolveBackoff } from "../../src/sdk/backoff.ts";
+import { backoffDelayMs, resolveBackoff } from "../../src/util/backoff.ts";
 import { ConnectorError, GrpcStatus, ProtocolErrorCode } from "../../src/sdk/index.ts";
 
 describe("backoff", () => {

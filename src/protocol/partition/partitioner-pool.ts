@@ -7,7 +7,7 @@
  */
 import type { Key } from "../../app/spec.ts";
 import { ErrorCode, KeywayError } from "../../errors.ts";
-import { Fifo } from "../fifo.ts";
+import { Fifo } from "../../util/fifo.ts";
 import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, type ProtocolLimits } from "../limits.ts";
 
 /** One keys() call: its values and the keys filled in as answers come. */

@@ -9,7 +9,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Payload, Sink, SinkContext } from "../../connector/types.ts";
 import { ErrorCode, KeywayError } from "../../errors.ts";
 import { SinkBatchSchema, SinkRecordSchema, type SinkBatch, type SinkRecord } from "../gen/keyway/v1/connector_pb.ts";
-import { Fifo } from "../fifo.ts";
+import { Fifo } from "../../util/fifo.ts";
 import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, SINK_BUFFER_BATCHES, type ProtocolLimits } from "../limits.ts";
 import { Signal } from "../signal.ts";
 

@@ -14,7 +14,7 @@ import type { Source, SourceBatch, SourceContext } from "../../connector/types.t
 import { ErrorCode as KeywayCode, KeywayError } from "../../errors.ts";
 import { ErrorCode, type Record as WireRecord } from "../gen/keyway/v1/connector_pb.ts";
 import { STREAMS_PER_SOURCE_MAX, type ProtocolLimits } from "../limits.ts";
-import { Fifo } from "../fifo.ts";
+import { Fifo } from "../../util/fifo.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import { Signal } from "../signal.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";

@@ -8,7 +8,7 @@
  * a full chunk never changes again, and a snapshot shares the full chunks and copies only the
  * last one, instead of copying the whole window each time.
  */
-import { Fifo } from "../fifo.ts";
+import { Fifo } from "../../util/fifo.ts";
 
 /** Ids per chunk: a snapshot costs about window / CHUNK_IDS references plus CHUNK_IDS copies. */
 const CHUNK_IDS = 512;

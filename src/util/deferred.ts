@@ -1,4 +1,4 @@
-/** A promise with its settle functions, for the SDK's many "wait until the engine says so" points. */
+/** A promise with its settle functions, for the many "wait until this happens" points. */
 export interface Deferred<T> {
   readonly promise: Promise<T>;
   resolve(value: T): void;

@@ -1,12 +1,13 @@
 /**
- * A first-in first-out queue with O(1) push, shift and indexed access, for the replay buffer and
- * waiting senders: Array.shift is O(n), which a buffer of 100k records cannot afford per record.
+ * A first-in first-out queue with O(1) push, shift and indexed access: Array.shift is O(n), which
+ * a buffer of 100k records cannot afford per record. It sets no bound of its own: each user bounds
+ * what it enqueues (by credits granted, a window, one batch in flight) and says how.
  */
 
 /** Consumed slots at the front are compacted away once they are this many and half the array. */
 const COMPACT_AFTER_SLOTS = 1024;
 
-export class Deque<T> {
+export class Fifo<T> {
   private items: (T | undefined)[] = [];
   private head = 0;
 
@@ -16,6 +17,12 @@ export class Deque<T> {
 
   push(item: T): void {
     this.items.push(item);
+  }
+
+  /** Puts items back at the front, in the order given. */
+  unshift(...items: T[]): void {
+    this.items = [...items, ...this.items.slice(this.head)];
+    this.head = 0;
   }
 
   /** The item `index` places from the front; index must be below length. */
@@ -38,6 +45,7 @@ export class Deque<T> {
     return item;
   }
 
+  /** Empties the queue, returning what it held, front first. */
   clear(): T[] {
     const rest = this.items.slice(this.head) as T[];
     this.items = [];
