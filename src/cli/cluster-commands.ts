@@ -95,10 +95,11 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--coordinator <uri>", "etcd://HOST:PORT[,HOST:PORT...]: find the cluster of this app on etcd (a cluster started with --coordinator)")
     .option("--listen <host:port>", "where this worker serves other workers", "127.0.0.1:0")
     .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)")
+    .option("--session-timeout-ms <ms>", "a connector silent to this worker's HTTP/2 pings this long loses its sessions (default 20000)", positiveInt("--session-timeout-ms"))
     .option("--token <token>", "the cluster token, also the connector token (default: env KEYWAY_TOKEN)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
-    .action(async (appPath: string, flags: { join?: string; coordinator?: string; listen: string; connectorListen?: string; token?: string; logLevel: LogLevel }) => {
+    .action(async (appPath: string, flags: { join?: string; coordinator?: string; listen: string; connectorListen?: string; sessionTimeoutMs?: number; token?: string; logLevel: LogLevel }) => {
       if ((flags.join === undefined) === (flags.coordinator === undefined)) throw new KeywayError(ErrorCode.USAGE, "keyway worker needs one of --join HOST:PORT or --coordinator etcd://HOST:PORT");
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
@@ -118,7 +119,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         role: { join: etcd?.leader.address ?? flags.join! },
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
-          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token }, log, placement, false, etcd !== undefined);
+          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs }, log, placement, false, etcd !== undefined);
           edgeClose = built.edge?.close;
           return built;
         },

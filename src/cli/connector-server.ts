@@ -16,6 +16,7 @@ export interface ConnectorServerFlags {
   maxMessageBytes?: number;
   idempotencyWindow?: number;
   maxFrameBytes?: number;
+  sessionTimeoutMs?: number;
 }
 
 /** Serves the connector protocol when a binding or partitioner needs it, or flags.listen asks for it. */
@@ -47,6 +48,7 @@ export async function startConnectorServerFor(
     partitioners,
     ...(cluster.placement === undefined ? {} : { placement: cluster.placement }),
     ...(cluster.streamClaim === undefined ? {} : { streamClaim: cluster.streamClaim }),
+    ...(flags.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: flags.sessionTimeoutMs }),
     log,
   });
   log.info({ address: server.address, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);

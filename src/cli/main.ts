@@ -9,6 +9,7 @@ import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
+import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
@@ -47,6 +48,7 @@ interface RunFlags {
   maxBatchRecords?: number;
   maxMessageBytes?: number;
   idempotencyWindow?: number;
+  sessionTimeoutMs?: number;
   workers: number;
   clusterListen?: string;
   migrationChunkKeys?: number;
@@ -262,6 +264,7 @@ function buildProgram(): Command {
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
     .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))
     .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
+    .option("--session-timeout-ms <ms>", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`, positiveInt("--session-timeout-ms"))
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")

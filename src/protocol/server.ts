@@ -19,6 +19,7 @@ import type { HandshakePolicy } from "./handshake.ts";
 import { resolveLimits, type ProtocolLimits } from "./limits.ts";
 import { bindServer } from "../rpc/bind.ts";
 import { parseListenAddress } from "../rpc/listen-address.ts";
+import { keepaliveOptions, SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
 import { PartitionerPool, type RequestIds } from "./partition/partitioner-pool.ts";
 import { partitionerRole } from "./partition/partition-session.ts";
 import { sessionRouting, type SessionPlacement } from "./placement.ts";
@@ -46,6 +47,12 @@ export interface ConnectorServerOptions {
   placement?: SessionPlacement;
   /** In a cluster: a source stream opens here only once the cluster grants it (it may stand elsewhere). */
   streamClaim?: (source: string, stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
+  /**
+   * A connector that does not answer HTTP/2 pings for this long (a stopped or hung process, a
+   * host gone without closing its connections) loses its sessions: its streams are released and
+   * its unacked sink batches go to other sessions. Default SESSION_TIMEOUT_MS_DEFAULT.
+   */
+  sessionTimeoutMs?: number;
   log: Logger;
 }
 
@@ -105,7 +112,10 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const routing = sessionRouting(options.placement, () => address);
   const host: SessionHost = { live, routing, log };
 
-  const server = new Server({ "grpc.max_receive_message_length": limits.maxMessageBytes * 2 + GRPC_RECEIVE_HEADROOM_BYTES });
+  const server = new Server({
+    "grpc.max_receive_message_length": limits.maxMessageBytes * 2 + GRPC_RECEIVE_HEADROOM_BYTES,
+    ...keepaliveOptions(options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT),
+  });
   const session = <Req, K>(binding: RoleBinding<Req, K>) => (call: ServerDuplexStream<Req | DecodeFailure, object>) =>
     runSession(call, binding, host);
   const implementation: UntypedServiceImplementation = {

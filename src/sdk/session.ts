@@ -21,6 +21,7 @@ import {
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
 import { knownAddresses, learnAddresses, nextAddress, parseEngineAddresses } from "./addresses.ts";
 import { backoffDelayMs, resolveBackoff, type BackoffOptions } from "../util/backoff.ts";
+import { keepaliveOptions } from "../rpc/keepalive.ts";
 import { ConnectorError } from "./errors.ts";
 
 /** The protocol version this SDK speaks. */
@@ -52,6 +53,12 @@ export interface ConnectOptions {
   /** The largest message accepted from the engine; it sends at most its own max_message_bytes. */
   maxReceiveMessageBytes?: number;
   /**
+   * An engine that does not answer an HTTP/2 ping for this long (it hangs, or its host is gone
+   * without closing the connection) ends the session, which then reconnects: pings go every half
+   * of it, and time out after the other half (protocol R-TRANSPORT-KEEPALIVE).
+   */
+  keepaliveTimeoutMs?: number;
+  /**
    * Give up (reject with the last error) after this many consecutive failed sessions, rather
    * than retry a persistent failure forever in silence. Default: never give up.
    */
@@ -60,6 +67,7 @@ export interface ConnectOptions {
 
 export const HANDSHAKE_TIMEOUT_MS_DEFAULT = 10_000;
 export const MAX_RECEIVE_MESSAGE_BYTES_DEFAULT = 64 * 1024 * 1024;
+export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 20_000;
 
 export interface ResolvedConnectOptions {
   /** The configured engine addresses, the first dialled first. */
@@ -74,6 +82,7 @@ export interface ResolvedConnectOptions {
   signal: AbortSignal | undefined;
   handshakeTimeoutMs: number;
   maxReceiveMessageBytes: number;
+  keepaliveTimeoutMs: number;
   maxConsecutiveFailures: number;
 }
 
@@ -84,6 +93,7 @@ export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectO
   const maxReceiveMessageBytes = options.maxReceiveMessageBytes ?? MAX_RECEIVE_MESSAGE_BYTES_DEFAULT;
   positiveInteger("handshakeTimeoutMs", handshakeTimeoutMs);
   positiveInteger("maxReceiveMessageBytes", maxReceiveMessageBytes);
+  const keepaliveTimeoutMs = positiveInteger("keepaliveTimeoutMs", options.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS_DEFAULT);
   const maxConsecutiveFailures = options.maxConsecutiveFailures ?? Infinity;
   if (maxConsecutiveFailures !== Infinity) positiveInteger("maxConsecutiveFailures", maxConsecutiveFailures);
   return {
@@ -98,6 +108,7 @@ export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectO
     signal: options.signal,
     handshakeTimeoutMs,
     maxReceiveMessageBytes,
+    keepaliveTimeoutMs,
     maxConsecutiveFailures,
   };
 }
@@ -318,6 +329,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
       "grpc.per_rpc_retry_buffer_size": 0,
       "grpc.enable_retries": 0,
       "grpc.max_receive_message_length": options.maxReceiveMessageBytes,
+      ...keepaliveOptions(options.keepaliveTimeoutMs),
     });
     const method = METHODS[role];
     const call = client.makeBidiStreamRequest(

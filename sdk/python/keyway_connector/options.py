@@ -42,6 +42,9 @@ class ConnectOptions:
     handshake_timeout_s: float = 10.0
     #: The largest message accepted from the engine.
     max_receive_message_bytes: int = MAX_RECEIVE_MESSAGE_BYTES_DEFAULT
+    #: An engine that does not answer an HTTP/2 ping for this long ends the session, which then
+    #: reconnects: pings go every half of it and time out after the other half (R-TRANSPORT-KEEPALIVE).
+    keepalive_timeout_s: float = 20.0
     #: Give up (the connector fails with the last error) after this many consecutive failed
     #: sessions; ``None`` retries for ever. Each failure is logged either way (R-ERROR-RETRY).
     max_consecutive_failures: Optional[int] = None
@@ -56,6 +59,8 @@ class ConnectOptions:
             raise ValueError(f"handshake_timeout_s must be positive, got {self.handshake_timeout_s}")
         if self.max_receive_message_bytes < 1:
             raise ValueError("max_receive_message_bytes must be positive")
+        if self.keepalive_timeout_s <= 0:
+            raise ValueError(f"keepalive_timeout_s must be positive, got {self.keepalive_timeout_s}")
         token = self.token if self.token is not None else os.environ.get("KEYWAY_TOKEN", "")
         return ConnectOptions(
             target=self.target,
@@ -67,6 +72,7 @@ class ConnectOptions:
             backoff=self.backoff,
             handshake_timeout_s=self.handshake_timeout_s,
             max_receive_message_bytes=self.max_receive_message_bytes,
+            keepalive_timeout_s=self.keepalive_timeout_s,
             max_consecutive_failures=self.max_consecutive_failures,
             logger=self.logger or logging.getLogger("keyway_connector"),
         )

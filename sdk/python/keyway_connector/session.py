@@ -309,6 +309,11 @@ class SessionLoop:
             self._current = session
         channel = grpc.insecure_channel(address, options=[
             ("grpc.max_receive_message_length", options.max_receive_message_bytes),
+            # Keepalive pings: an engine that stops answering ends the session within the timeout.
+            ("grpc.keepalive_time_ms", max(1, int(options.keepalive_timeout_s * 500))),
+            ("grpc.keepalive_timeout_ms", max(1, int(options.keepalive_timeout_s * 500))),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_send_message_length", -1),
             # Recovery is a new session and a replay at the protocol level (§3), never gRPC retries.
             ("grpc.enable_retries", 0),
