@@ -14,6 +14,15 @@ export type Level = "MUST" | "SHOULD";
 export type CaseRole = Role | "engine";
 export const CASE_ROLES: readonly CaseRole[] = ["source", "sink", "partitioner", "engine"];
 
+/**
+ * Needs that say whether a case applies to the peer at all, as its fixture or flags describe it,
+ * rather than what the harness lacks to run it: "finite" (an unbounded source never ends a
+ * stream), "queue" (a source that replays by position sets no idempotency ids), "token" (an engine
+ * without a token has no token checks), "no-partitioner". A case skipped for one of these does not
+ * apply; a MUST case skipped for any other need was not run, and the run is no verdict.
+ */
+export const APPLICABILITY_NEEDS: ReadonlySet<string> = new Set(["finite", "queue", "token", "no-partitioner"]);
+
 /** One step: `op` names the action; the other fields are its parameters. */
 export interface Step {
   op: string;

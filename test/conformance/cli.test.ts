@@ -1,6 +1,6 @@
 // `keyway conformance` as a user runs it: the listing, the table, --json, --junit, and the exit
-// codes (1 when a MUST case fails, 2 on bad usage).
-import { readFileSync } from "node:fs";
+// codes (1 when a MUST case fails, 2 on bad usage, 3 when MUST cases were not run).
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { expectOneLineError, runKeyway, scratchDir } from "../helpers/process.ts";
@@ -51,5 +51,34 @@ describe("keyway conformance", () => {
     expect(run.stdout).toMatch(/^CASE +REQUIREMENT +LEVEL +RESULT +REASON$/m);
     expect(run.stdout).toMatch(/^source\.positions +R-SRC-POSITION +MUST +pass$/m);
     expect(run.stdout).toMatch(/1 cases, 1 passed, 0 failed, 0 skipped; conforms/);
+  }, RUN_MS_MAX);
+
+  it("gives no verdict of conformance, and exits 3, when MUST cases were not run for want of a fixture field", async () => {
+    // The control's own fixture without "acks" (commit-gates-ack cannot be judged: not run) and
+    // without "finite" (end-of-stream does not apply to an unbounded source: no bar to a verdict).
+    const control = JSON.parse(readFileSync("conformance/negative-controls/source.fixture.json", "utf8")) as Record<string, unknown>;
+    delete control.acks;
+    delete control.finite;
+    const fixture = join(scratchDir("conformance-cli"), "no-acks.fixture.json");
+    writeFileSync(fixture, JSON.stringify(control));
+    const connector = ["--fixture", fixture, ...CONTROL.slice(2)];
+
+    const incomplete = await runKeyway(["conformance", "source", "--case", "source.positions", "source.commit-gates-ack", "source.end-of-stream", ...connector]);
+    expect(incomplete.code, incomplete.stderr).toBe(3);
+    expect(incomplete.stdout).toMatch(/^source\.commit-gates-ack +R-SRC-COMMIT +MUST +SKIP +needs a way to read upstream acknowledgements/m);
+    expect(incomplete.stdout).toMatch(/3 cases, 1 passed, 0 failed, 2 skipped; no MUST case failed, but 1 MUST case\(s\) not run .*: not a verdict of conformance$/m);
+    expect(incomplete.stdout).not.toMatch(/; conforms/);
+
+    const json = await runKeyway(["conformance", "source", "--case", "source.commit-gates-ack", "--json", ...connector]);
+    expect(json.code, json.stderr).toBe(3);
+    const report = JSON.parse(json.stdout) as { conforms: boolean; verdict: string; mustFailures: number; mustNotRun: number; results: Array<{ status: string; skip: string }> };
+    expect([report.conforms, report.verdict, report.mustFailures, report.mustNotRun]).toEqual([false, "incomplete", 0, 1]);
+    expect(report.results.map((r) => [r.status, r.skip])).toEqual([["skip", "not-run"]]);
+
+    // A MUST case that does not apply (end-of-stream, for an unbounded source) does not stand in the way.
+    const applicable = await runKeyway(["conformance", "source", "--case", "source.positions", "source.end-of-stream", ...connector]);
+    expect(applicable.code, applicable.stderr).toBe(0);
+    expect(applicable.stdout).toMatch(/^source\.end-of-stream +R-SRC-END +MUST +SKIP +applies to finite sources/m);
+    expect(applicable.stdout).toMatch(/2 cases, 1 passed, 0 failed, 1 skipped; conforms/);
   }, RUN_MS_MAX);
 });

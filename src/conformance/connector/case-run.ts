@@ -25,7 +25,7 @@ import {
   type Placeholders,
 } from "../fixture.ts";
 import { Notifier, sleep, WaitTimeout } from "../notifier.ts";
-import { verdictOf, type CaseResult } from "../result.ts";
+import { skipKindOf, verdictOf, type CaseResult, type UnmetNeed } from "../result.ts";
 import { errorCodeOf, grpcStatusOf, unknownKindMessage, type Role } from "../wire.ts";
 import { ConnectorProcess, describeExit } from "./connector-process.ts";
 import { CONNECTOR_CHECKS } from "./checks.ts";
@@ -149,7 +149,7 @@ export class ConnectorCaseRun {
     const unmet = this.unmetNeed();
     if (unmet !== undefined) {
       this.removeWorkdir();
-      return result("skip", unmet);
+      return { ...result("skip", unmet.reason), skip: skipKindOf(unmet.need) };
     }
     let stepFailure: string | undefined;
     try {
@@ -184,30 +184,38 @@ export class ConnectorCaseRun {
     }
   }
 
-  private unmetNeed(): string | undefined {
-    const f = this.fixture;
+  private unmetNeed(): UnmetNeed | undefined {
     for (const need of this.spec.needs ?? []) {
-      const records = /^records>=(\d+)$/.exec(need);
-      if (records !== null) {
-        const n = Number(records[1]);
-        if ((f.records?.length ?? 0) < n) return `needs a fixture with at least ${n} records (has ${f.records?.length ?? 0})`;
-      } else if (need === "finite") {
-        if (f.finite !== true) return "needs a finite source (fixture: \"finite\": true)";
-      } else if (need === "acks") {
-        if (f.acks === undefined) return "needs a way to read upstream acknowledgements (fixture: \"acks\")";
-      } else if (need === "written") {
-        if (f.written === undefined) return "needs a way to read what the sink wrote (fixture: \"written\")";
-      } else if (need === "queue") {
-        if (f.replay !== "queue") return "applies to queue-style sources (fixture: \"replay\": \"queue\")";
-      } else if (need === "large-values") {
-        if (f.large_values === false) return "the fixture says the connector cannot take values of several MiB";
-      } else if (need === "keys") {
-        if (f.keys === undefined) return "needs the expected keys (fixture: \"keys\")";
-      } else {
-        throw new Error(`${this.spec.id}: unknown need "${need}"`);
-      }
+      const reason = this.unmetReason(need);
+      if (reason !== undefined) return { need, reason };
     }
     return undefined;
+  }
+
+  /** Why the fixture does not meet `need`, or undefined when it does. */
+  private unmetReason(need: string): string | undefined {
+    const f = this.fixture;
+    const records = /^records>=(\d+)$/.exec(need);
+    if (records !== null) {
+      const n = Number(records[1]);
+      return (f.records?.length ?? 0) < n ? `needs a fixture with at least ${n} records (has ${f.records?.length ?? 0})` : undefined;
+    }
+    switch (need) {
+      case "finite":
+        return f.finite !== true ? "applies to finite sources (fixture: \"finite\": true)" : undefined;
+      case "acks":
+        return f.acks === undefined ? "needs a way to read upstream acknowledgements (fixture: \"acks\")" : undefined;
+      case "written":
+        return f.written === undefined ? "needs a way to read what the sink wrote (fixture: \"written\")" : undefined;
+      case "queue":
+        return f.replay !== "queue" ? "applies to queue-style sources (fixture: \"replay\": \"queue\")" : undefined;
+      case "large-values":
+        return f.large_values === false ? "the fixture says the connector cannot take values of several MiB" : undefined;
+      case "keys":
+        return f.keys === undefined ? "needs the expected keys (fixture: \"keys\")" : undefined;
+      default:
+        throw new Error(`${this.spec.id}: unknown need "${need}"`);
+    }
   }
 
   /** A failure reason with what the connector printed last, when it has exited. */

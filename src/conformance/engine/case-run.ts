@@ -24,7 +24,7 @@ import { GRPC_STATUS_OF } from "../../protocol/protocol-error.ts";
 import { Params, type ConformanceCase, type Step } from "../case.ts";
 import type { CaseClock } from "../connector/scripted-session.ts";
 import { Notifier, sleep, WaitTimeout } from "../notifier.ts";
-import { verdictOf, type CaseResult } from "../result.ts";
+import { skipKindOf, verdictOf, type CaseResult, type UnmetNeed } from "../result.ts";
 import { errorCodeName, errorCodeOf, grpcStatusName, grpcStatusOf, lengthDelimited, unknownKindMessage, type Role } from "../wire.ts";
 import { ENGINE_CHECKS } from "./checks.ts";
 import { ClientSession } from "./client-session.ts";
@@ -84,7 +84,7 @@ export class EngineCaseRun {
   async runCase(): Promise<CaseResult> {
     const result = verdictOf(this.spec, Date.now());
     const unmet = this.unmetNeed();
-    if (unmet !== undefined) return result("skip", unmet);
+    if (unmet !== undefined) return { ...result("skip", unmet.reason), skip: skipKindOf(unmet.need) };
     let stepFailure: string | undefined;
     try {
       for (const [i, step] of this.spec.steps.entries()) {
@@ -114,19 +114,24 @@ export class EngineCaseRun {
     }
   }
 
-  private unmetNeed(): string | undefined {
+  private unmetNeed(): UnmetNeed | undefined {
     for (const need of this.spec.needs ?? []) {
-      if (need === "source" || need === "sink" || need === "partitioner") {
-        if (this.target[need] === undefined) return `needs --${need} NAME (a ${need} of the engine's app)`;
-      } else if (need === "token") {
-        if (this.target.token === undefined || this.target.token === "") return "needs an engine with a token (--token T)";
-      } else if (need === "no-partitioner") {
-        if (this.target.partitioner !== undefined) return "applies to apps without a partitioner";
-      } else {
-        throw new Error(`${this.spec.id}: unknown need "${need}"`);
-      }
+      const reason = this.unmetReason(need);
+      if (reason !== undefined) return { need, reason };
     }
     return undefined;
+  }
+
+  /** Why the command line does not meet `need`, or undefined when it does. */
+  private unmetReason(need: string): string | undefined {
+    if (need === "source" || need === "sink" || need === "partitioner") {
+      return this.target[need] === undefined ? `needs --${need} NAME (a ${need} of the engine's app)` : undefined;
+    }
+    if (need === "token") {
+      return this.target.token === undefined || this.target.token === "" ? "applies to engines with a token (--token T)" : undefined;
+    }
+    if (need === "no-partitioner") return this.target.partitioner !== undefined ? "applies to apps without a partitioner" : undefined;
+    throw new Error(`${this.spec.id}: unknown need "${need}"`);
   }
 
   /** Every session still open ends politely, so the engine resends what it had not settled. */

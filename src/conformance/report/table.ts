@@ -1,6 +1,6 @@
 /** The readable report: one row per case (case, requirement, level, result, reason), then a summary. */
 import type { ConformanceCase } from "../case.ts";
-import type { CaseResult, RunSummary } from "../result.ts";
+import { runVerdict, type CaseResult, type RunSummary } from "../result.ts";
 
 const ID_WIDTH = 38;
 const REQUIREMENT_WIDTH = 24;
@@ -17,7 +17,12 @@ export function tableRow(result: CaseResult): string {
 export function summaryLine(summary: RunSummary): string {
   const parts = [`${summary.passed} passed`, `${summary.failed} failed`, `${summary.skipped} skipped`];
   if (summary.errored > 0) parts.push(`${summary.errored} harness errors`);
-  const verdict = summary.mustFailures === 0 ? "conforms: no MUST case failed" : `does not conform: ${summary.mustFailures} MUST case(s) failed`;
+  const notRun = `${summary.mustNotRun} MUST case(s) not run (no fixture field or flag for them; see the SKIP reasons)`;
+  const verdict = {
+    conforms: "conforms: no MUST case failed",
+    "does-not-conform": `does not conform: ${summary.mustFailures} MUST case(s) failed${summary.mustNotRun > 0 ? `, ${summary.mustNotRun} not run` : ""}`,
+    incomplete: `no MUST case failed, but ${notRun}: not a verdict of conformance`,
+  }[runVerdict(summary)];
   return `${summary.subject}: ${summary.results.length} cases, ${parts.join(", ")}; ${verdict}\n`;
 }
 
