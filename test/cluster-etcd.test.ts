@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { clusterStatus, corpus, expectEveryWindowOnce, expectExact, lineCount, settled, steadyLoad } from "./helpers/cluster.ts";
+import { clusterStatus, corpus, expectEveryCountOnce, expectEveryWindowOnce, lineCount, settled, startFileSources, steadyLoad } from "./helpers/cluster.ts";
 import { startEtcd, type Etcd } from "./helpers/etcd.ts";
 import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
@@ -83,22 +82,12 @@ describe("a cluster on etcd", () => {
     // it wrote of it (docs/operations.md, "A control plane on etcd"), so it is sized for that here.
     const sink = startKeyway(["connector", "file-sink", "--engine", engines, "--target", "counts", "--path", output, "--instance-id", "sink", "--dedup-window", "1000000"]);
     running.push(sink);
-    const sources = [0, 1, 2, 3].map((f) => {
-      const source = startKeyway(["connector", "file-source", "--engine", engines, "--target", "lines", "--path", join(dir, "in", `part-${f}.txt`), "--instance-id", `reader-${f}`]);
-      running.push(source);
-      return source;
-    });
+    const sources = startFileSources(dir, engines, 4);
+    running.push(...sources);
     await waitFor("counts flowing", () => (lineCount(output) > 50_000 ? true : undefined), 60_000);
     const leader = status.workers.find((w) => w.coordinator)!;
     process.kill(leader.pid, "SIGKILL");
-    for (const source of sources) {
-      const finished = await source.finished;
-      expect(finished.code, finished.stderr).toBe(0);
-    }
-    const total = [...counts.values()].reduce((a, b) => a + b, 0);
-    await waitFor("every count at the sink", () => (lineCount(output) >= total ? true : undefined), 120_000);
-    expect(lineCount(output)).toBe(total);
-    expectExact(readFileSync(output, "utf8"), counts);
+    await expectEveryCountOnce(sources, output, counts);
     const after = await clusterStatus(status.workers.find((w) => !w.coordinator)!.address);
     expect(after.fenced).toEqual([leader.id]);
     expect(after.workers.find((w) => w.coordinator)?.id).not.toBe(leader.id);

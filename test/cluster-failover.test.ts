@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { clusterStatus, corpus, expectCleanExit, expectEveryWindowOnce, expectExact, lineCount, settled, steadyLoad } from "./helpers/cluster.ts";
+import { clusterStatus, corpus, expectCleanExit, expectEveryCountOnce, expectEveryWindowOnce, lineCount, settled, startFileSources, steadyLoad } from "./helpers/cluster.ts";
 import { freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
@@ -136,22 +135,12 @@ describe("cluster failover", () => {
     await settled(address, 3, []);
     const sink = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", output, "--instance-id", "sink"]);
     running.push(sink);
-    const sources = [0, 1, 2, 3].map((f) => {
-      const source = startKeyway(["connector", "file-source", "--engine", engineAt, "--target", "lines", "--path", join(dir, "in", `part-${f}.txt`), "--instance-id", `reader-${f}`]);
-      running.push(source);
-      return source;
-    });
+    const sources = startFileSources(dir, engineAt, 4);
+    running.push(...sources);
     await waitFor("counts flowing", () => (lineCount(output) > 50_000 ? true : undefined), 60_000);
     const victim = (await clusterStatus(address)).workers.find((w) => !w.coordinator && w.connectorSessions > 0) ?? (await clusterStatus(address)).workers.find((w) => !w.coordinator)!;
     process.kill(victim.pid, "SIGKILL");
-    for (const source of sources) {
-      const finished = await source.finished;
-      expect(finished.code, finished.stderr).toBe(0);
-    }
-    const total = [...counts.values()].reduce((a, b) => a + b, 0);
-    await waitFor("every count at the sink", () => (lineCount(output) >= total ? true : undefined), 120_000);
-    expect(lineCount(output)).toBe(total);
-    expectExact(readFileSync(output, "utf8"), counts);
+    await expectEveryCountOnce(sources, output, counts);
     expect((await clusterStatus(address)).fenced).toEqual([victim.id]);
     engine.child.kill("SIGTERM");
     const finished = await engine.finished;

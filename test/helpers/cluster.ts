@@ -4,7 +4,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { checkSequenceWindows } from "../../examples/validation/check.ts";
-import { runKeyway, waitFor, type Running } from "./process.ts";
+import { runKeyway, startKeyway, waitFor, type Running } from "./process.ts";
 import { countWords, generateText } from "./text.ts";
 
 export interface WorkerView {
@@ -141,4 +141,22 @@ export async function expectCleanExit(engine: Running): Promise<void> {
   const finished = await engine.finished;
   expect(finished.code, finished.stderr).toBe(0);
   expect(errors(finished.stderr)).toEqual([]);
+}
+
+/** One file-source connector per corpus file (in/part-N.txt), each its own instance. */
+export function startFileSources(dir: string, engines: string, files: number): Running[] {
+  return Array.from({ length: files }, (_, f) =>
+    startKeyway(["connector", "file-source", "--engine", engines, "--target", "lines", "--path", join(dir, "in", `part-${f}.txt`), "--instance-id", `reader-${f}`]));
+}
+
+/** Every source read its file to the end, and the sink holds every count once: the totals of `counts`, exactly. */
+export async function expectEveryCountOnce(sources: Running[], output: string, counts: Map<string, number>): Promise<void> {
+  for (const source of sources) {
+    const finished = await source.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+  }
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  await waitFor("every count at the sink", () => (lineCount(output) >= total ? true : undefined), 120_000);
+  expect(lineCount(output)).toBe(total);
+  expectExact(readFileSync(output, "utf8"), counts);
 }
