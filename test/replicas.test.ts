@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, underReplicated } from "../src/cluster/replicas.ts";
-import { createOutputLedger, createReplication, unwritten } from "../src/cluster/replication.ts";
+import { createOutputLedger, createReplication, entryForSlots, mergeWritten, unwritten } from "../src/cluster/replication.ts";
 import type { BatchOut } from "../src/exchange/grpc-exchange.ts";
 import { emptyKeyedBatch } from "../src/runtime/dataflow.ts";
 import { backupsOf, equalRanges, type PartitionMap } from "../src/routing/partition-map.ts";
@@ -75,7 +75,7 @@ describe("replication bookkeeping", () => {
     expect(sent[3]!.replica!.deliveredThrough).toBe(2n);
 
     const backup = createReplication(async () => undefined);
-    const out = (outputSeq: number) => ({ pipeline: 0, outputSeq, values: [`v${outputSeq}`], ids: [`id${outputSeq}`] });
+    const out = (outputSeq: number) => ({ pipeline: 0, outputSeq, values: [`v${outputSeq}`], ids: [`id${outputSeq}`], slots: [3] });
     backup.received("w0", 1n, 0n, out(7));
     backup.received("w0", 2n, 0n, out(8));
     backup.received("w0", 3n, 1n, out(9));
@@ -91,9 +91,19 @@ describe("replication bookkeeping", () => {
     ledger.record("w1", 0, 3);
     ledger.record("w1", 1, 9);
     const written = ledger.of("w1");
-    const entry = (pipeline: number, outputSeq: number) => ({ seq: 1n, pipeline, outputSeq, values: ["x"], ids: undefined });
+    const entry = (pipeline: number, outputSeq: number) => ({ seq: 1n, pipeline, outputSeq, values: ["x"], ids: undefined, slots: [0] });
     const kept = unwritten([entry(0, 4), entry(0, 5), entry(1, 9), entry(1, 10)], "w1", written);
     expect(kept.map((e) => [e.pipeline, e.outputSeq])).toEqual([[0, 5], [1, 10]]);
     expect(unwritten([entry(0, 1)], "w2", written)).toHaveLength(1);
+  });
+
+  it("counts a promoted backup's resends as the dead primary's output, and resends a slot's outputs from its new primary only", () => {
+    const written = [{ worker: "w1", pipeline: 0, outputSeq: 4 }];
+    mergeWritten(written, [{ worker: "w1", pipeline: 0, outputSeq: 6 }, { worker: "w1", pipeline: 1, outputSeq: 2 }, { worker: "w1", pipeline: 0, outputSeq: 5 }]);
+    expect(written).toEqual([{ worker: "w1", pipeline: 0, outputSeq: 6 }, { worker: "w1", pipeline: 1, outputSeq: 2 }]);
+    const entry = { seq: 1n, pipeline: 0, outputSeq: 7, values: ["a", "b", "c"], ids: ["ia", "ib", "ic"], slots: [5, 9, 5] };
+    expect(entryForSlots(entry, (slot) => slot === 5)).toMatchObject({ values: ["a", "c"], ids: ["ia", "ic"], slots: [5, 5], outputSeq: 7 });
+    expect(entryForSlots(entry, () => true)).toBe(entry);
+    expect(entryForSlots(entry, () => false).values).toEqual([]);
   });
 });

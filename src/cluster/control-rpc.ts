@@ -5,7 +5,7 @@
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, type Exchange } from "../exchange/grpc-exchange.ts";
+import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, grpcDial, type Dial, type Exchange } from "../exchange/grpc-exchange.ts";
 import { ControlService } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition } from "../rpc/grpc-adapter.ts";
@@ -21,7 +21,7 @@ export function grpcError(code: grpc.status, message: string): grpc.ServiceError
 }
 
 /** Every ControlService method, token-checked, looked up at call time (the server binds before its parts exist). */
-function guarded(token: string | undefined, resolve: (method: string) => UnaryHandler | undefined): Handlers {
+export function guarded(token: string | undefined, resolve: (method: string) => UnaryHandler | undefined): Handlers {
   return Object.fromEntries(
     ControlService.methods.map((m) => [
       m.name,
@@ -36,17 +36,36 @@ function guarded(token: string | undefined, resolve: (method: string) => UnaryHa
   );
 }
 
+export interface ClusterServer {
+  address: string;
+  /** Stops taking calls and resolves once the calls under way ended. */
+  shutdown(): Promise<void>;
+  /** Cuts every call now. */
+  forceShutdown(): void;
+}
+
 /** Binds the cluster server; a port in use is a PORT_IN_USE error naming the address. */
 export async function serveCluster(
   listen: string,
   token: string | undefined,
   resolve: (method: string) => UnaryHandler | undefined,
   exchange: Exchange,
-): Promise<{ server: grpc.Server; address: string }> {
+): Promise<ClusterServer> {
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(serverDefinition(ControlService, CLUSTER_MESSAGE_BYTES_MAX), guarded(token, resolve));
   server.addService(exchange.definition, exchange.service);
-  return { server, address: await bindServer(server, parseListenAddress(listen), "workers") };
+  return {
+    address: await bindServer(server, parseListenAddress(listen), "workers"),
+    shutdown: () => new Promise<void>((done) => server.tryShutdown(() => done())),
+    forceShutdown: () => server.forceShutdown(),
+  };
+}
+
+/** How a worker reaches its peers and is reached: grpc-js, or the simulator's network. */
+export interface ClusterTransport {
+  clients(token: string | undefined): ControlClients;
+  serve: typeof serveCluster;
+  dial: Dial;
 }
 
 const Client = grpc.makeGenericClientConstructor(clientDefinition(ControlService), "ControlService");
@@ -83,6 +102,8 @@ export function createControlClients(token: string | undefined): ControlClients 
     },
   };
 }
+
+export const grpcTransport: ClusterTransport = { clients: (token) => createControlClients(token), serve: serveCluster, dial: grpcDial };
 
 /** A unary handler from an async function: its result is the answer, a thrown grpc error its status. */
 export function unary<Req>(fn: (request: Req) => Promise<object> | object): UnaryHandler {

@@ -24,7 +24,7 @@ import type { MapContext } from "./codec.ts";
 import type { CoordinatorState } from "./coordinator-state.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
-import type { OutputsWritten } from "./replication.ts";
+import { mergeWritten, type OutputsWritten } from "./replication.ts";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, reindex, underReplicated, type CopyPlan } from "./replicas.ts";
 
 /**
@@ -423,7 +423,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (dead.length === 0) return;
       fenced.push(...dead);
       failoverGeneration++;
-      for (const id of dead) written.push(...(options.outputsWritten?.(id) ?? []));
+      // Every fenced worker's, not only the new ones': what promoted backups resent for earlier ones has arrived since.
+      for (const id of fenced) mergeWritten(written, options.outputsWritten?.(id) ?? []);
       const startedAt = performance.now();
       log.warn({ workers: dead, reason }, "workers declared dead and fenced");
       const lost = lostSlots(map, new Set(dead));

@@ -18,6 +18,8 @@ export interface OutboxEntry {
   outputSeq: number;
   values: Payload[];
   ids: string[] | undefined;
+  /** The slot each value came from. */
+  slots: number[];
 }
 
 /** How far a worker's output reached the sink's worker, per pipeline: every run up to outputSeq. */
@@ -132,4 +134,20 @@ export function createOutputLedger(): OutputLedger {
 export function unwritten(entries: readonly OutboxEntry[], from: string, written: readonly OutputsWritten[]): OutboxEntry[] {
   const through = new Map(written.filter((w) => w.worker === from).map((w) => [w.pipeline, w.outputSeq]));
   return entries.filter((e) => e.outputSeq > (through.get(e.pipeline) ?? 0));
+}
+
+/** Folds fresh ledger figures into `written`, keeping the higher run per worker and pipeline. */
+export function mergeWritten(written: OutputsWritten[], fresh: readonly OutputsWritten[]): void {
+  for (const f of fresh) {
+    const known = written.find((w) => w.worker === f.worker && w.pipeline === f.pipeline);
+    if (known === undefined) written.push({ ...f });
+    else known.outputSeq = Math.max(known.outputSeq, f.outputSeq);
+  }
+}
+
+/** The part of an entry whose slots `keep` says: a promoted backup resends only the slots it now leads. */
+export function entryForSlots(entry: OutboxEntry, keep: (slot: number) => boolean): OutboxEntry {
+  if (entry.slots.every(keep)) return entry;
+  const picked = entry.slots.flatMap((slot, i) => (keep(slot) ? [i] : []));
+  return { ...entry, values: picked.map((i) => entry.values[i]!), ids: entry.ids === undefined ? undefined : picked.map((i) => entry.ids![i]!), slots: picked.map((i) => entry.slots[i]!) };
 }

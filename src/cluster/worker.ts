@@ -17,6 +17,7 @@ import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createExchange, type BatchIn, type Exchange } from "../exchange/grpc-exchange.ts";
+import type { LinkWindow } from "../exchange/link-state.ts";
 import { decodeRecords, decodeSinkRecords, encodeRecords, encodeSinkRecords } from "../exchange/payload.ts";
 import type { Logger } from "../log/logger.ts";
 import {
@@ -54,11 +55,11 @@ import { partitionerNames, pickRecords, type PartitionFn, type Placement } from 
 import { startEngine, type Engine } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
 import { deferred } from "../util/deferred.ts";
-import { createOutputLedger, createReplication, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
+import { createOutputLedger, createReplication, entryForSlots, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
 import { FIRST_WORKER, mapFromMessage, type MapContext } from "./codec.ts";
 import { decodeState, encodeState, type CoordinatorState } from "./coordinator-state.ts";
 import type { ClusterConfig, EtcdControl } from "./etcd-control.ts";
-import { createControlClients, grpcError, serveCluster, unary, type UnaryHandler } from "./control-rpc.ts";
+import { grpcError, grpcTransport, unary, type ClusterTransport, type UnaryHandler } from "./control-rpc.ts";
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
 import { coordinatorHandlers } from "./coordinator-service.ts";
 import { createWorkerPort } from "./worker-port.ts";
@@ -109,6 +110,10 @@ export interface ClusterWorkerOptions {
    * in etcd. Without it the first worker holds the coordinator for the whole run (embedded).
    */
   etcd?: { control: EtcdControl; config: ClusterConfig };
+  /** How this worker reaches its peers: grpc-js, unless the simulator runs it on its own network. */
+  transport?: ClusterTransport;
+  /** The exchange links' window (the simulator makes it small, so backpressure comes into play). */
+  exchangeWindow?: LinkWindow;
 }
 
 /** Where connector sessions belong, and where connector sources ask to open a stream (the coordinator's registry). */
@@ -142,6 +147,8 @@ export interface ClusterWorker {
   readonly id: () => string;
   readonly address: string;
   readonly engine: Engine;
+  /** The partition map this worker routes by. */
+  readonly map: () => PartitionMap;
   readonly coordinator: Coordinator | undefined;
   /** First worker: resolves once the run is over everywhere. Others: once told to leave, with the reason. */
   readonly finished: Promise<string>;
@@ -152,7 +159,8 @@ export interface ClusterWorker {
 
 export async function startClusterWorker(options: ClusterWorkerOptions): Promise<ClusterWorker> {
   const { app, log, token } = options;
-  const clients = createControlClients(token);
+  const transport = options.transport ?? grpcTransport;
+  const clients = transport.clients(token);
   const first = "first" in options.role ? options.role.first : undefined;
   const joinAddress = "join" in options.role ? options.role.join : undefined;
 
@@ -220,7 +228,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     }
     const held = keep === undefined ? records : pickRecords(records, keep);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
-    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids });
+    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids, slots: run.slots! });
     return Promise.resolve();
   };
 
@@ -240,9 +248,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     log: log.child({ component: "exchange" }),
     // What reached here counts as written from the moment it arrives: this worker (the sinks') outlives the run.
     arrived: (batch) => {
-      if (batch.toSink && batch.outputSeq !== undefined) ledger.record(batch.from, batch.pipeline, batch.outputSeq);
+      if (batch.toSink && batch.outputSeq !== undefined) ledger.record(batch.origin ?? batch.from, batch.pipeline, batch.outputSeq);
     },
     accepts: (from) => (fenced.has(from) ? `worker ${from} was declared dead and fenced; its links are refused` : undefined),
+    dial: transport.dial,
+    ...(options.exchangeWindow === undefined ? {} : { window: options.exchangeWindow }),
     receive: (batch) => {
       if (batch.replica !== undefined || batch.snapshot === true) {
         let done: Promise<void>;
@@ -352,16 +362,23 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const orphaned = new Map<string, OutboxEntry[]>();
   const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[], ahead: boolean): void => {
     for (const id of dead) {
-      orphaned.set(id, unwritten(replication.takeOutbox(id), id, written));
+      orphaned.set(id, replication.takeOutbox(id));
       replication.forget(id);
     }
     const promoted = previous.owners.some((o, slot) => fenced.has(previous.workers[o]!) && placement.map.owners[slot] === placement.self);
     if (!promoted) return;
     let resent = 0;
-    for (const box of orphaned.values()) {
-      for (const entry of box) {
+    const sinksHere = coordinatorId === selfId;
+    // Another copy of a slot may have been promoted: each slot's outputs go again from its new primary only.
+    const leads = (slot: number) => placement.map.owners[slot] === placement.self;
+    for (const [id, box] of orphaned) {
+      // Filtered now, not when kept: what another promoted worker resent for `id` meanwhile has arrived too.
+      for (const whole of unwritten(box, id, written)) {
+        const entry = entryForSlots(whole, leads);
+        if (entry.values.length === 0) continue;
         resent += entry.values.length;
-        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+        if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq);
+        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, { worker: id, outputSeq: entry.outputSeq }).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
       }
     }
     orphaned.clear();
@@ -525,9 +542,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     });
 
   let handlers: Record<string, UnaryHandler> = {};
-  const served = await serveCluster(options.listen, token, (method) => handlers[method], exchange);
-  address = served.address;
-  const { server } = served;
+  const server = await transport.serve(options.listen, token, (method) => handlers[method], exchange);
+  address = server.address;
 
   const { connectors, edge: connectorEdge, partition } = await options.connectors(bindingsJson, placementForSessions);
   built = connectors;
@@ -605,13 +621,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         const epoch = placement.map.epoch;
         return settled(encodeRecords(batch).map(({ records, payload }) => exchange.send(to, { epoch, pipeline, stage, toSink: false, hops, records, payload })));
       },
-      sendOutput: (pipeline, values, ids, outputSeq, resent) => {
+      sendOutput: (pipeline, values, ids, outputSeq, resent, origin) => {
         const to = home();
         if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
         const epoch = placement.map.epoch;
         // A replicated run's output goes whole: the sinks' worker then has all of a run or none of it.
         const pieces = encodeSinkRecords({ values, ids }, outputSeq === undefined ? undefined : Infinity);
-        return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }), ...(resent === true ? { resent } : {}) })));
+        return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }), ...(resent === true ? { resent } : {}), ...(origin === undefined ? {} : { origin }) })));
       },
       ready: () => exchange.ready(),
     },
@@ -745,6 +761,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     id: () => selfId,
     address,
     engine,
+    map: () => placement.map,
     get coordinator() {
       return coordinator;
     },
@@ -758,7 +775,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (coordinator !== undefined) await coordinator.shutdown("the run is over");
       exchange.close();
       clients.close();
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await server.shutdown();
     },
   };
 }

@@ -53,6 +53,8 @@ export interface BatchOut {
   snapshot?: boolean;
   /** Output sent again to the sinks' new worker: it goes on lane 1, ahead of records waiting on lane 0. */
   resent?: boolean;
+  /** Output a backup's copy produced for a primary that died: that primary (outputSeq is its run). */
+  origin?: string;
 }
 
 /** A batch a dead worker never finished, given back to its sender to route again or settle. */
@@ -95,6 +97,34 @@ export interface Exchange {
   close(): void;
 }
 
+/** The client end of one Link call: a grpc-js duplex stream, or the simulator's. */
+export interface LinkCall {
+  write(request: LinkRequest): void;
+  end(): void;
+  on(event: "data", listener: (response: LinkResponse) => void): void;
+  on(event: "error", listener: (err: grpc.ServiceError) => void): void;
+  on(event: "end", listener: () => void): void;
+}
+
+/** Opens Link calls to one peer address (each connect is a new call) until closed. */
+export interface LinkDialer {
+  open(): LinkCall;
+  close(): void;
+}
+
+export type Dial = (address: string, token: string | undefined) => LinkDialer;
+
+const LinkClient = grpc.makeGenericClientConstructor(clientDefinition(ExchangeService), "ExchangeService");
+
+/** Link calls over grpc-js: one channel per peer address. */
+export const grpcDial: Dial = (address, token) => {
+  const client = new LinkClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return {
+    open: () => (client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): LinkCall }).Link(tokenMetadata(token), {}),
+    close: () => client.close(),
+  };
+};
+
 export interface ExchangeOptions {
   self: () => string;
   token?: string;
@@ -105,6 +135,8 @@ export interface ExchangeOptions {
   arrived?: (batch: BatchIn) => void;
   /** Whether a worker may open a link here: a fenced (declared dead) worker may not. */
   accepts?: (from: string) => string | undefined;
+  /** How links reach peers (grpc-js unless the simulator swaps it). */
+  dial?: Dial;
 }
 
 /** Lane 0: records and sink output. Lane 1: replicas, snapshots and output sent again. */
@@ -125,14 +157,12 @@ interface OutLink {
   peer: Peer;
   lane: Lane;
   sender: LinkSender<ExchangeBatch>;
-  call: grpc.ClientDuplexStream<LinkRequest, LinkResponse> | undefined;
+  call: LinkCall | undefined;
   open: boolean;
   closed: boolean;
-  client: grpc.Client;
+  dialer: LinkDialer;
   failures: number;
 }
-
-const LinkClient = grpc.makeGenericClientConstructor(clientDefinition(ExchangeService), "ExchangeService");
 
 export function createExchange(options: ExchangeOptions): Exchange {
   const { log } = options;
@@ -158,7 +188,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
 
   const connect = (link: OutLink): void => {
     if (link.closed) return;
-    const call = (link.client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): grpc.ClientDuplexStream<LinkRequest, LinkResponse> }).Link(tokenMetadata(options.token), {});
+    const call = link.dialer.open();
     link.call = call;
     link.open = false;
     call.write({ kind: { case: "open", value: { from: options.self(), version: CLUSTER_VERSION, lane: link.lane } } } as never);
@@ -198,7 +228,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
     link.closed = true;
     link.sender.fail(new Error(`worker ${id} left the cluster before the records sent to it were done`));
     link.call?.end();
-    link.client.close();
+    link.dialer.close();
   };
 
   const linkTo = (id: string, lane: Lane): OutLink => {
@@ -245,6 +275,9 @@ export function createExchange(options: ExchangeOptions): Exchange {
           return;
         }
         if (kind.case !== "batch" || receiver === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "a link starts with LinkOpen, then carries batches");
+        // A worker fenced while its link stayed open (paused, cut off) may still deliver what it had queued: none of it counts.
+        const fencedNow = options.accepts?.(from);
+        if (fencedNow !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, fencedNow);
         const batch = kind.value;
         const r = receiver;
         const verdict = r.classify(batch.seq);
@@ -257,9 +290,11 @@ export function createExchange(options: ExchangeOptions): Exchange {
         if (batch.replica) input.replica = { seq: batch.replicaSeq, deliveredThrough: batch.deliveredThrough };
         if (batch.snapshot) input.snapshot = true;
         if (batch.outputSeq > 0n) input.outputSeq = Number(batch.outputSeq);
+        if (batch.origin !== "") input.origin = batch.origin;
         options.arrived?.(input);
         // Batches of one link run in order: a key's records keep their order.
         chain = chain.then(async () => {
+          if (options.accepts?.(from) !== undefined) return;
           const { applied, done } = options.receive(input);
           done.then(
             () => {
@@ -295,6 +330,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
         deliveredThrough: batch.replica?.deliveredThrough ?? 0n,
         snapshot: batch.snapshot === true,
         outputSeq: BigInt(batch.outputSeq ?? 0),
+        origin: batch.origin ?? "",
       } as ExchangeBatch;
       const { done } = link.sender.enqueue(message, batch.records, batch.payload.byteLength);
       flush(link);
@@ -315,8 +351,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
         for (const lane of LANES) {
           const existing = links.get(linkKey(peer.id, lane));
           if (existing !== undefined && existing.peer.address === peer.address) continue;
-          const client = new LinkClient(peer.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-          const link: OutLink = { peer, lane, sender: createLinkSender(laneWindow(window, lane)), call: undefined, open: false, closed: false, client, failures: 0 };
+          const dialer = (options.dial ?? grpcDial)(peer.address, options.token);
+          const link: OutLink = { peer, lane, sender: createLinkSender(laneWindow(window, lane)), call: undefined, open: false, closed: false, dialer, failures: 0 };
           links.set(linkKey(peer.id, lane), link);
           connect(link);
         }
@@ -333,7 +369,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
         links.delete(linkKey(peer, lane));
         link.closed = true;
         link.call?.end();
-        link.client.close();
+        link.dialer.close();
         return link.sender.abandon();
       });
       wakeRoom();
@@ -349,6 +385,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
           ...(m.replica ? { replica: { seq: m.replicaSeq, deliveredThrough: m.deliveredThrough } } : {}),
           ...(m.snapshot ? { snapshot: true } : {}),
           ...(m.outputSeq > 0n ? { outputSeq: Number(m.outputSeq) } : {}),
+          ...(m.origin !== "" ? { origin: m.origin } : {}),
         },
         resolve,
         reject,
@@ -367,7 +404,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
       for (const link of links.values()) {
         link.closed = true;
         link.call?.end();
-        link.client.close();
+        link.dialer.close();
       }
       links.clear();
       for (const w of roomWaiters.splice(0)) w();

@@ -109,6 +109,8 @@ export interface StageRun {
   values: Payload[];
   /** Present when asked for: one stable id per output value. */
   ids?: string[];
+  /** A backup's run: the slot each output value came from (a promoted backup resends only its slots'). */
+  slots?: number[];
   pending: Promise<void>[];
   /** Records that reached this worker for a slot it does not own, and were forwarded. */
   forwarded: number;
@@ -359,8 +361,15 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     let replays = 0;
     recordsRun += n;
     separator = ".";
+    // A backup's run: outputs so far came from the previous record's slot.
+    const outSlots = run.slots;
+    let previousSlot = -1;
     for (let j = 0; j < n; j++) {
       const i = only === undefined ? j : only[j]!;
+      if (outSlots !== undefined) {
+        while (outSlots.length < sinkOut.values.length) outSlots.push(previousSlot);
+        previousSlot = slots[i]!;
+      }
       const key = keys[i]!;
       if (marked && !passMark(store, slots[i]!, input.upstreams[i]!, input.seqs[i]!, input.subs[i]!)) {
         replays++;
@@ -390,6 +399,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         failed(run, err, stageName, position, key, values[i]);
       }
     }
+    if (outSlots !== undefined) while (outSlots.length < sinkOut.values.length) outSlots.push(previousSlot);
     return replays;
   };
 
@@ -538,6 +548,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       const stage = stages[s];
       if (stage === undefined || s !== stages.length - 1) throw new KeywayError(ErrorCode.INTERNAL, `pipeline "${pipeline.name}": replicated records for stage ${s}, which is not its last keyed stage`);
       const run = emptyRun(input.lineage.length > 0);
+      run.slots = [];
       tracking = input.lineage.length > 0;
       sinkOut = run;
       run.replays += runLocal(stage, input, undefined, run);

@@ -44,8 +44,11 @@ export interface PeerLinks {
    * `outputSeq` numbers a replicated run's output (the sink's worker records how far each
    * worker's output reached, so a promoted backup resends only what did not).
    */
-  /** `resent`: output sent again after the sinks' worker died (it goes ahead of records). */
-  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean): Promise<void>;
+  /**
+   * `resent`: output sent again after the sinks' worker died (it goes ahead of records).
+   * `origin`: a dead primary whose run `outputSeq` this output is, sent again by a promoted backup.
+   */
+  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: string): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
   /** Records applied here as their slots' primary by run `outputSeq` of the pipeline, to the backup at index `target` of the map. */
@@ -131,8 +134,8 @@ export interface Engine {
   addSource(pipeline: number, source: Source, resumeFrom: bigint | undefined, label: string): Promise<void>;
   /** Routes records again under the current map (their owner died before finishing them). */
   reroute(pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
-  /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox). */
-  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean): Promise<void>;
+  /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox: the dead primary's run). */
+  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean, origin?: { worker: string; outputSeq: number }): Promise<void>;
   /**
    * Holds this worker's new output (not output sent again) until `until` settles, then sends it in
    * order: the sinks moved, and what this worker sends them again must reach them first.
@@ -275,9 +278,9 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return options.outputAcked === true && sink.delivered !== undefined ? next.then(() => sink.delivered!()) : next;
   };
 
-  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean): Promise<void> => {
+  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: string): Promise<void> => {
     const sink = localSink(pipeline);
-    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq, resent);
+    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq, resent, origin);
   };
   // While output is held: the sends waiting, in order, and how many holds are on.
   const heldOutputs: Array<() => void> = [];
@@ -557,7 +560,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       for (const h of held.splice(0)) reroute(h.pipeline, h.stage, h.batch, 0).then(h.resolve, h.reject);
     },
     reroute,
-    deliverOutput: (pipeline, values, ids, resent) => sendOutput(pipeline, values, ids, undefined, resent),
+    deliverOutput: (pipeline, values, ids, resent, origin) => sendOutput(pipeline, values, ids, origin?.outputSeq, resent, origin?.worker),
     holdOutput(until) {
       holds++;
       void until

@@ -26,7 +26,8 @@ export const BACKOFF_DEFAULTS: BackoffOptions = {
   multiplier: 2,
   maxMs: 5_000,
   resetAfterMs: 5_000,
-  random: Math.random,
+  // Looked up at each draw, so the simulator's seeded Math.random applies.
+  random: () => Math.random(),
 };
 
 export function resolveBackoff(options: Partial<BackoffOptions> | undefined): BackoffOptions {

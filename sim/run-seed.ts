@@ -1,0 +1,303 @@
+/**
+ * One seed: a cluster of workers in this process on the simulated network and clock, the
+ * sequence-window workload, faults drawn from the seed, and the invariants checked after every
+ * step. The same seed gives the same run, step for step.
+ */
+import { toAppSpec } from "../src/app/pipeline.ts";
+import type { AppSpec } from "../src/app/spec.ts";
+import type { Source } from "../src/connector/types.ts";
+import { ErrorCode, KeywayError } from "../src/errors.ts";
+import { startClusterWorker, type ClusterWorker } from "../src/cluster/worker.ts";
+import { backupsOf, type PartitionMap } from "../src/routing/partition-map.ts";
+import { createSlotOf } from "../src/routing/hash.ts";
+import sequenceWindow from "../examples/validation/sequence-window.ts";
+import { installClock } from "./clock.ts";
+import { describeFault, drawFaults, type Fault, type Mode } from "./faults.ts";
+import { createSimLog } from "./log.ts";
+import { applyMutation, type Mutation } from "./mutations.ts";
+import { createSimNetwork } from "./network.ts";
+import { createRandom } from "./random.ts";
+import { createCheckingSink, createSimSource, drawWorkload, sourceUri, type SourceWatch } from "./workload.ts";
+
+export const SLOT_COUNT = 64;
+export const FAILURE_TIMEOUT_MS = 1000;
+/** Once faults stop, every record is committed within this much simulated time, and every slot has its copies. */
+export const LIVENESS_MS = 20_000;
+/** Exchange links' window in the simulation: small, so senders wait on receivers. */
+const WINDOW_RECORDS = 48;
+/** A worker's exchange holds at most this many records: its links' windows, and what one batch and the resends of a failover add. */
+const BACKLOG_MAX = 4_000;
+
+export interface SeedOptions {
+  seed: number;
+  maxSteps: number;
+  mode: Mode;
+  mutation?: Mutation;
+  /** Keep debug lines in the log tail. */
+  debug?: boolean;
+  /** Logs every map change of this key's slot, on every worker, and the key's outputs. */
+  traceKey?: string;
+}
+
+export interface SeedResult {
+  seed: number;
+  ok: boolean;
+  /** "complete": every output right and every record committed; "state-lost": the run stopped with STATE_LOST (overload mode). */
+  outcome: "complete" | "state-lost" | "violation";
+  violation?: string;
+  schedule: string[];
+  steps: number;
+  simMs: number;
+  outputs: number;
+  maxBacklog: number;
+  logTail: string[];
+}
+
+let app: AppSpec | undefined;
+
+interface SimNode {
+  address: string;
+  worker: ClusterWorker | undefined;
+  started: Promise<unknown>;
+  alive: boolean;
+  /** Paused or cut off until then: may be declared dead meanwhile. */
+  downUntil: number;
+}
+
+export async function runSeed(options: SeedOptions): Promise<SeedResult> {
+  app ??= toAppSpec(sequenceWindow);
+  // The hash's WASM compiles on the real event loop, before the clock is faked.
+  await createSlotOf(SLOT_COUNT);
+  const root = createRandom(options.seed);
+  const random = { work: root.fork(), faults: root.fork(), net: root.fork(), code: root.fork(), shape: root.fork() };
+  const workload = drawWorkload(random.work);
+  const initialWorkers = random.shape.int(2, 4);
+  const replicas = initialWorkers >= 3 && random.shape.chance(0.25) ? 3 : 2;
+  const log = createSimLog(400, options.debug === true);
+  const clock = installClock(random.code);
+  const net = createSimNetwork(random.net);
+  const traceLog = log.logger({ node: "trace" });
+  const traceSlot = options.traceKey === undefined ? undefined : (await createSlotOf(SLOT_COUNT))(options.traceKey);
+  const { sink, check } = createCheckingSink(workload, options.traceKey === undefined ? undefined : (line) => line.startsWith(`${options.traceKey} `) && traceLog.info(`sink: ${line}`));
+  const watch: SourceWatch = { regressed: undefined, committed: new Map() };
+  const nodes: SimNode[] = [];
+  const schedule: string[] = [];
+  let stateLost: Error | undefined;
+  let violation: string | undefined;
+  let steps = 0;
+  let maxBacklog = 0;
+  const bindingsJson = JSON.stringify({ sources: { in: "sim:in" }, sinks: { out: "sim:out" } });
+
+  const startWorker = (first: boolean): SimNode => {
+    const node: SimNode = { address: `sim-${nodes.length}`, worker: undefined, started: Promise.resolve(), alive: true, downUntil: 0 };
+    nodes.push(node);
+    const started = startClusterWorker({
+      app: app!,
+      log: log.logger({ node: node.address }),
+      listen: node.address,
+      role: first
+        ? { first: { slotCount: SLOT_COUNT, bindingsJson, finite: false, expectedWorkers: initialWorkers, chunkKeys: 6, replicas, failureTimeoutMs: FAILURE_TIMEOUT_MS } }
+        : { join: nodes[0]!.address },
+      transport: net.transport(node.address),
+      exchangeWindow: { records: WINDOW_RECORDS, bytes: 1 << 20 },
+      connectors: async () => ({
+        connectors: {
+          sources: new Map<string, Source>(),
+          sinks: first ? new Map([["out", sink]]) : new Map(),
+          sourceFromUri: (uri) => createSimSource(workload, uri, () => node.alive, watch),
+          connectorSinks: new Set<string>(),
+        },
+      }),
+      spreadSources: () => [{ pipeline: 0, uris: Array.from({ length: workload.sources }, (_, i) => sourceUri(i)) }],
+      onStateLost: (err) => (stateLost ??= err),
+    });
+    node.started = started;
+    started.then(
+      (worker) => {
+        node.worker = worker;
+        if (options.mutation !== undefined) applyMutation(options.mutation, worker);
+        // A worker that stops (fenced, told to leave, lost its coordinator) is a process that exited.
+        worker.finished.then(exited, exited);
+      },
+      (err: Error) => {
+        schedule.push(`${String(Date.now()).padStart(5)} ms   ${node.address} did not start: ${err.message}`);
+        exited();
+      },
+    );
+    function exited() {
+      if (!node.alive) return;
+      node.alive = false;
+      net.crash(node.address);
+    }
+    return node;
+  };
+
+  const coordinator = () => nodes[0]!.worker?.coordinator;
+  const isDown = (n: SimNode) => !n.alive || n.downUntil > Date.now();
+  /** Whether every slot keeps a copy on a worker that is up, with `also` down too. */
+  const survivable = (also: readonly SimNode[]): boolean => {
+    const map = coordinator()?.map();
+    if (map === undefined) return false;
+    const down = new Set(nodes.filter((n) => isDown(n) || also.includes(n)).map((n) => n.worker?.id()));
+    for (let slot = 0; slot < map.slotCount; slot++) {
+      const holders = [map.owners[slot]!, ...backupsOf(map, slot)].map((w) => map.workers[w]!);
+      if (holders.every((id) => down.has(id))) return false;
+    }
+    return true;
+  };
+  /** A live worker other than the first (which holds the coordinator and the sinks). */
+  const pickWorker = (pick: number): SimNode | undefined => {
+    const candidates = nodes.filter((n, i) => i > 0 && n.worker !== undefined && !isDown(n));
+    return candidates.length === 0 ? undefined : candidates[pick % candidates.length];
+  };
+
+  const apply = (f: Fault): string => {
+    switch (f.kind) {
+      case "crash":
+      case "pause":
+      case "partition":
+      case "leave": {
+        const target = pickWorker(f.pick);
+        if (target === undefined) return "no worker to take";
+        if (f.kind !== "leave" && options.mode === "safe" && !survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
+        const id = target.worker!.id();
+        if (f.kind === "crash") {
+          target.alive = false;
+          net.crash(target.address);
+        } else if (f.kind === "pause") {
+          target.downUntil = Date.now() + f.forMs;
+          net.pause(target.address, target.downUntil);
+        } else if (f.kind === "partition") {
+          target.downUntil = Date.now() + f.forMs;
+          net.cut([target.address], nodes.filter((n) => n !== target).map((n) => n.address), target.downUntil);
+        } else {
+          void coordinator()?.shrink([id], 0).catch((err: Error) => schedule.push(`${String(Date.now()).padStart(5)} ms   leave of ${id} refused: ${err.message}`));
+        }
+        return id;
+      }
+      case "crash-two": {
+        const a = pickWorker(f.pick);
+        const b = pickWorker(f.pick + 1);
+        if (a === undefined || b === undefined || a === b) return "fewer than two workers to take";
+        for (const n of [a, b]) {
+          n.alive = false;
+          net.crash(n.address);
+        }
+        return `${a.worker!.id()} and ${b.worker!.id()}`;
+      }
+      case "break-link":
+        return net.breakRandomLink() ? "one link reset" : "no link open";
+      case "slow":
+        net.slow(f.extraMs, Date.now() + f.forMs);
+        return "";
+      case "join":
+        return startWorker(false).address;
+    }
+  };
+
+  // Per worker its last epoch, and per epoch the one map it names: epochs only rise, one primary per slot per epoch.
+  const lastEpoch = new Map<SimNode, PartitionMap>();
+  const mapOfEpoch = new Map<number, string>();
+  const fingerprint = (map: PartitionMap) => `${map.owners.join(",")}|${Array.from(map.owners, (o) => map.workers[o]).join(",")}`;
+  const checkInvariants = (): string | undefined => {
+    if (check.wrong !== undefined) return check.wrong;
+    if (watch.regressed !== undefined) return watch.regressed;
+    for (const node of nodes) {
+      if (!node.alive || node.worker === undefined) continue;
+      const map = node.worker.map();
+      const before = lastEpoch.get(node);
+      if (before !== map) {
+        if (before !== undefined && map.epoch < before.epoch) return `${node.worker.id()}: map epoch went back from ${before.epoch} to ${map.epoch}`;
+        lastEpoch.set(node, map);
+        if (traceSlot !== undefined) {
+          const holders = [map.owners[traceSlot]!, ...backupsOf(map, traceSlot)].map((w) => map.workers[w]);
+          traceLog.info(`${node.worker.id()} takes epoch ${map.epoch}: slot ${traceSlot} led by ${holders[0]}, copies on ${holders.slice(1).join(", ") || "none"}`);
+        }
+        if (map.epoch > 0) {
+          const print = fingerprint(map);
+          const known = mapOfEpoch.get(map.epoch);
+          if (known === undefined) mapOfEpoch.set(map.epoch, print);
+          else if (known !== print) return `${node.worker.id()}: epoch ${map.epoch} names other primaries than another worker's map of that epoch`;
+        }
+      }
+      const backlog = net.exchangeOf(node.address)?.backlog();
+      if (backlog !== undefined) {
+        maxBacklog = Math.max(maxBacklog, backlog.out, backlog.in);
+        if (backlog.out > BACKLOG_MAX || backlog.in > BACKLOG_MAX) return `${node.worker.id()}: exchange backlog ${backlog.out} out, ${backlog.in} in, above the bound ${BACKLOG_MAX}`;
+      }
+    }
+    return undefined;
+  };
+
+  const committedAll = () => Array.from({ length: workload.sources }, (_, i) => watch.committed.get(i) === BigInt(workload.recordsPerSource)).every(Boolean);
+  const faultsUntil = random.faults.int(1500, 4000);
+  const faults = drawFaults(random.faults, options.mode, FAILURE_TIMEOUT_MS, faultsUntil);
+  const faultsLast = Math.max(0, ...faults.map((f) => f.at + ("forMs" in f ? f.forMs : 0)));
+  // Simulated time at which every initial worker had joined; faults are drawn relative to it.
+  let formedAt = Infinity;
+  const lastFaultAt = () => formedAt + faultsLast;
+  let outcome: SeedResult["outcome"] = "violation";
+  let simMs = 0;
+  try {
+    // As `keyway run --workers N` does: the others start once the first listens. Faults begin once all have joined.
+    const first = startWorker(true);
+    void first.started.then(() => {
+      for (let i = 1; i < initialWorkers; i++) startWorker(false);
+      void coordinator()!.waitForWorkers(initialWorkers).then(() => {
+        formedAt = Date.now();
+        for (const f of faults) setTimeout(() => schedule.push(`${describeFault({ ...f, at: f.at + formedAt })} -> ${apply(f)}`), f.at);
+      });
+    });
+    let replicated = false;
+    let complete = false;
+    while (violation === undefined) {
+      if (steps >= options.maxSteps) {
+        violation = `not finished within ${options.maxSteps} steps (${Date.now()} ms simulated); outputs missing: ${check.missing().slice(0, 5).join("; ")}`;
+        break;
+      }
+      if (!(await clock.step())) {
+        violation = "no timer left: the cluster is idle before the run is complete";
+        break;
+      }
+      steps++;
+      violation = checkInvariants();
+      if (violation !== undefined) break;
+      if (stateLost !== undefined) {
+        if (options.mode === "safe" || !(stateLost instanceof KeywayError) || stateLost.code !== ErrorCode.STATE_LOST) violation = `the run stopped: ${stateLost.message}`;
+        else outcome = "state-lost";
+        break;
+      }
+      complete ||= check.complete() && committedAll();
+      if (complete && !replicated) {
+        void coordinator()?.replicated().then(() => (replicated = true));
+        replicated = coordinator() === undefined;
+      }
+      if (complete && replicated && Date.now() > lastFaultAt()) {
+        outcome = "complete";
+        break;
+      }
+      if (Date.now() > Math.min(lastFaultAt(), 10_000) + LIVENESS_MS) {
+        violation = complete
+          ? `every record committed, but slots still lack copies ${LIVENESS_MS} ms after the last fault`
+          : `liveness: ${LIVENESS_MS} ms after the last fault, outputs missing: ${check.missing().slice(0, 5).join("; ")}${committedAll() ? "" : "; not every record committed"}`;
+      }
+    }
+  } catch (err) {
+    violation = `the simulator failed: ${(err as Error).stack ?? err}`;
+  } finally {
+    simMs = Date.now();
+    clock.uninstall();
+  }
+  return {
+    seed: options.seed,
+    ok: violation === undefined,
+    outcome: violation === undefined ? outcome : "violation",
+    ...(violation === undefined ? {} : { violation }),
+    schedule: [`workers ${initialWorkers}, replicas ${replicas}, ${workload.sources} sources of ${workload.recordsPerSource} records over ${workload.keysPerSource} keys each, batches of ${workload.batch} every ${workload.intervalMs} ms`, ...schedule],
+    steps,
+    simMs,
+    outputs: check.outputs,
+    maxBacklog,
+    logTail: log.tail(),
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * What the simulated cluster runs: the sequence-window app (per key the inputs 1, 2, 3, ...; each
+ * output the last four) over sources that produce on the simulated clock, into one sink that
+ * checks every output as it arrives against the one output a fault-free run gives there.
+ */
+import type { Sink, Source, SourceBatch } from "../src/connector/types.ts";
+import type { Random } from "./random.ts";
+
+export const WINDOW = 4;
+
+export interface Workload {
+  sources: number;
+  keysPerSource: number;
+  recordsPerSource: number;
+  batch: number;
+  intervalMs: number;
+}
+
+export function drawWorkload(random: Random): Workload {
+  return { sources: random.int(2, 4), keysPerSource: random.int(2, 6), recordsPerSource: random.int(150, 400), batch: random.int(3, 12), intervalMs: random.int(8, 25) };
+}
+
+export const sourceUri = (i: number) => `sim:in/${i}`;
+
+const keyOf = (source: number, key: number) => `s${source}k${key}`;
+
+/** Record j of a source: its key, and its place in that key's sequence (from 1). */
+const recordAt = (w: Workload, source: number, j: number) => ({ key: keyOf(source, j % w.keysPerSource), n: Math.floor(j / w.keysPerSource) + 1 });
+
+/** Every key and the last n it reaches. */
+export function expectedEnds(w: Workload): Map<string, number> {
+  const ends = new Map<string, number>();
+  for (let s = 0; s < w.sources; s++) for (let j = 0; j < w.recordsPerSource; j++) {
+    const { key, n } = recordAt(w, s, j);
+    ends.set(key, n);
+  }
+  return ends;
+}
+
+export interface SourceWatch {
+  /** A committed position went back: the first such, as a message. */
+  regressed: string | undefined;
+  /** Per source, the highest position committed by any instance of it. */
+  committed: Map<number, bigint>;
+}
+
+/**
+ * A source instance on a worker: records "key n" in batches every intervalMs, each marked with
+ * its source and index so a replay is recognised; it produces nothing once its worker is dead.
+ */
+export function createSimSource(w: Workload, uri: string, alive: () => boolean, watch: SourceWatch): Source {
+  const source = Number(uri.slice(uri.lastIndexOf("/") + 1));
+  let next = 0;
+  let closed = false;
+  let lastCommit = -1n;
+  let wake: (() => void) | undefined;
+  return {
+    finite: true,
+    async open(ctx) {
+      next = ctx.resumeFrom === undefined ? 0 : Number(ctx.resumeFrom);
+    },
+    read() {
+      if (closed || next >= w.recordsPerSource) return Promise.resolve(null);
+      return new Promise<SourceBatch | null>((resolve) => {
+        const timer = setTimeout(() => {
+          wake = undefined;
+          // A dead process reads nothing more, and its read never returns.
+          if (!alive()) return;
+          if (closed) return resolve(null);
+          const end = Math.min(w.recordsPerSource, next + w.batch);
+          const values: string[] = [];
+          const upstreams: string[] = [];
+          const seqs: number[] = [];
+          for (let j = next; j < end; j++) {
+            const { key, n } = recordAt(w, source, j);
+            values.push(`${key} ${n}`);
+            upstreams.push(uri);
+            seqs.push(j + 1);
+          }
+          next = end;
+          resolve({ values, position: BigInt(end), upstreams, seqs });
+        }, w.intervalMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve(null);
+        };
+      });
+    },
+    commit(upTo) {
+      if (!alive()) return;
+      const position = upTo as bigint;
+      if (position < lastCommit && watch.regressed === undefined) watch.regressed = `source ${uri}: committed ${position} after ${lastCommit}`;
+      lastCommit = position;
+      if (position > (watch.committed.get(source) ?? -1n)) watch.committed.set(source, position);
+    },
+    async close() {
+      closed = true;
+      wake?.();
+    },
+  };
+}
+
+export interface OutputCheck {
+  /** The first output that is not the fault-free one at its place. */
+  wrong: string | undefined;
+  outputs: number;
+  /** Keys whose every output arrived. */
+  complete(): boolean;
+  missing(): string[];
+}
+
+/** The sink: each output must be its key's next window; anything else (lost, repeated, reordered, wrong state) is a violation. */
+export function createCheckingSink(w: Workload, onOutput?: (line: string) => void): { sink: Sink; check: OutputCheck } {
+  const ends = expectedEnds(w);
+  const reached = new Map<string, number>();
+  const check: OutputCheck = {
+    wrong: undefined,
+    outputs: 0,
+    complete: () => [...ends].every(([key, end]) => reached.get(key) === end),
+    missing: () => [...ends].filter(([key, end]) => reached.get(key) !== end).map(([key, end]) => `${key} at ${reached.get(key) ?? 0} of ${end}`),
+  };
+  const take = (line: string) => {
+    onOutput?.(line);
+    check.outputs++;
+    const space = line.indexOf(" ");
+    const key = line.slice(0, space);
+    const n = (reached.get(key) ?? 0) + 1;
+    const expected: number[] = [];
+    for (let i = Math.max(1, n - WINDOW + 1); i <= n; i++) expected.push(i);
+    const want = `${key} ${expected.join(",")}`;
+    if (line !== want) {
+      check.wrong ??= `output ${check.outputs}: got "${line}", expected "${want}" (${ends.has(key) ? "loss, duplication, reordering or wrong state" : "unknown key"})`;
+      return;
+    }
+    reached.set(key, n);
+  };
+  const sink: Sink = {
+    async open() {},
+    async write(values) {
+      for (const v of values) take(typeof v === "string" ? v : new TextDecoder().decode(v));
+    },
+    async flush() {},
+    bufferedRecords: () => 0,
+    async close() {},
+  };
+  return { sink, check };
+}
