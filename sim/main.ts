@@ -38,7 +38,7 @@ function report(r: SeedResult): void {
   const out = process.stdout;
   out.write(`seed ${r.seed} FAILED after ${r.steps} steps (${r.simMs} ms simulated): ${r.violation}\n`);
   out.write(`  run and faults:\n${r.schedule.map((l) => `    ${l}\n`).join("")}`);
-  out.write(`  log, last lines:\n${r.logTail.slice(flags.debug ? -400 : -60).map((l) => `    ${l}\n`).join("")}`);
+  out.write(`  log, last lines:\n${r.logTail.slice(flags.debug || flags.traceKey !== undefined ? 0 : -60).map((l) => `    ${l}\n`).join("")}`);
   out.write(`  replay: ${replay(r.seed)}\n`);
 }
 

@@ -73,7 +73,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const workload = drawWorkload(random.work);
   const initialWorkers = random.shape.int(2, 4);
   const replicas = initialWorkers >= 3 && random.shape.chance(0.25) ? 3 : 2;
-  const log = createSimLog(400, options.debug === true);
+  const log = createSimLog(options.traceKey === undefined ? 400 : 20_000, options.debug === true);
   const clock = installClock(random.code);
   const net = createSimNetwork(random.net);
   const traceLog = log.logger({ node: "trace" });

@@ -32,7 +32,7 @@ export function mapToMessage(map: PartitionMap, context: MapContext): PartitionM
     replicas: map.replicas,
     backups: Array.from(map.backups),
     fenced: [...fenced],
-    written: written.map((w) => ({ workerId: w.worker, pipeline: w.pipeline, outputSeq: BigInt(w.outputSeq) })),
+    written: written.map((w) => ({ workerId: w.worker, pipeline: w.pipeline, outputSeq: BigInt(w.outputSeq), ...(w.slot === undefined ? {} : { slot: w.slot }) })),
     coordinator: context.coordinator,
   });
 }
@@ -50,7 +50,7 @@ export function mapFromMessage(message: PartitionMapMessage): { map: PartitionMa
     },
     members: workers.filter((w) => w.address !== ""),
     fenced: message.fenced,
-    written: message.written.map((w) => ({ worker: w.workerId, pipeline: w.pipeline, outputSeq: Number(w.outputSeq) })),
+    written: message.written.map((w) => ({ worker: w.workerId, pipeline: w.pipeline, outputSeq: Number(w.outputSeq), ...(w.slot === undefined ? {} : { slot: w.slot }) })),
     coordinator: message.coordinator === "" ? FIRST_WORKER : message.coordinator,
   };
 }

@@ -22,11 +22,12 @@ export interface OutboxEntry {
   slots: number[];
 }
 
-/** How far a worker's output reached the sink's worker, per pipeline: every run up to outputSeq. */
+/** How far a worker's output reached the sink's worker, per pipeline: every run up to outputSeq (with `slot`, that slot's part of them). */
 export interface OutputsWritten {
   worker: string;
   pipeline: number;
   outputSeq: number;
+  slot?: number;
 }
 
 /** Per backup: replica numbers handed out, and which of them have had their outputs leave. */
@@ -109,37 +110,52 @@ export function createReplication(send: (to: string, batch: BatchOut) => Promise
 /**
  * The sink's worker's record of how far each worker's replicated output reached it: a run's output
  * arrives whole, in release order, so the highest run seen per worker and pipeline is a prefix.
+ * Output a promoted backup resent for a dead worker arrives slot by slot (each slot's from the
+ * backup that leads it now), so it is recorded per slot.
  */
 export interface OutputLedger {
-  record(from: string, pipeline: number, outputSeq: number): void;
+  record(from: string, pipeline: number, outputSeq: number, slots?: readonly number[]): void;
   /** What reached here from a worker (declared dead). */
   of(worker: string): OutputsWritten[];
 }
 
 export function createOutputLedger(): OutputLedger {
-  const through = new Map<string, Map<number, number>>();
+  const through = new Map<string, Map<string, OutputsWritten>>();
+  const raise = (from: string, pipeline: number, outputSeq: number, slot: number | undefined) => {
+    let perKey = through.get(from);
+    if (perKey === undefined) through.set(from, (perKey = new Map()));
+    const key = slot === undefined ? `${pipeline}` : `${pipeline}/${slot}`;
+    const known = perKey.get(key);
+    if (known === undefined) perKey.set(key, { worker: from, pipeline, outputSeq, ...(slot === undefined ? {} : { slot }) });
+    else if (outputSeq > known.outputSeq) known.outputSeq = outputSeq;
+  };
   return {
-    record(from, pipeline, outputSeq) {
-      let perPipeline = through.get(from);
-      if (perPipeline === undefined) through.set(from, (perPipeline = new Map()));
-      if (outputSeq > (perPipeline.get(pipeline) ?? 0)) perPipeline.set(pipeline, outputSeq);
+    record(from, pipeline, outputSeq, slots) {
+      if (slots === undefined) raise(from, pipeline, outputSeq, undefined);
+      else for (const slot of slots) raise(from, pipeline, outputSeq, slot);
     },
     of(worker) {
-      return [...(through.get(worker) ?? [])].map(([pipeline, outputSeq]) => ({ worker, pipeline, outputSeq }));
+      return [...(through.get(worker)?.values() ?? [])].map((w) => ({ ...w }));
     },
   };
 }
 
-/** The kept outputs that did not reach the sink's worker: runs past what it recorded. */
+/** The kept outputs that did not reach the sink's worker: runs past what it recorded, per slot where it was resent by slot. */
 export function unwritten(entries: readonly OutboxEntry[], from: string, written: readonly OutputsWritten[]): OutboxEntry[] {
-  const through = new Map(written.filter((w) => w.worker === from).map((w) => [w.pipeline, w.outputSeq]));
-  return entries.filter((e) => e.outputSeq > (through.get(e.pipeline) ?? 0));
+  const mine = written.filter((w) => w.worker === from);
+  const whole = new Map(mine.filter((w) => w.slot === undefined).map((w) => [w.pipeline, w.outputSeq]));
+  const bySlot = new Map(mine.filter((w) => w.slot !== undefined).map((w) => [`${w.pipeline}/${w.slot}`, w.outputSeq]));
+  return entries.flatMap((e) => {
+    if (e.outputSeq <= (whole.get(e.pipeline) ?? 0)) return [];
+    const rest = bySlot.size === 0 ? e : entryForSlots(e, (slot) => e.outputSeq > (bySlot.get(`${e.pipeline}/${slot}`) ?? 0));
+    return rest.values.length === 0 ? [] : [rest];
+  });
 }
 
 /** Folds fresh ledger figures into `written`, keeping the higher run per worker and pipeline. */
 export function mergeWritten(written: OutputsWritten[], fresh: readonly OutputsWritten[]): void {
   for (const f of fresh) {
-    const known = written.find((w) => w.worker === f.worker && w.pipeline === f.pipeline);
+    const known = written.find((w) => w.worker === f.worker && w.pipeline === f.pipeline && w.slot === f.slot);
     if (known === undefined) written.push({ ...f });
     else known.outputSeq = Math.max(known.outputSeq, f.outputSeq);
   }

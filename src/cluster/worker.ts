@@ -202,6 +202,24 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const copyingTo = new Map<number, Set<string>>();
   const copiesIn = new Set<number>();
   const replication = createReplication((to, batch) => exchange.send(to, batch));
+  /**
+   * Outputs this worker's copies produced for primaries that died and that did not reach the
+   * sinks' worker, kept until this worker leads their slot: then they go again. A slot's are kept
+   * past a failover that promoted another copy, since that one may be dead too, until it shows it
+   * took the slot over (a replica from it): then it resent them, or its copy lacked their records
+   * and makes those outputs afresh as the sources replay them.
+   */
+  const orphaned = new Map<string, OutboxEntry[]>();
+  const forgetTakenOver = (primary: string, slots: readonly number[]): void => {
+    const index = placement.map.workers.indexOf(primary);
+    const taken = new Set(slots.filter((slot) => placement.map.owners[slot] === index));
+    if (taken.size === 0) return;
+    for (const [id, box] of orphaned) {
+      const rest = box.map((entry) => entryForSlots(entry, (slot) => !taken.has(slot))).filter((entry) => entry.values.length > 0);
+      if (rest.length > 0) orphaned.set(id, rest);
+      else orphaned.delete(id);
+    }
+  };
   const ledger = createOutputLedger();
   // slot -> 1 where this worker holds state: it leads or follows the slot, or a copy of it arrived.
   let heldSlots = new Uint8Array(slotCount);
@@ -227,6 +245,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (here) keep.push(i);
     }
     const held = keep === undefined ? records : pickRecords(records, keep);
+    if (orphaned.size > 0) forgetTakenOver(batch.from, held.slots);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
     replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids, slots: run.slots! });
     return Promise.resolve();
@@ -248,7 +267,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     log: log.child({ component: "exchange" }),
     // What reached here counts as written from the moment it arrives: this worker (the sinks') outlives the run.
     arrived: (batch) => {
-      if (batch.toSink && batch.outputSeq !== undefined) ledger.record(batch.origin ?? batch.from, batch.pipeline, batch.outputSeq);
+      if (batch.toSink && batch.outputSeq !== undefined) ledger.record(batch.origin?.worker ?? batch.from, batch.pipeline, batch.outputSeq, batch.origin?.slots);
     },
     accepts: (from) => (fenced.has(from) ? `worker ${from} was declared dead and fenced; its links are refused` : undefined),
     dial: transport.dial,
@@ -354,12 +373,6 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     return retired;
   };
 
-  /**
-   * Outputs this worker's copies produced for primaries that died and that did not reach the
-   * sinks' worker, kept until this worker leads a slot whose primary died: then they go again.
-   * Kept past a failover that promoted another worker, since that one may die too before it resends.
-   */
-  const orphaned = new Map<string, OutboxEntry[]>();
   const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[], ahead: boolean): void => {
     for (const id of dead) {
       orphaned.set(id, replication.takeOutbox(id));
@@ -369,19 +382,26 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     if (!promoted) return;
     let resent = 0;
     const sinksHere = coordinatorId === selfId;
-    // Another copy of a slot may have been promoted: each slot's outputs go again from its new primary only.
+    // Another copy of a slot may have been promoted: each slot's outputs go again from its new
+    // primary only; the other slots' stay kept, in case that one dies too.
     const leads = (slot: number) => placement.map.owners[slot] === placement.self;
     for (const [id, box] of orphaned) {
+      const kept: OutboxEntry[] = [];
       // Filtered now, not when kept: what another promoted worker resent for `id` meanwhile has arrived too.
       for (const whole of unwritten(box, id, written)) {
+        const others = entryForSlots(whole, (slot) => !leads(slot));
+        if (others.values.length > 0) kept.push(others);
         const entry = entryForSlots(whole, leads);
         if (entry.values.length === 0) continue;
         resent += entry.values.length;
-        if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq);
-        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, { worker: id, outputSeq: entry.outputSeq }).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+        const origin = { worker: id, outputSeq: entry.outputSeq, slots: [...new Set(entry.slots)] };
+        if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq, origin.slots);
+        log.debug({ origin: id, outputSeq: entry.outputSeq, slots: origin.slots, outputs: entry.values.length }, "resending a dead worker's outputs");
+        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, origin).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
       }
+      if (kept.length > 0) orphaned.set(id, kept);
+      else orphaned.delete(id);
     }
-    orphaned.clear();
     log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
   };
 

@@ -53,8 +53,8 @@ export interface BatchOut {
   snapshot?: boolean;
   /** Output sent again to the sinks' new worker: it goes on lane 1, ahead of records waiting on lane 0. */
   resent?: boolean;
-  /** Output a backup's copy produced for a primary that died: that primary (outputSeq is its run). */
-  origin?: string;
+  /** Output a backup's copy produced for a primary that died: that primary (outputSeq is its run), and the slots whose part it is. */
+  origin?: { worker: string; slots: number[] };
 }
 
 /** A batch a dead worker never finished, given back to its sender to route again or settle. */
@@ -169,6 +169,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
   const window = options.window ?? LINK_WINDOW_DEFAULT;
   const links = new Map<string, OutLink>();
   const receivers = new Map<string, LinkReceiver>();
+  // Per link, the ack of its latest call: a batch that finishes after its link reconnected is acked on the new call.
+  const ackers = new Map<string, () => void>();
   let roomWaiters: Array<() => void> = [];
 
   const hasRoom = (): boolean => {
@@ -245,6 +247,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
       }
       let receiver: LinkReceiver | undefined;
       let from = "";
+      let key = "";
       let ackScheduled = false;
       let chain: Promise<void> = Promise.resolve();
       const ack = () => {
@@ -267,11 +270,14 @@ export function createExchange(options: ExchangeOptions): Exchange {
           from = kind.value.from;
           const refusal = options.accepts?.(from);
           if (refusal !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, refusal);
-          const key = linkKey(from, kind.value.lane === 1 ? 1 : 0);
+          key = linkKey(from, kind.value.lane === 1 ? 1 : 0);
           receiver = receivers.get(key);
           if (receiver === undefined) receivers.set(key, (receiver = createLinkReceiver()));
           const offered = laneWindow(window, kind.value.lane === 1 ? 1 : 0);
           call.write(create(LinkResponseSchema, { kind: { case: "accepted", value: { applied: receiver.applied, windowRecords: offered.records, windowBytes: BigInt(offered.bytes) } } }));
+          ackers.set(key, ack);
+          // Batches done while the link was down: the sender learns it now, not at the next batch (there may be none).
+          ack();
           return;
         }
         if (kind.case !== "batch" || receiver === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "a link starts with LinkOpen, then carries batches");
@@ -286,11 +292,12 @@ export function createExchange(options: ExchangeOptions): Exchange {
         r.markApplied(batch.seq);
         r.track(batch.seq, batch.records);
         const seq = batch.seq;
+        const acked = key;
         const input: BatchIn = { from, epoch: Number(batch.epoch), pipeline: batch.pipeline, stage: batch.stage, toSink: batch.toSink, hops: batch.hops, records: batch.records, payload: batch.payload };
         if (batch.replica) input.replica = { seq: batch.replicaSeq, deliveredThrough: batch.deliveredThrough };
         if (batch.snapshot) input.snapshot = true;
         if (batch.outputSeq > 0n) input.outputSeq = Number(batch.outputSeq);
-        if (batch.origin !== "") input.origin = batch.origin;
+        if (batch.origin !== "") input.origin = { worker: batch.origin, slots: batch.originSlots };
         options.arrived?.(input);
         // Batches of one link run in order: a key's records keep their order.
         chain = chain.then(async () => {
@@ -299,12 +306,12 @@ export function createExchange(options: ExchangeOptions): Exchange {
           done.then(
             () => {
               r.markDone(seq);
-              ack();
+              ackers.get(acked)?.();
             },
             (err: Error) => log.error({ from, seq: String(seq), epoch: input.epoch, stage: input.stage, toSink: input.toSink, records: input.records, err: err.message }, "a batch from another worker failed"),
           );
           await applied;
-          ack();
+          ackers.get(acked)?.();
         });
       });
       call.on("end", () => call.end());
@@ -330,7 +337,8 @@ export function createExchange(options: ExchangeOptions): Exchange {
         deliveredThrough: batch.replica?.deliveredThrough ?? 0n,
         snapshot: batch.snapshot === true,
         outputSeq: BigInt(batch.outputSeq ?? 0),
-        origin: batch.origin ?? "",
+        origin: batch.origin?.worker ?? "",
+        originSlots: batch.origin?.slots ?? [],
       } as ExchangeBatch;
       const { done } = link.sender.enqueue(message, batch.records, batch.payload.byteLength);
       flush(link);
@@ -385,7 +393,7 @@ export function createExchange(options: ExchangeOptions): Exchange {
           ...(m.replica ? { replica: { seq: m.replicaSeq, deliveredThrough: m.deliveredThrough } } : {}),
           ...(m.snapshot ? { snapshot: true } : {}),
           ...(m.outputSeq > 0n ? { outputSeq: Number(m.outputSeq) } : {}),
-          ...(m.origin !== "" ? { origin: m.origin } : {}),
+          ...(m.origin !== "" ? { origin: { worker: m.origin, slots: m.originSlots } } : {}),
         },
         resolve,
         reject,

@@ -36,6 +36,12 @@ const FLUSH_WARNING_INTERVAL_MS = 5000;
 export const MAX_INFLIGHT_BATCHES = 64;
 
 /** How records and output leave this worker for its peers (absent alone: every slot is local). */
+/** Output a promoted backup sends again for a primary that died: that primary, and the slots whose output of the run it is. */
+export interface OutputOrigin {
+  worker: string;
+  slots: number[];
+}
+
 export interface PeerLinks {
   /** Records for pipeline p's stage s to the worker at index `owner` of the map; settles when done there. */
   send(owner: number, pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
@@ -48,7 +54,7 @@ export interface PeerLinks {
    * `resent`: output sent again after the sinks' worker died (it goes ahead of records).
    * `origin`: a dead primary whose run `outputSeq` this output is, sent again by a promoted backup.
    */
-  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: string): Promise<void>;
+  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
   /** Records applied here as their slots' primary by run `outputSeq` of the pipeline, to the backup at index `target` of the map. */
@@ -135,7 +141,7 @@ export interface Engine {
   /** Routes records again under the current map (their owner died before finishing them). */
   reroute(pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
   /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox: the dead primary's run). */
-  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean, origin?: { worker: string; outputSeq: number }): Promise<void>;
+  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean, origin?: OutputOrigin & { outputSeq: number }): Promise<void>;
   /**
    * Holds this worker's new output (not output sent again) until `until` settles, then sends it in
    * order: the sinks moved, and what this worker sends them again must reach them first.
@@ -278,7 +284,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return options.outputAcked === true && sink.delivered !== undefined ? next.then(() => sink.delivered!()) : next;
   };
 
-  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: string): Promise<void> => {
+  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void> => {
     const sink = localSink(pipeline);
     return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq, resent, origin);
   };
@@ -560,7 +566,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       for (const h of held.splice(0)) reroute(h.pipeline, h.stage, h.batch, 0).then(h.resolve, h.reject);
     },
     reroute,
-    deliverOutput: (pipeline, values, ids, resent, origin) => sendOutput(pipeline, values, ids, origin?.outputSeq, resent, origin?.worker),
+    deliverOutput: (pipeline, values, ids, resent, origin) => sendOutput(pipeline, values, ids, origin?.outputSeq, resent, origin === undefined ? undefined : { worker: origin.worker, slots: origin.slots }),
     holdOutput(until) {
       holds++;
       void until
