@@ -11,13 +11,14 @@ import { startClusterWorker, type ClusterWorker } from "../src/cluster/worker.ts
 import { backupsOf, type PartitionMap } from "../src/routing/partition-map.ts";
 import { createSlotOf } from "../src/routing/hash.ts";
 import sequenceWindow from "../examples/validation/sequence-window.ts";
+import wordCount from "../examples/word-count/app.ts";
 import { installClock } from "./clock.ts";
 import { describeFault, drawFaults, type Fault, type Mode } from "./faults.ts";
 import { createSimLog } from "./log.ts";
 import { applyMutation, type Mutation } from "./mutations.ts";
 import { createSimNetwork } from "./network.ts";
 import { createRandom } from "./random.ts";
-import { createCheckingSink, createSimSource, drawWorkload, sourceUri, type SourceWatch } from "./workload.ts";
+import { createCheckingSink, createSimSource, drawWorkload, sourceUri, type AppName, type SourceWatch } from "./workload.ts";
 
 export const SLOT_COUNT = 64;
 export const FAILURE_TIMEOUT_MS = 1000;
@@ -37,10 +38,13 @@ export interface SeedOptions {
   debug?: boolean;
   /** Logs every map change of this key's slot, on every worker, and the key's outputs. */
   traceKey?: string;
+  /** The app every seed runs; by default drawn from the seed. */
+  app?: AppName;
 }
 
 export interface SeedResult {
   seed: number;
+  app: AppName;
   ok: boolean;
   /** "complete": every output right and every record committed; "state-lost": the run stopped with STATE_LOST (overload mode). */
   outcome: "complete" | "state-lost" | "violation";
@@ -53,7 +57,9 @@ export interface SeedResult {
   logTail: string[];
 }
 
-let app: AppSpec | undefined;
+const apps = new Map<AppName, AppSpec>();
+/** Each app's source and sink names, as its module declares them. */
+const ENDS: Record<AppName, { source: string; sink: string }> = { "sequence-window": { source: "in", sink: "out" }, "word-count": { source: "lines", sink: "counts" } };
 
 interface SimNode {
   address: string;
@@ -65,12 +71,17 @@ interface SimNode {
 }
 
 export async function runSeed(options: SeedOptions): Promise<SeedResult> {
-  app ??= toAppSpec(sequenceWindow);
+  if (apps.size === 0) {
+    apps.set("sequence-window", toAppSpec(sequenceWindow)!);
+    apps.set("word-count", toAppSpec(wordCount)!);
+  }
   // The hash's WASM compiles on the real event loop, before the clock is faked.
   await createSlotOf(SLOT_COUNT);
   const root = createRandom(options.seed);
-  const random = { work: root.fork(), faults: root.fork(), net: root.fork(), code: root.fork(), shape: root.fork() };
-  const workload = drawWorkload(random.work);
+  const random = { work: root.fork(), faults: root.fork(), net: root.fork(), code: root.fork(), shape: root.fork(), app: root.fork() };
+  const workload = drawWorkload(random.work, options.app ?? (random.app.chance(0.3) ? "word-count" : "sequence-window"));
+  const app = apps.get(workload.app)!;
+  const ends = ENDS[workload.app];
   const initialWorkers = random.shape.int(2, 4);
   const replicas = initialWorkers >= 3 && random.shape.chance(0.25) ? 3 : 2;
   const log = createSimLog(options.traceKey === undefined ? 400 : 20_000, options.debug === true);
@@ -86,13 +97,13 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   let violation: string | undefined;
   let steps = 0;
   let maxBacklog = 0;
-  const bindingsJson = JSON.stringify({ sources: { in: "sim:in" }, sinks: { out: "sim:out" } });
+  const bindingsJson = JSON.stringify({ sources: { [ends.source]: "sim:in" }, sinks: { [ends.sink]: "sim:out" } });
 
   const startWorker = (first: boolean): SimNode => {
     const node: SimNode = { address: `sim-${nodes.length}`, worker: undefined, started: Promise.resolve(), alive: true, downUntil: 0 };
     nodes.push(node);
     const started = startClusterWorker({
-      app: app!,
+      app,
       log: log.logger({ node: node.address }),
       listen: node.address,
       role: first
@@ -103,7 +114,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       connectors: async () => ({
         connectors: {
           sources: new Map<string, Source>(),
-          sinks: first ? new Map([["out", sink]]) : new Map(),
+          sinks: first ? new Map([[ends.sink, sink]]) : new Map(),
           sourceFromUri: (uri) => createSimSource(workload, uri, () => node.alive, watch),
           connectorSinks: new Set<string>(),
         },
@@ -290,10 +301,11 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   }
   return {
     seed: options.seed,
+    app: workload.app,
     ok: violation === undefined,
     outcome: violation === undefined ? outcome : "violation",
     ...(violation === undefined ? {} : { violation }),
-    schedule: [`workers ${initialWorkers}, replicas ${replicas}, ${workload.sources} sources of ${workload.recordsPerSource} records over ${workload.keysPerSource} keys each, batches of ${workload.batch} every ${workload.intervalMs} ms`, ...schedule],
+    schedule: [`${workload.app}, workers ${initialWorkers}, replicas ${replicas}, ${workload.sources} sources of ${workload.recordsPerSource} records over ${workload.keysPerSource} keys each, batches of ${workload.batch} every ${workload.intervalMs} ms`, ...schedule],
     steps,
     simMs,
     outputs: check.outputs,

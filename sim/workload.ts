@@ -1,14 +1,18 @@
 /**
  * What the simulated cluster runs: the sequence-window app (per key the inputs 1, 2, 3, ...; each
- * output the last four) over sources that produce on the simulated clock, into one sink that
- * checks every output as it arrives against the one output a fault-free run gives there.
+ * output the last four) or word count (lines of several words: a flatMap, so records share a
+ * source position), over sources that produce on the simulated clock, into one sink that checks
+ * every output as it arrives against the one output a fault-free run gives there.
  */
 import type { Sink, Source, SourceBatch } from "../src/connector/types.ts";
 import type { Random } from "./random.ts";
 
 export const WINDOW = 4;
 
+export type AppName = "sequence-window" | "word-count";
+
 export interface Workload {
+  app: AppName;
   sources: number;
   keysPerSource: number;
   recordsPerSource: number;
@@ -16,25 +20,52 @@ export interface Workload {
   intervalMs: number;
 }
 
-export function drawWorkload(random: Random): Workload {
-  return { sources: random.int(2, 4), keysPerSource: random.int(2, 6), recordsPerSource: random.int(150, 400), batch: random.int(3, 12), intervalMs: random.int(8, 25) };
+export function drawWorkload(random: Random, app: AppName): Workload {
+  return { app, sources: random.int(2, 4), keysPerSource: random.int(2, 6), recordsPerSource: random.int(150, 400), batch: random.int(3, 12), intervalMs: random.int(8, 25) };
 }
 
 export const sourceUri = (i: number) => `sim:in/${i}`;
 
 const keyOf = (source: number, key: number) => `s${source}k${key}`;
 
-/** Record j of a source: its key, and its place in that key's sequence (from 1). */
+/** Record j of a sequence-window source: its key, and its place in that key's sequence (from 1). */
 const recordAt = (w: Workload, source: number, j: number) => ({ key: keyOf(source, j % w.keysPerSource), n: Math.floor(j / w.keysPerSource) + 1 });
 
-/** Every key and the last n it reaches. */
+/** Line j of a word-count source: one to four words of a small vocabulary, shared by all sources. */
+const wordsAt = (w: Workload, source: number, j: number): string[] => {
+  let h = (source * 7919 + j * 104729 + 17) >>> 0;
+  const next = () => (h = (Math.imul(h, 1103515245) + 12345) >>> 0) >>> 8;
+  return Array.from({ length: 1 + (next() % 4) }, () => `w${next() % (w.keysPerSource * 2)}`);
+};
+
+/** The record line j of a source carries. */
+function lineAt(w: Workload, source: number, j: number): string {
+  if (w.app === "word-count") return wordsAt(w, source, j).join(" ");
+  const { key, n } = recordAt(w, source, j);
+  return `${key} ${n}`;
+}
+
+/** Every key and the last n it reaches (a sequence's end, a word's count). */
 export function expectedEnds(w: Workload): Map<string, number> {
   const ends = new Map<string, number>();
-  for (let s = 0; s < w.sources; s++) for (let j = 0; j < w.recordsPerSource; j++) {
-    const { key, n } = recordAt(w, s, j);
-    ends.set(key, n);
+  for (let s = 0; s < w.sources; s++) {
+    for (let j = 0; j < w.recordsPerSource; j++) {
+      if (w.app === "word-count") for (const word of wordsAt(w, s, j)) ends.set(word, (ends.get(word) ?? 0) + 1);
+      else {
+        const { key, n } = recordAt(w, s, j);
+        ends.set(key, n);
+      }
+    }
   }
   return ends;
+}
+
+/** The output a fault-free run gives for a key's n-th update. */
+function expectedOutput(w: Workload, key: string, n: number): string {
+  if (w.app === "word-count") return `${key} ${n}`;
+  const window: number[] = [];
+  for (let i = Math.max(1, n - WINDOW + 1); i <= n; i++) window.push(i);
+  return `${key} ${window.join(",")}`;
 }
 
 export interface SourceWatch {
@@ -72,8 +103,7 @@ export function createSimSource(w: Workload, uri: string, alive: () => boolean, 
           const upstreams: string[] = [];
           const seqs: number[] = [];
           for (let j = next; j < end; j++) {
-            const { key, n } = recordAt(w, source, j);
-            values.push(`${key} ${n}`);
+            values.push(lineAt(w, source, j));
             upstreams.push(uri);
             seqs.push(j + 1);
           }
@@ -109,7 +139,7 @@ export interface OutputCheck {
   missing(): string[];
 }
 
-/** The sink: each output must be its key's next window; anything else (lost, repeated, reordered, wrong state) is a violation. */
+/** The sink: each output must be its key's next one; anything else (lost, repeated, reordered, wrong state) is a violation. */
 export function createCheckingSink(w: Workload, onOutput?: (line: string) => void): { sink: Sink; check: OutputCheck } {
   const ends = expectedEnds(w);
   const reached = new Map<string, number>();
@@ -125,9 +155,7 @@ export function createCheckingSink(w: Workload, onOutput?: (line: string) => voi
     const space = line.indexOf(" ");
     const key = line.slice(0, space);
     const n = (reached.get(key) ?? 0) + 1;
-    const expected: number[] = [];
-    for (let i = Math.max(1, n - WINDOW + 1); i <= n; i++) expected.push(i);
-    const want = `${key} ${expected.join(",")}`;
+    const want = expectedOutput(w, key, n);
     if (line !== want) {
       check.wrong ??= `output ${check.outputs}: got "${line}", expected "${want}" (${ends.has(key) ? "loss, duplication, reordering or wrong state" : "unknown key"})`;
       return;

@@ -121,6 +121,12 @@ export interface ClusterSessionPlacement extends SessionPlacement {
   claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
 }
 
+/** Slot states for a copy; after a failover, with the promoted primary's kept outputs of dead primaries for those slots. */
+interface Snapshot {
+  slots: Array<{ slot: number; pipelines: Uint8Array[] }>;
+  orphans?: Array<{ origin: string; entries: OutboxEntry[] }>;
+}
+
 /** One promise for several sends: settles when all are done, rejects with the first failure. */
 function settled(sends: Promise<void>[]): Promise<void> {
   return sends.length === 1 ? sends[0]! : Promise.all(sends).then(() => undefined);
@@ -130,11 +136,11 @@ function settled(sends: Promise<void>[]): Promise<void> {
 const SLICE_MS = 2;
 
 /** Runs fn over items, yielding to the event loop whenever a slice of work has taken SLICE_MS; `endSlice` runs before each yield and at the end. */
-async function inSlices<T>(items: readonly T[], fn: (item: T) => void, endSlice?: () => void): Promise<void> {
+async function inSlices<T>(items: readonly T[], fn: (item: T) => void, endSlice?: () => void, sliceMs = SLICE_MS): Promise<void> {
   let sliceStart = performance.now();
   for (const item of items) {
     fn(item);
-    if (performance.now() - sliceStart >= SLICE_MS) {
+    if (performance.now() - sliceStart >= sliceMs) {
       endSlice?.();
       await new Promise((resolve) => setImmediate(resolve));
       sliceStart = performance.now();
@@ -204,23 +210,25 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const replication = createReplication((to, batch) => exchange.send(to, batch));
   /**
    * Outputs this worker's copies produced for primaries that died and that did not reach the
-   * sinks' worker, kept until this worker leads their slot: then they go again. A slot's are kept
-   * past a failover that promoted another copy, since that one may be dead too, until it shows it
-   * took the slot over (a replica from it): then it resent them, or its copy lacked their records
-   * and makes those outputs afresh as the sources replay them.
+   * sinks' worker, kept until this worker leads their slot: then they go again (what reached the
+   * sinks meanwhile left out). A slot's are kept past a failover that promoted another copy, in
+   * case that one dies too; that copy sends its own for the slot with its state (a resync), and
+   * they replace these, since this copy's state is then its.
    */
   const orphaned = new Map<string, OutboxEntry[]>();
-  const forgetTakenOver = (primary: string, slots: readonly number[]): void => {
-    const index = placement.map.workers.indexOf(primary);
-    const taken = new Set(slots.filter((slot) => placement.map.owners[slot] === index));
-    if (taken.size === 0) return;
-    for (const [id, box] of orphaned) {
-      const rest = box.map((entry) => entryForSlots(entry, (slot) => !taken.has(slot))).filter((entry) => entry.values.length > 0);
-      if (rest.length > 0) orphaned.set(id, rest);
-      else orphaned.delete(id);
-    }
-  };
   const ledger = createOutputLedger();
+  // How far each fenced worker's output reached the sinks, as the latest map says.
+  let knownWritten: readonly OutputsWritten[] = [];
+  // Per dead primary: the slots whose kept outputs came with a resync, not from this worker's copy.
+  const adopted = new Map<string, Set<number>>();
+  const keepOrphaned = (origin: string, entries: readonly OutboxEntry[], replacing?: ReadonlySet<number>): void => {
+    const taken = adopted.get(origin);
+    const own = (orphaned.get(origin) ?? []).map((e) => (replacing === undefined ? e : entryForSlots(e, (slot) => !replacing.has(slot))));
+    const fresh = taken === undefined || replacing !== undefined ? entries : entries.map((e) => entryForSlots(e, (slot) => !taken.has(slot)));
+    const box = [...own, ...fresh].filter((e) => e.values.length > 0).sort((a, b) => a.pipeline - b.pipeline || a.outputSeq - b.outputSeq);
+    if (box.length > 0) orphaned.set(origin, box);
+    else orphaned.delete(origin);
+  };
   // slot -> 1 where this worker holds state: it leads or follows the slot, or a copy of it arrived.
   let heldSlots = new Uint8Array(slotCount);
   const computeHeld = (): void => {
@@ -245,19 +253,28 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (here) keep.push(i);
     }
     const held = keep === undefined ? records : pickRecords(records, keep);
-    if (orphaned.size > 0) forgetTakenOver(batch.from, held.slots);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
-    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, values: run.values, ids: run.ids, slots: run.slots! });
+    const kept = records.quiet === true ? { values: [], ids: undefined, slots: [] } : { values: run.values, ids: run.ids, slots: run.slots! };
+    replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, ...kept });
     return Promise.resolve();
   };
 
   /** A snapshot: slot states for a copy here; the replicas that follow it on the link apply on top. */
   const receiveSnapshot = async (batch: BatchIn): Promise<void> => {
-    const { slots } = deserialize(batch.payload) as { slots: Array<{ slot: number; pipelines: Uint8Array[] }> };
+    const { slots, orphans } = deserialize(batch.payload) as Snapshot;
     for (const { slot, pipelines } of slots) {
       engine!.flows.forEach((flow, i) => importSlot(flow.stores, slot, pipelines[i]!));
       copiesIn.add(slot);
       heldSlots[slot] = 1;
+    }
+    // A resync from a promoted primary: its kept outputs for these slots replace this copy's.
+    const replacing = new Set(slots.map((s) => s.slot));
+    if (orphans !== undefined) log.debug({ from: batch.from, slots: [...replacing], kept: orphans.map((o) => `${o.origin}:${o.entries.reduce((n, e) => n + e.values.length, 0)}`) }, "resync: a promoted primary's state and kept outputs");
+    for (const { origin, entries } of orphans ?? []) {
+      keepOrphaned(origin, entries, replacing);
+      const taken = adopted.get(origin) ?? new Set<number>();
+      for (const slot of replacing) taken.add(slot);
+      adopted.set(origin, taken);
     }
   };
 
@@ -330,7 +347,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   /** Takes a map; settles once links to workers that left have finished what they carried. */
   const applyMap = (map: PartitionMap, context: MapContext): Promise<void> => {
-    const { fenced: newlyFenced, written } = context;
+    const { fenced: newlyFenced } = context;
     const newMembers = [...context.members];
     // Maps are published concurrently by a failover and a rebuild; a newer one already here supersedes an older.
     if (map.epoch < placement.map.epoch) return Promise.resolve();
@@ -357,9 +374,12 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     for (const slot of copiesIn) if (map.owners[slot] === index || backupsOf(map, slot).includes(index)) copiesIn.delete(slot);
     computeReplicaTargets();
     computeHeld();
-    // Synchronously, before any new record is routed: what was on its way to the dead goes again, in order.
+    // Synchronously, before any new record is routed: the other copies of slots this worker now leads
+    // take its state (ahead of the replicas of what is routed again), and what was on its way to the
+    // dead goes again, in order.
+    knownWritten = context.written;
+    if (dead.length > 0) resendOutboxes(previous, dead, sinksMoved && outputAcked);
     for (const id of dead) abandon(id);
-    if (dead.length > 0) resendOutboxes(previous, dead, written, sinksMoved && outputAcked);
     const retired = exchange.setPeers(members);
     for (const flow of engine?.flows ?? []) {
       for (const store of flow.stores) {
@@ -373,36 +393,91 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     return retired;
   };
 
-  const resendOutboxes = (previous: PartitionMap, dead: readonly string[], written: readonly OutputsWritten[], ahead: boolean): void => {
+  /**
+   * Sends `to` the state of each of these slots this worker leads, for its copy there. A slice's
+   * states go out before the event loop is let go, after `onSlot` ran for each of them (and the
+   * replica targets were recomputed): on the link, a slot's snapshot precedes the replicas
+   * applied after it. A resync (after a failover) goes in one slice, with the outputs this worker
+   * keeps for dead primaries of those slots.
+   */
+  const shipStates = async (to: string, slots: readonly number[], onSlot?: (slot: number) => void, resync = false): Promise<void> => {
+    const sends: Promise<void>[] = [];
+    let states: Array<{ slot: number; pipelines: Uint8Array[] }> = [];
+    await inSlices(
+      slots,
+      (slot) => {
+        if (placement.map.owners[slot] !== placement.self) return;
+        states.push({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) });
+        onSlot?.(slot);
+      },
+      () => {
+        if (onSlot !== undefined) computeReplicaTargets();
+        if (states.length === 0) return;
+        const snapshot: Snapshot = { slots: states };
+        if (resync) {
+          const these = new Set(states.map((st) => st.slot));
+          snapshot.orphans = [...fenced].map((origin) => ({ origin, entries: (orphaned.get(origin) ?? []).map((e) => entryForSlots(e, (slot) => these.has(slot))).filter((e) => e.values.length > 0) }));
+        }
+        const payload = serialize(snapshot);
+        sends.push(exchange.send(to, { epoch: placement.map.epoch, pipeline: 0, stage: 0, toSink: false, hops: 0, records: 0, payload, snapshot: true }));
+        states = [];
+      },
+      // A resync ships at once, before anything is routed again.
+      resync ? Infinity : SLICE_MS,
+    );
+    await Promise.all(sends);
+  };
+
+  const resendOutboxes = (previous: PartitionMap, dead: readonly string[], ahead: boolean): void => {
     for (const id of dead) {
-      orphaned.set(id, replication.takeOutbox(id));
+      keepOrphaned(id, replication.takeOutbox(id));
       replication.forget(id);
     }
-    const promoted = previous.owners.some((o, slot) => fenced.has(previous.workers[o]!) && placement.map.owners[slot] === placement.self);
-    if (!promoted) return;
-    let resent = 0;
-    const sinksHere = coordinatorId === selfId;
-    // Another copy of a slot may have been promoted: each slot's outputs go again from its new
-    // primary only; the other slots' stay kept, in case that one dies too.
-    const leads = (slot: number) => placement.map.owners[slot] === placement.self;
-    for (const [id, box] of orphaned) {
-      const kept: OutboxEntry[] = [];
-      // Filtered now, not when kept: what another promoted worker resent for `id` meanwhile has arrived too.
-      for (const whole of unwritten(box, id, written)) {
-        const others = entryForSlots(whole, (slot) => !leads(slot));
-        if (others.values.length > 0) kept.push(others);
-        const entry = entryForSlots(whole, leads);
-        if (entry.values.length === 0) continue;
-        resent += entry.values.length;
-        const origin = { worker: id, outputSeq: entry.outputSeq, slots: [...new Set(entry.slots)] };
-        if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq, origin.slots);
-        log.debug({ origin: id, outputSeq: entry.outputSeq, slots: origin.slots, outputs: entry.values.length }, "resending a dead worker's outputs");
-        engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, origin).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+    const promoted: number[] = [];
+    previous.owners.forEach((o, slot) => {
+      if (fenced.has(previous.workers[o]!) && placement.map.owners[slot] === placement.self) promoted.push(slot);
+    });
+    if (promoted.length === 0) return;
+    const resend = (): void => {
+      let resent = 0;
+      const sinksHere = coordinatorId === selfId;
+      // Another copy of a slot may have been promoted: each slot's outputs go again from its new
+      // primary only; the other slots' stay kept, in case that one dies too.
+      const leads = (slot: number) => placement.map.owners[slot] === placement.self;
+      for (const [id, box] of orphaned) {
+        const kept: OutboxEntry[] = [];
+        // Filtered now, by the latest map's figures: what another promoted worker resent for `id` meanwhile has arrived too.
+        for (const whole of unwritten(box, id, knownWritten)) {
+          const others = entryForSlots(whole, (slot) => !leads(slot));
+          if (others.values.length > 0) kept.push(others);
+          const entry = entryForSlots(whole, leads);
+          if (entry.values.length === 0) continue;
+          resent += entry.values.length;
+          const origin = { worker: id, outputSeq: entry.outputSeq, slots: [...new Set(entry.slots)] };
+          if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq, origin.slots);
+          engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, origin).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+        }
+        if (kept.length > 0) orphaned.set(id, kept);
+        else orphaned.delete(id);
       }
-      if (kept.length > 0) orphaned.set(id, kept);
-      else orphaned.delete(id);
+      log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
+    };
+    // Other copies of these slots (three or more copies) may lack records this one applied: they take
+    // its state before its resends go out, or a copy promoted next would make those outputs again.
+    const copies = new Map<string, number[]>();
+    for (const slot of promoted) {
+      for (const w of backupsOf(placement.map, slot)) {
+        const id = placement.map.workers[w]!;
+        copies.set(id, [...(copies.get(id) ?? []), slot]);
+      }
     }
-    log.info({ dead, outputsResent: resent, slotsLed: placement.map.owners.filter((o) => o === placement.self).length }, "took over from dead workers");
+    if (copies.size === 0) return resend();
+    log.debug({ copies: [...copies].map(([id, slots]) => `${id}:${slots.length}`) }, "resync: sending this worker's state to the other copies of the slots it now leads");
+    const synced = Promise.all([...copies].map(([to, slots]) => shipStates(to, slots, undefined, true))).then(
+      () => undefined,
+      (err: Error) => log.warn({ err: err.message }, "a copy did not take this worker's state after a failover"),
+    );
+    engine!.holdOutput(synced.then(resend));
   };
 
   const usesPartitioner = app.pipelines.some((p) => partitionerNames(p).length > 0);
@@ -499,32 +574,12 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     CopySlots: unary(async (req: CopySlotsRequest) => {
       const to = req.toWorkerId;
       if (!members.some((m) => m.id === to)) throw grpcError(grpc.status.NOT_FOUND, `${ErrorCode.UNKNOWN_NAME}: no member ${to} to copy slots to`);
-      // Each slot's state leaves in the same step that makes `to` a replica target, and the states
-      // of a slice go out before the event loop is let go: on the link, a slot's snapshot always
-      // precedes the replicas applied after it.
-      const sends: Promise<void>[] = [];
-      let states: Array<{ slot: number; pipelines: Uint8Array[] }> = [];
-      const ship = () => {
-        if (states.length === 0) return;
-        const payload = serialize({ slots: states });
-        sends.push(exchange.send(to, { epoch: placement.map.epoch, pipeline: 0, stage: 0, toSink: false, hops: 0, records: 0, payload, snapshot: true }));
-        states = [];
-      };
-      await inSlices(
-        req.slots,
-        (slot) => {
-          if (placement.map.owners[slot] !== placement.self) return;
-          states.push({ slot, pipelines: engine!.flows.map((f) => exportSlot(f.stores, slot)) });
-          let targets = copyingTo.get(slot);
-          if (targets === undefined) copyingTo.set(slot, (targets = new Set()));
-          targets.add(to);
-        },
-        () => {
-          computeReplicaTargets();
-          ship();
-        },
-      );
-      await Promise.all(sends);
+      // Each slot's state leaves in the same step that makes `to` a replica target.
+      await shipStates(to, req.slots, (slot) => {
+        let targets = copyingTo.get(slot);
+        if (targets === undefined) copyingTo.set(slot, (targets = new Set()));
+        targets.add(to);
+      });
       // The copy holds what this worker applied; outputs of that still on their way must have left, or a
       // promoted copy would hold state whose outputs nobody has.
       await engine!.outputsSettled();

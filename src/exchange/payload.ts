@@ -53,6 +53,7 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
       upstreams: part(batch.upstreams),
       seqs: part(batch.seqs),
       subs: part(batch.subs),
+      ...(batch.quiet === true ? { quiet: true as const } : {}),
     };
     pieces.push({ records: to - from, payload: serialize(toWire(piece)) });
   }

@@ -36,6 +36,11 @@ export interface KeyedBatch {
   upstreams: string[];
   seqs: number[];
   subs: number[];
+  /**
+   * A replica of records its primary had applied before (replays it dropped now): a copy that
+   * lacked them applies them, and keeps no output of them (that output went out before).
+   */
+  quiet?: true;
 }
 
 interface KeyedStage {
@@ -351,7 +356,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   };
 
   /** Applies records to this worker's copy of their slots; returns how many were replays it dropped. */
-  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined, run: StageRun): number => {
+  const runLocal = (stage: KeyedStage, input: KeyedBatch, only: number[] | undefined, run: StageRun, replayed?: number[]): number => {
     const { store, emit } = stage;
     const stageName = `keyed stage ${stages.indexOf(stage) + 1}`;
     const { init, update } = stage.step;
@@ -373,6 +378,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       const key = keys[i]!;
       if (marked && !passMark(store, slots[i]!, input.upstreams[i]!, input.seqs[i]!, input.subs[i]!)) {
         replays++;
+        replayed?.push(i);
         continue;
       }
       if (tracking) {
@@ -404,7 +410,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   };
 
   /** Sends what was just applied here to each slot's backups, grouped by backup. */
-  const replicate = (s: number, input: KeyedBatch, local: number[] | undefined, run: StageRun): void => {
+  const replicate = (s: number, input: KeyedBatch, local: number[] | undefined, run: StageRun, replayed: readonly number[]): void => {
     const targets = placement.replicaTargets;
     if (targets === undefined || out?.replicate === undefined) return;
     let groups: Map<number, number[]> | undefined;
@@ -421,8 +427,20 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       }
     }
     if (groups === undefined) return;
-    for (const [t, indexes] of groups) run.replicas.push(out.replicate(t, s, pickRecords(input, indexes), run.outputSeq));
+    const quiet = replayed.length === 0 ? undefined : new Set(replayed);
+    for (const [t, indexes] of groups) {
+      if (quiet !== undefined) {
+        // Replays go first: this worker applied them before the records it applied now.
+        const again = indexes.filter((i) => quiet.has(i));
+        if (again.length > 0) run.replicas.push(out.replicate(t, s, { ...pickRecords(input, again), quiet: true }, run.outputSeq));
+        indexes.splice(0, indexes.length, ...indexes.filter((i) => !quiet.has(i)));
+        if (indexes.length === 0) continue;
+      }
+      run.replicas.push(out.replicate(t, s, pickRecords(input, indexes), run.outputSeq));
+    }
   };
+  // Records the last runLocal dropped as replays (reused: filled and read in one synchronous step).
+  const replayedHere: number[] = [];
 
   const resolveKeys = async (input: KeyedBatch, name: string): Promise<void> => {
     if (input.values.length === 0 || input.keys.length === input.values.length) return;
@@ -485,8 +503,9 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     else stageIn = next;
     if (local === undefined || local.length > 0) {
       if (run.outputSeq < 0 && routing.outputSeq !== undefined) run.outputSeq = routing.outputSeq();
-      run.replays += runLocal(stage, input, local, run);
-      replicate(s, input, local, run);
+      replayedHere.length = 0;
+      run.replays += runLocal(stage, input, local, run, replayedHere);
+      replicate(s, input, local, run, replayedHere);
     }
     if (!last && next.values.length > 0) await dispatch(s + 1, next, run, { ...options, inbound: false, hops: 0 });
   };

@@ -23,7 +23,12 @@ export interface Running {
 }
 
 export function startKeyway(args: string[], cwd = ROOT): Running {
-  const child = spawn(process.execPath, [KEYWAY_BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  return startNode([KEYWAY_BIN, ...args], cwd);
+}
+
+/** Node with these arguments (a script and its flags), its output collected. */
+export function startNode(args: string[], cwd = ROOT): Running {
+  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
