@@ -12,6 +12,7 @@ import { ConstantBackoff, noop } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, type Lease, type Namespace } from "etcd3";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { createLeaseKeeper } from "./lease-keeper.ts";
 import { parseHostPort } from "../util/host-port.ts";
 
 /** The settings every worker of the run takes from etcd. */
@@ -64,8 +65,6 @@ const CONNECT_DEADLINE_MS = 5000;
 /** One etcd request; the control plane retries beyond it. */
 const REQUEST_DEADLINE_MS = 2000;
 const RETRY_MS = 200;
-/** The lease is lost a little before it could expire in etcd, so a worker stops before its slots can be promoted. */
-const FENCE_MARGIN_MS = 250;
 
 /** `etcd://HOST:PORT[,HOST:PORT...]` as etcd3's host list; anything else is a USAGE error. */
 export function parseEtcdUri(uri: string): string[] {
@@ -123,39 +122,20 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
   }
   let lease!: Lease;
   let leaseId = "";
-  let ttlSeconds = 0;
 
-  let lostHandler: ((err: KeywayError) => void) | undefined;
-  let lostWith: KeywayError | undefined;
-  const lose = (err: KeywayError) => {
-    if (lostWith !== undefined) return;
-    lostWith = err;
-    log.error({ etcd: endpoints, err: err.message }, "etcd lease lost: this worker stops taking writes");
-    lostHandler?.(err);
-  };
-  let validUntil = 0;
-  let unreachableSince: number | undefined;
   let closed = false;
-  const renew = async (): Promise<void> => {
-    const sentAt = Date.now();
-    try {
-      await withDeadline(lease.keepaliveOnce(), REQUEST_DEADLINE_MS, "renewing the lease");
-      validUntil = sentAt + ttlSeconds * 1000;
-      if (unreachableSince !== undefined) log.info({ etcd: endpoints, downMs: Date.now() - unreachableSince }, "etcd reachable again");
-      unreachableSince = undefined;
-    } catch (err) {
-      if (closed) return;
-      if (err instanceof EtcdLeaseInvalidError) {
-        lose(new KeywayError(ErrorCode.FENCED, `this worker's etcd lease expired (it was cut off from etcd for longer than ${ttlSeconds} s); the cluster has declared it dead`));
-        return;
-      }
-      if (unreachableSince === undefined) {
-        unreachableSince = sentAt;
-        log.warn({ etcd: endpoints, err: (err as Error).message }, "etcd unreachable: going on with the map this worker holds; no membership change until it is back");
-      }
-    }
-  };
-  let keepalive: NodeJS.Timeout | undefined;
+  const keeper = createLeaseKeeper({
+    endpoints,
+    log,
+    renewOnce: () =>
+      withDeadline(lease.keepaliveOnce(), REQUEST_DEADLINE_MS, "renewing the lease").then(
+        () => "renewed" as const,
+        (err: Error) => {
+          if (err instanceof EtcdLeaseInvalidError) return "expired" as const;
+          throw err;
+        },
+      ),
+  });
 
   const leaderFrom = (value: Buffer | undefined): LeaderInfo | undefined => (value === undefined ? undefined : (JSON.parse(value.toString()) as LeaderInfo));
   let stateRevision = "0";
@@ -164,7 +144,6 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
   const control: EtcdControl = {
     endpoints,
     async begin(ttl) {
-      ttlSeconds = ttl;
       const sentAt = Date.now();
       lease = ns.lease(ttl, { autoKeepAlive: false });
       try {
@@ -172,15 +151,7 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
       } catch (err) {
         throw new KeywayError(ErrorCode.UNAVAILABLE, `cannot take a lease from etcd at ${endpoints}: ${reasonOf(err as Error)}`);
       }
-      validUntil = sentAt + ttl * 1000;
-      keepalive = setInterval(() => {
-        if (Date.now() > validUntil - FENCE_MARGIN_MS) {
-          lose(new KeywayError(ErrorCode.FENCED, `this worker could not renew its etcd lease for ${ttl} s, so the cluster may declare it dead: it stops taking writes and exits`));
-          return;
-        }
-        void renew();
-      }, Math.max(100, (ttl * 1000) / 5));
-      keepalive.unref();
+      keeper.start(ttl, sentAt);
     },
     async createCluster(config) {
       const leader = await control.leader();
@@ -209,7 +180,7 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
     async campaign(id, address) {
       const value = JSON.stringify({ id, address, lease: leaseId } satisfies LeaderInfo);
       for (;;) {
-        if (closed || lostWith !== undefined) return new Promise(() => undefined);
+        if (closed || keeper.lost() !== undefined) return new Promise(() => undefined);
         try {
           const result = await ns.if("leader", "Create", "==", 0).then(ns.put("leader").value(value).lease(leaseId)).else(ns.get("leader")).commit();
           if (result.succeeded) return;
@@ -260,13 +231,10 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
       }
       stateRevision = result.header.revision;
     },
-    onLost(handler) {
-      lostHandler = handler;
-      if (lostWith !== undefined) handler(lostWith);
-    },
+    onLost: (handler) => keeper.onLost(handler),
     async close() {
       closed = true;
-      clearInterval(keepalive);
+      keeper.stop();
       await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
       await lease?.revoke().catch(() => undefined);
       client.close();
