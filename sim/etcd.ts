@@ -27,7 +27,6 @@ import type { Logger } from "../src/log/logger.ts";
 /** One etcd request (the client's gRPC deadline); the control plane retries beyond it. */
 const REQUEST_DEADLINE_MS = 2000;
 const RETRY_MS = 200;
-/** The lease is lost a little before it could expire in etcd. */
 /** etcd grants no lease shorter than this (ceil of 1.5 election timeouts with the default settings). */
 const MIN_TTL_SECONDS = 2;
 /** Lease ids are int64s in decimal, as etcd3 gives them. */
@@ -42,6 +41,11 @@ export interface SimEtcdOptions {
   app?: string;
   /** One-way latency between a worker and etcd, whole ms, drawn uniformly; 1 to 3 by default. */
   latencyMs?: { min: number; max: number };
+  /**
+   * The simulator's process table: etcd's own timers run in no worker's process, and what reaches
+   * a worker runs in its (so a worker that crashed or is paused gets nothing, or gets it later).
+   */
+  processes?: { run<T>(address: string, fn: () => T): T; detached<T>(fn: () => T): T };
 }
 
 export interface SimEtcdClientOptions {
@@ -158,6 +162,8 @@ const silent: Logger = { debug: () => undefined, info: () => undefined, warn: ()
 
 export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
   const random = options.random;
+  const runAs = <T>(address: string, fn: () => T): T => (options.processes === undefined ? fn() : options.processes.run(address, fn));
+  const detached = <T>(fn: () => T): T => (options.processes === undefined ? fn() : options.processes.detached(fn));
   const defaultApp = options.app ?? "app";
   const latMin = Math.max(0, Math.floor(options.latencyMs?.min ?? 1));
   const latMax = Math.max(latMin, Math.floor(options.latencyMs?.max ?? 3));
@@ -212,7 +218,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
 
   const armExpiry = (lease: StoredLease): void => {
     clearTimeout(lease.timer);
-    lease.timer = setTimeout(() => expire(lease), Math.max(0, lease.expiresAt - Date.now()));
+    lease.timer = detached(() => setTimeout(() => expire(lease), Math.max(0, lease.expiresAt - Date.now())));
   };
   const refresh = (lease: StoredLease): void => {
     lease.expiresAt = Date.now() + lease.ttlMs;
@@ -273,7 +279,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
    */
   const transmit = (conn: Conn, deadlineAt: number, refused: () => void, arrive: () => void): void => {
     const at = (when: number): void => {
-      setTimeout(
+      detached(() => setTimeout(
         () => {
           if (conn.crashed) return;
           if (down()) return refused();
@@ -285,7 +291,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
           arrive();
         },
         Math.max(0, when - Date.now()),
-      );
+      ));
     };
     at(Date.now() + latency());
   };
@@ -325,7 +331,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
   /** Delivers what is queued on a worker's watch stream, in order, once the path is open. */
   const schedulePump = (conn: Conn, when: number): void => {
     if (conn.pump !== undefined) return;
-    conn.pump = setTimeout(
+    conn.pump = runAs(conn.address, () => setTimeout(
       () => {
         conn.pump = undefined;
         if (conn.crashed) {
@@ -339,7 +345,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
         for (const deliver of batch) deliver();
       },
       Math.max(0, when - Date.now()),
-    );
+    ));
   };
   const pushWatch = (conn: Conn, deliver: () => void): void => {
     if (conn.crashed) return;
@@ -356,7 +362,7 @@ export function createSimEtcd(options: SimEtcdOptions): SimEtcd {
         transmit(
           conn,
           Infinity,
-          () => void setTimeout(attempt, RETRY_MS),
+          () => void runAs(conn.address, () => setTimeout(attempt, RETRY_MS)),
           () => {
             if (register()) pushWatch(conn, resolve);
           },

@@ -10,6 +10,7 @@ import { grpcError, guarded, type ClusterServer, type ClusterTransport, type Con
 import type { Exchange, LinkCall, LinkDialer } from "../src/exchange/grpc-exchange.ts";
 import { ControlService, LinkRequestSchema, LinkResponseSchema, type LinkRequest, type LinkResponse } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { tokenMetadata } from "../src/rpc/cluster-token.ts";
+import type { ProcessTable } from "./processes.ts";
 import type { Random } from "./random.ts";
 
 /** A connection to a cut-off address fails after this long (a TCP connect that gets no answer). */
@@ -62,7 +63,7 @@ const wire = <S extends DescMessage>(schema: S, message: object): object => from
 
 const methodsByName = new Map(ControlService.methods.map((m) => [m.name, m]));
 
-export function createSimNetwork(random: Random): SimNetwork {
+export function createSimNetwork(random: Random, procs: ProcessTable): SimNetwork {
   const nodes = new Map<string, Node>();
   const streams = new Set<Stream>();
   const cuts = new Map<string, number>();
@@ -70,7 +71,7 @@ export function createSimNetwork(random: Random): SimNetwork {
   let slowUntil = 0;
   let slowMs = 0;
   // Calls a node is answering, failed when it crashes.
-  const answering = new Map<Node, Set<(err: grpc.ServiceError) => void>>();
+  const answering = new Map<Node, Set<{ caller: Node; fail: (err: grpc.ServiceError) => void }>>();
 
   const nodeOf = (address: string): Node => {
     let node = nodes.get(address);
@@ -85,10 +86,14 @@ export function createSimNetwork(random: Random): SimNetwork {
     return base + (Date.now() < slowUntil ? random.next() * slowMs : 0);
   };
   /** Runs `fn` when a message from `from` reaches `to`, after `notBefore` (a stream's order). */
+  /** Runs `fn` in `node`'s process after `ms` (the network's timer, not the sender's). */
+  const later = (node: Node, ms: number, fn: () => void): void => {
+    procs.detached(() => setTimeout(() => procs.run(procs.of(node.address), fn), ms));
+  };
   const deliver = (from: Node, to: Node, notBefore: number, fn: () => void): number => {
     stats.messages++;
     const at = Math.max(Date.now() + latency(), notBefore, from.pausedUntil, to.pausedUntil, cutUntil(from, to));
-    setTimeout(fn, at - Date.now());
+    later(to, at - Date.now(), fn);
     return at;
   };
   const refused = (details: string) => grpcError(grpc.status.UNAVAILABLE, details);
@@ -110,14 +115,14 @@ export function createSimNetwork(random: Random): SimNetwork {
         const target = nodes.get(address);
         const spec = methodsByName.get(method)!;
         if (target === undefined || target.dead || target.handlers === undefined) {
-          setTimeout(() => finish(refused(`${address}: connection refused`)), latency());
+          later(self, latency(), () => finish(refused(`${address}: connection refused`)));
           return;
         }
         const req = wire(spec.input, request);
         deliver(self, target, 0, () => {
           if (self.dead) return;
           if (target.dead) return finish(refused(`${address}: connection reset`));
-          const onCrash = (err: grpc.ServiceError) => finish(err);
+          const onCrash = { caller: self, fail: (err: grpc.ServiceError) => finish(err) };
           let pending = answering.get(target);
           if (pending === undefined) answering.set(target, (pending = new Set()));
           pending.add(onCrash);
@@ -166,7 +171,7 @@ export function createSimNetwork(random: Random): SimNetwork {
         streams.delete(stream);
         stats.linksBroken++;
         server.cancelled = true;
-        if (!self.dead) setTimeout(() => clientListeners.emit("error", refused(`link to ${address} reset`)), latency());
+        if (!self.dead) later(self, latency(), () => clientListeners.emit("error", refused(`link to ${address} reset`)));
       },
     };
     const server = {
@@ -201,12 +206,12 @@ export function createSimNetwork(random: Random): SimNetwork {
     if (self.dead) return client;
     if (target.dead || target.exchange === undefined) {
       stream.broken = true;
-      setTimeout(() => clientListeners.emit("error", refused(`${address}: connection refused`)), latency());
+      later(self, latency(), () => clientListeners.emit("error", refused(`${address}: connection refused`)));
       return client;
     }
     if (!reachable(self, target)) {
       stream.broken = true;
-      setTimeout(() => clientListeners.emit("error", refused(`${address}: connect timed out`)), CONNECT_TIMEOUT_MS);
+      later(self, CONNECT_TIMEOUT_MS, () => clientListeners.emit("error", refused(`${address}: connect timed out`)));
       return client;
     }
     streams.add(stream);
@@ -247,7 +252,7 @@ export function createSimNetwork(random: Random): SimNetwork {
       const node = nodeOf(address);
       node.dead = true;
       breakWhere((s) => s.from === node || s.to === node);
-      for (const fail of answering.get(node) ?? []) setTimeout(() => fail(refused(`${address}: connection reset`)), latency());
+      for (const { caller, fail } of answering.get(node) ?? []) later(caller, latency(), () => fail(refused(`${address}: connection reset`)));
       answering.delete(node);
     },
     pause(address, untilMs) {

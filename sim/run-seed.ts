@@ -5,9 +5,11 @@
  */
 import { toAppSpec } from "../src/app/pipeline.ts";
 import type { AppSpec } from "../src/app/spec.ts";
-import type { Source } from "../src/connector/types.ts";
 import { ErrorCode, KeywayError } from "../src/errors.ts";
+import type { ClusterConfig, EtcdControl } from "../src/cluster/etcd-control.ts";
+import { appDigest } from "../src/cluster/membership.ts";
 import { startClusterWorker, type ClusterWorker } from "../src/cluster/worker.ts";
+import type { Sink, Source } from "../src/connector/types.ts";
 import { backupsOf, type PartitionMap } from "../src/routing/partition-map.ts";
 import { createSlotOf } from "../src/routing/hash.ts";
 import sequenceWindow from "../examples/validation/sequence-window.ts";
@@ -16,7 +18,9 @@ import { installClock } from "./clock.ts";
 import { describeFault, drawFaults, type Fault, type Mode } from "./faults.ts";
 import { createSimLog } from "./log.ts";
 import { applyMutation, type Mutation } from "./mutations.ts";
+import { createSimEtcd } from "./etcd.ts";
 import { createSimNetwork } from "./network.ts";
+import { createProcessTable, type SimProcess } from "./processes.ts";
 import { createRandom } from "./random.ts";
 import { createCheckingSink, createSimSource, drawWorkload, sourceUri, type AppName, type SourceWatch } from "./workload.ts";
 
@@ -40,11 +44,16 @@ export interface SeedOptions {
   traceKey?: string;
   /** The app every seed runs; by default drawn from the seed. */
   app?: AppName;
+  /** Where the coordinator lives: on the first worker for the whole run, or elected through etcd (any worker may die). By default drawn from the seed. */
+  control?: ControlPlane;
 }
+
+export type ControlPlane = "embedded" | "etcd";
 
 export interface SeedResult {
   seed: number;
   app: AppName;
+  control: ControlPlane;
   ok: boolean;
   /** "complete": every output right and every record committed; "state-lost": the run stopped with STATE_LOST (overload mode). */
   outcome: "complete" | "state-lost" | "violation";
@@ -65,9 +74,23 @@ interface SimNode {
   address: string;
   worker: ClusterWorker | undefined;
   started: Promise<unknown>;
-  alive: boolean;
+  /** Its process: alive, or paused until a time. */
+  proc: SimProcess;
   /** Paused or cut off until then: may be declared dead meanwhile. */
   downUntil: number;
+  /** Asked to leave: its copies are about to go. */
+  leaving: boolean;
+}
+
+/** One generator per concern, so drawing more for one leaves the others' draws as they were. */
+function drawRandoms(seed: number) {
+  const root = createRandom(seed);
+  return { work: root.fork(), faults: root.fork(), net: root.fork(), code: root.fork(), shape: root.fork(), app: root.fork(), control: root.fork(), etcd: root.fork() };
+}
+
+/** The control plane a seed draws (when none is asked for). */
+export function controlOf(seed: number): ControlPlane {
+  return drawRandoms(seed).control.chance(0.3) ? "etcd" : "embedded";
 }
 
 export async function runSeed(options: SeedOptions): Promise<SeedResult> {
@@ -77,8 +100,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   }
   // The hash's WASM compiles on the real event loop, before the clock is faked.
   await createSlotOf(SLOT_COUNT);
-  const root = createRandom(options.seed);
-  const random = { work: root.fork(), faults: root.fork(), net: root.fork(), code: root.fork(), shape: root.fork(), app: root.fork() };
+  const random = drawRandoms(options.seed);
+  const control: ControlPlane = options.control ?? controlOf(options.seed);
   const workload = drawWorkload(random.work, options.app ?? (random.app.chance(0.3) ? "word-count" : "sequence-window"));
   const app = apps.get(workload.app)!;
   const ends = ENDS[workload.app];
@@ -86,10 +109,16 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const replicas = initialWorkers >= 3 && random.shape.chance(0.25) ? 3 : 2;
   const log = createSimLog(options.traceKey === undefined ? 400 : 20_000, options.debug === true);
   const clock = installClock(random.code);
-  const net = createSimNetwork(random.net);
+  // Tracking which process runs costs two thirds of the speed (a hook on every promise): it is on
+  // where it matters, with etcd, whose coordinator may die or pause and must then decide nothing.
+  const procs = createProcessTable(control === "etcd");
+  const uninstallProcs = procs.install();
+  const net = createSimNetwork(random.net, procs);
+  const etcd = control === "etcd" ? createSimEtcd({ random: random.etcd.next, app: app.name, processes: { run: (address, fn) => procs.run(procs.of(address), fn), detached: procs.detached } }) : undefined;
   const traceLog = log.logger({ node: "trace" });
   const traceSlot = options.traceKey === undefined ? undefined : (await createSlotOf(SLOT_COUNT))(options.traceKey);
-  const { sink, check } = createCheckingSink(workload, options.traceKey === undefined ? undefined : (line) => line.startsWith(`${options.traceKey} `) && traceLog.info(`sink: ${line}`));
+  // With etcd the sinks move with the coordinator: connector sinks, which keep ids and write each once.
+  const { sink, check } = createCheckingSink(workload, options.traceKey === undefined ? undefined : (line) => line.startsWith(`${options.traceKey} `) && traceLog.info(`sink: ${line}`), etcd !== undefined);
   const watch: SourceWatch = { regressed: undefined, committed: new Map() };
   const nodes: SimNode[] = [];
   const schedule: string[] = [];
@@ -99,28 +128,66 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   let maxBacklog = 0;
   const bindingsJson = JSON.stringify({ sources: { [ends.source]: "sim:in" }, sinks: { [ends.sink]: "sim:out" } });
 
+  /** Runs `fn` once the node is up (a paused or cut-off worker later); never if it is gone. */
+  const untilUp = (node: SimNode, fn: () => Promise<void>): Promise<void> => {
+    if (!node.proc.alive) return new Promise(() => undefined);
+    const wait = node.downUntil - Date.now();
+    if (wait <= 0) return fn();
+    return new Promise((resolve) => setTimeout(resolve, wait)).then(() => untilUp(node, fn));
+  };
+  const ttlSeconds = Math.max(2, Math.ceil(FAILURE_TIMEOUT_MS / 1000));
+  const config: ClusterConfig = { app: app.name, appDigest: appDigest(app), slotCount: SLOT_COUNT, replicas, bindingsJson, finite: false, failureTimeoutMs: FAILURE_TIMEOUT_MS };
+  /** As `keyway run --coordinator etcd://` and `keyway worker --coordinator` do before starting the worker. */
+  const etcdFor = async (node: SimNode, first: boolean): Promise<{ control: EtcdControl; join: string }> => {
+    const client = etcd!.client(node.address, { log: log.logger({ node: node.address }) });
+    if (first) await client.createCluster(config);
+    else await client.config();
+    await client.begin(ttlSeconds);
+    if (first) return { control: client, join: "" };
+    for (;;) {
+      const leader = await client.leader().catch(() => undefined);
+      if (leader !== undefined) return { control: client, join: leader.address };
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
   const startWorker = (first: boolean): SimNode => {
-    const node: SimNode = { address: `sim-${nodes.length}`, worker: undefined, started: Promise.resolve(), alive: true, downUntil: 0 };
+    const address = `sim-${nodes.length}`;
+    const node: SimNode = { address, worker: undefined, started: Promise.resolve(), proc: procs.spawn(address), downUntil: 0, leaving: false };
     nodes.push(node);
-    const started = startClusterWorker({
-      app,
-      log: log.logger({ node: node.address }),
-      listen: node.address,
-      role: first
-        ? { first: { slotCount: SLOT_COUNT, bindingsJson, finite: false, expectedWorkers: initialWorkers, chunkKeys: 6, replicas, failureTimeoutMs: FAILURE_TIMEOUT_MS } }
-        : { join: nodes[0]!.address },
-      transport: net.transport(node.address),
-      exchangeWindow: { records: WINDOW_RECORDS, bytes: 1 << 20 },
-      connectors: async () => ({
-        connectors: {
-          sources: new Map<string, Source>(),
-          sinks: first ? new Map([[ends.sink, sink]]) : new Map(),
-          sourceFromUri: (uri) => createSimSource(workload, uri, () => node.alive, watch),
-          connectorSinks: new Set<string>(),
+    // The sink is one process every worker can reach; a worker that is gone writes nothing more, a paused one later.
+    const sinkOf = (): Sink => ({
+      ...sink,
+      write: (values, ids) => untilUp(node, () => sink.write(values, ids)),
+    });
+    const started = procs.run(node.proc, async () => {
+      const plane = etcd === undefined ? undefined : await etcdFor(node, first);
+      return startClusterWorker({
+        app,
+        log: log.logger({ node: node.address }),
+        listen: node.address,
+        role: first
+          ? { first: { slotCount: SLOT_COUNT, bindingsJson, finite: false, expectedWorkers: initialWorkers, chunkKeys: 6, replicas, failureTimeoutMs: FAILURE_TIMEOUT_MS } }
+          : { join: plane?.join ?? nodes[0]!.address },
+        transport: net.transport(node.address),
+        exchangeWindow: { records: WINDOW_RECORDS, bytes: 1 << 20 },
+        ...(plane === undefined ? {} : { etcd: { control: plane.control, config } }),
+        connectors: async () => ({
+          connectors: {
+            sources: new Map<string, Source>(),
+            sinks: first || etcd !== undefined ? new Map([[ends.sink, sinkOf()]]) : new Map(),
+            sourceFromUri: (uri) => createSimSource(workload, uri, () => node.proc.alive, watch),
+            connectorSinks: new Set<string>(etcd === undefined ? [] : [ends.sink]),
+          },
+        }),
+        spreadSources: () => [{ pipeline: 0, uris: Array.from({ length: workload.sources }, (_, i) => sourceUri(i)) }],
+        // A worker that lost its etcd lease stops (its process exits); anything else ends the run.
+        onStateLost: (err) => {
+          // A crashed process decides nothing: its timers still run here, but what they conclude is void.
+          if (!node.proc.alive) return;
+          if (err instanceof KeywayError && err.code === ErrorCode.FENCED) exited();
+          else stateLost ??= err;
         },
-      }),
-      spreadSources: () => [{ pipeline: 0, uris: Array.from({ length: workload.sources }, (_, i) => sourceUri(i)) }],
-      onStateLost: (err) => (stateLost ??= err),
+      });
     });
     node.started = started;
     started.then(
@@ -136,29 +203,38 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       },
     );
     function exited() {
-      if (!node.alive) return;
-      node.alive = false;
+      if (!node.proc.alive) return;
+      node.proc.alive = false;
       net.crash(node.address);
+      etcd?.crash(node.address);
     }
     return node;
   };
 
-  const coordinator = () => nodes[0]!.worker?.coordinator;
-  const isDown = (n: SimNode) => !n.alive || n.downUntil > Date.now();
+  /** The coordinator: the first worker's, or with etcd the elected one's (none while the role changes hands). */
+  const coordinator = () => {
+    if (etcd === undefined) return nodes[0]!.worker?.coordinator;
+    const leader = etcd.keys(`/keyway/${app.name}/leader`)[0];
+    if (leader === undefined) return undefined;
+    const node = nodes.find((n) => n.proc.alive && n.worker?.id() === (JSON.parse(leader.value) as { id: string }).id);
+    return node?.worker?.coordinator;
+  };
+  const isDown = (n: SimNode) => !n.proc.alive || n.downUntil > Date.now();
   /** Whether every slot keeps a copy on a worker that is up, with `also` down too. */
   const survivable = (also: readonly SimNode[]): boolean => {
     const map = coordinator()?.map();
     if (map === undefined) return false;
-    const down = new Set(nodes.filter((n) => isDown(n) || also.includes(n)).map((n) => n.worker?.id()));
+    const down = new Set(nodes.filter((n) => isDown(n) || n.leaving || also.includes(n)).map((n) => n.worker?.id()));
     for (let slot = 0; slot < map.slotCount; slot++) {
       const holders = [map.owners[slot]!, ...backupsOf(map, slot)].map((w) => map.workers[w]!);
       if (holders.every((id) => down.has(id))) return false;
     }
     return true;
   };
-  /** A live worker other than the first (which holds the coordinator and the sinks). */
-  const pickWorker = (pick: number): SimNode | undefined => {
-    const candidates = nodes.filter((n, i) => i > 0 && n.worker !== undefined && !isDown(n));
+  /** A live worker; with the embedded coordinator, not the first (it holds the coordinator and the sinks for the whole run). */
+  const pickWorker = (pick: number, notCoordinator = false): SimNode | undefined => {
+    const leading = coordinator();
+    const candidates = nodes.filter((n, i) => (etcd !== undefined || i > 0) && n.worker !== undefined && !isDown(n) && !(notCoordinator && n.worker.coordinator === leading));
     return candidates.length === 0 ? undefined : candidates[pick % candidates.length];
   };
 
@@ -168,21 +244,37 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       case "pause":
       case "partition":
       case "leave": {
-        const target = pickWorker(f.pick);
+        // A leave is asked of the coordinator, which keeps its own process.
+        const target = pickWorker(f.pick, f.kind === "leave");
         if (target === undefined) return "no worker to take";
-        if (f.kind !== "leave" && options.mode === "safe" && !survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
+        if (f.kind !== "leave" && options.mode === "safe") {
+          if (!survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
+          const leads = target.worker!.coordinator !== undefined && target.worker!.coordinator === coordinator();
+          // Known limits, left to the overload mode: a coordinator cut off from the workers but not
+          // from etcd declares them all dead; one that dies while a worker joins takes the joiner's
+          // new slots with it (the joiner exits when its Join fails).
+          if (leads && f.kind !== "crash") return `skipped: ${target.worker!.id()} is the coordinator`;
+          if (leads && nodes.some((n) => n.proc.alive && n.worker === undefined)) return `skipped: ${target.worker!.id()} is the coordinator and a worker is joining`;
+        }
         const id = target.worker!.id();
         if (f.kind === "crash") {
-          target.alive = false;
+          target.proc.alive = false;
           net.crash(target.address);
+          etcd?.crash(target.address);
         } else if (f.kind === "pause") {
           target.downUntil = Date.now() + f.forMs;
+          target.proc.pausedUntil = target.downUntil;
           net.pause(target.address, target.downUntil);
+          etcd?.cut(target.address, target.downUntil);
         } else if (f.kind === "partition") {
           target.downUntil = Date.now() + f.forMs;
           net.cut([target.address], nodes.filter((n) => n !== target).map((n) => n.address), target.downUntil);
+          // Every other partition cuts it off from etcd too (no new draw: the seed's other faults stay as they were).
+          if (f.pick % 2 === 0) etcd?.cut(target.address, target.downUntil);
         } else {
-          void coordinator()?.shrink([id], 0).catch((err: Error) => schedule.push(`${String(Date.now()).padStart(5)} ms   leave of ${id} refused: ${err.message}`));
+          target.leaving = true;
+          const leading = nodes.find((n) => n.proc.alive && n.worker?.coordinator !== undefined && n.worker.coordinator === coordinator());
+          void procs.run(leading?.proc, () => coordinator()?.shrink([id], 0))?.catch((err: Error) => schedule.push(`${String(Date.now()).padStart(5)} ms   leave of ${id} refused: ${err.message}`));
         }
         return id;
       }
@@ -191,8 +283,9 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
         const b = pickWorker(f.pick + 1);
         if (a === undefined || b === undefined || a === b) return "fewer than two workers to take";
         for (const n of [a, b]) {
-          n.alive = false;
+          n.proc.alive = false;
           net.crash(n.address);
+          etcd?.crash(n.address);
         }
         return `${a.worker!.id()} and ${b.worker!.id()}`;
       }
@@ -214,7 +307,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     if (check.wrong !== undefined) return check.wrong;
     if (watch.regressed !== undefined) return watch.regressed;
     for (const node of nodes) {
-      if (!node.alive || node.worker === undefined) continue;
+      if (!node.proc.alive || node.worker === undefined) continue;
       const map = node.worker.map();
       const before = lastEpoch.get(node);
       if (before !== map) {
@@ -290,22 +383,27 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       if (Date.now() > Math.min(lastFaultAt(), 10_000) + LIVENESS_MS) {
         violation = complete
           ? `every record committed, but slots still lack copies ${LIVENESS_MS} ms after the last fault`
-          : `liveness: ${LIVENESS_MS} ms after the last fault, outputs missing: ${check.missing().slice(0, 5).join("; ")}${committedAll() ? "" : "; not every record committed"}`;
+          : `liveness: ${LIVENESS_MS} ms after the last fault, outputs missing: ${check.missing().slice(0, 5).join("; ")}${committedAll() ? "" : "; not every record committed"}; exchange backlogs ${nodes
+              .filter((n) => n.proc.alive && n.worker !== undefined)
+              .map((n) => `${n.worker!.id()} ${JSON.stringify(net.exchangeOf(n.address)?.backlog())}`)
+              .join(", ")}`;
       }
     }
   } catch (err) {
     violation = `the simulator failed: ${(err as Error).stack ?? err}`;
   } finally {
     simMs = Date.now();
+    uninstallProcs();
     clock.uninstall();
   }
   return {
     seed: options.seed,
     app: workload.app,
+    control,
     ok: violation === undefined,
     outcome: violation === undefined ? outcome : "violation",
     ...(violation === undefined ? {} : { violation }),
-    schedule: [`${workload.app}, workers ${initialWorkers}, replicas ${replicas}, ${workload.sources} sources of ${workload.recordsPerSource} records over ${workload.keysPerSource} keys each, batches of ${workload.batch} every ${workload.intervalMs} ms`, ...schedule],
+    schedule: [`${workload.app}, ${control} coordinator, workers ${initialWorkers}, replicas ${replicas}, ${workload.sources} sources of ${workload.recordsPerSource} records over ${workload.keysPerSource} keys each, batches of ${workload.batch} every ${workload.intervalMs} ms`, ...schedule],
     steps,
     simMs,
     outputs: check.outputs,

@@ -76,8 +76,9 @@ export interface SourceWatch {
 }
 
 /**
- * A source instance on a worker: records "key n" in batches every intervalMs, each marked with
- * its source and index so a replay is recognised; it produces nothing once its worker is dead.
+ * A source instance on a worker: records in batches every intervalMs, each marked with its source
+ * and index (and an id from them, as a connector stream's) so a replay is recognised; it produces
+ * nothing once its worker is dead.
  */
 export function createSimSource(w: Workload, uri: string, alive: () => boolean, watch: SourceWatch): Source {
   const source = Number(uri.slice(uri.lastIndexOf("/") + 1));
@@ -102,13 +103,15 @@ export function createSimSource(w: Workload, uri: string, alive: () => boolean, 
           const values: string[] = [];
           const upstreams: string[] = [];
           const seqs: number[] = [];
+          const recordIds: string[] = [];
           for (let j = next; j < end; j++) {
             values.push(lineAt(w, source, j));
             upstreams.push(uri);
             seqs.push(j + 1);
+            recordIds.push(`${uri}@${j + 1}`);
           }
           next = end;
-          resolve({ values, position: BigInt(end), upstreams, seqs });
+          resolve({ values, position: BigInt(end), upstreams, seqs, recordIds });
         }, w.intervalMs);
         wake = () => {
           clearTimeout(timer);
@@ -140,7 +143,7 @@ export interface OutputCheck {
 }
 
 /** The sink: each output must be its key's next one; anything else (lost, repeated, reordered, wrong state) is a violation. */
-export function createCheckingSink(w: Workload, onOutput?: (line: string) => void): { sink: Sink; check: OutputCheck } {
+export function createCheckingSink(w: Workload, onOutput?: (line: string) => void, byIds = false): { sink: Sink; check: OutputCheck } {
   const ends = expectedEnds(w);
   const reached = new Map<string, number>();
   const check: OutputCheck = {
@@ -162,11 +165,23 @@ export function createCheckingSink(w: Workload, onOutput?: (line: string) => voi
     }
     reached.set(key, n);
   };
+  // A connector sink that keeps ids (the exactly-once file sink) writes each id once.
+  const seen = new Set<string>();
   const sink: Sink = {
+    wantsRecordIds: byIds,
     async open() {},
-    async write(values) {
-      for (const v of values) take(typeof v === "string" ? v : new TextDecoder().decode(v));
+    async write(values, ids) {
+      values.forEach((v, i) => {
+        if (byIds) {
+          const id = ids?.[i];
+          if (id === undefined) return (check.wrong ??= `output "${String(v)}" came without a record id`);
+          if (seen.has(id)) return;
+          seen.add(id);
+        }
+        take(typeof v === "string" ? v : new TextDecoder().decode(v));
+      });
     },
+    async delivered() {},
     async flush() {},
     bufferedRecords: () => 0,
     async close() {},

@@ -133,9 +133,13 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         void worker.stop();
       };
       process.once("SIGTERM", onSignal);
+      let failed = false;
       try {
         const reason = await worker.finished;
         log.info({ reason }, "leaving the cluster");
+      } catch (err) {
+        failed = true;
+        throw err;
       } finally {
         process.off("SIGTERM", onSignal);
         // A fenced worker's output may have nowhere to go: its stop is bounded.
@@ -143,6 +147,8 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         await worker.close();
         await edgeClose?.();
         await etcd?.control.close();
+        // Connections to peers it cannot reach may never close: once its error is out, the process ends regardless.
+        if (failed) setTimeout(() => process.exit(1), 1000).unref();
       }
       setExitCode(0);
     });

@@ -184,7 +184,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const lastSeen = new Map<string, number>(members.map((m) => [m.id, Date.now()]));
   const streams = new Map<string, { holder: string | undefined; position: bigint }>(restored?.streams.map((s) => [`${s.source}\u0000${s.stream}`, { holder: s.holder, position: s.position }]));
   let moving = false;
+  // The highest epoch a worker may hold: a slot move shows the new owner its map before it is
+  // published, and if the move fails that epoch must not name a different map later.
+  let shown = map.epoch;
+  const nextEpoch = (): number => Math.max(map.epoch, shown) + 1;
   const context = (): MapContext => ({ members, fenced, written, coordinator: self.id });
+  // What goes with a map is what held when it was made: a failover meanwhile must not fence, in an
+  // older map, a worker that map still gives slots to (its peers would have no link to send them on).
+  const frozenContext = (): MapContext => ({ members: [...members], fenced: [...fenced], written: written.map((w) => ({ ...w })), coordinator: self.id });
   // Saves run one at a time, each with the state as it is when it runs.
   let saving: Promise<void> = Promise.resolve();
   const save = (): Promise<void> => {
@@ -249,11 +256,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const publish = async (next: PartitionMap, first: Worker | undefined, to: readonly Worker[], firstHasIt = false): Promise<void> => {
     if (next.epoch <= map.epoch) throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `map epoch ${next.epoch} is not above ${map.epoch}`);
     map = next;
+    const sent = frozenContext();
     await save();
-    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, context());
+    if (first !== undefined && !firstHasIt) await port.updateMap(first, next, sent);
     await Promise.all(
       to.filter((m) => m.id !== first?.id).map((m) =>
-        port.updateMap(m, next, context()).catch((err: Error) => {
+        port.updateMap(m, next, sent).catch((err: Error) => {
           // A worker that died meanwhile is the failure detector's to handle, not this change's.
           if (fenced.includes(m.id)) return;
           throw new MigrationError(`worker ${m.id} at ${m.address} did not take map epoch ${next.epoch}: ${err.message}`, true);
@@ -264,9 +272,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   /** A new epoch to everyone, for a failover or a copy: a worker that does not take it is left to the failure detector. */
   const announce = async (next: PartitionMap): Promise<void> => {
     map = next;
+    const sent = frozenContext();
     await save();
     await Promise.all(
-      members.map((m) => port.updateMap(m, next, context()).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
+      members.map((m) => port.updateMap(m, next, sent).catch((err: Error) => log.warn({ worker: m.id, epoch: next.epoch, err: err.message }, "a worker did not take the new map"))),
     );
   };
 
@@ -328,7 +337,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       }
       step("exportMs");
       unchanged();
-      const next = applyMoves(start, target, [...finished, ...chunk], map.epoch + 1);
+      const next = applyMoves(start, target, [...finished, ...chunk], nextEpoch());
+      shown = next.epoch;
       try {
         // `to` takes this map before it is saved, so the state it names is there first; a successor
         // that never saw it skips its epoch (takeOver).
@@ -347,7 +357,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     // The workers that keep a data role, and the copies on them.
     const data = members.filter((m) => m.data).map((m) => m.id);
     unchanged();
-    const final = reindex(pruneBackups(map, data), data, map.epoch + 1);
+    const final = reindex(pruneBackups(map, data), data, nextEpoch());
     await publish(final, undefined, members);
     const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
     log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
@@ -360,7 +370,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       // Copies elsewhere cover what moved: a worker that died is fenced by the failure detector, and its
       // slots' backups lead them. The members stay; whatever was frozen thaws.
       log.error({ err: reason }, `${what} failed; the slots stay where the move left them`);
-      await announce({ ...map, epoch: map.epoch + 1 });
+      await announce({ ...map, epoch: nextEpoch() });
       throw new KeywayError(ErrorCode.WORKER_LOST, `${what} failed: ${reason}`);
     }
     if (err instanceof MigrationError && err.lost) {
@@ -372,7 +382,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     log.error({ err: reason }, `${what} failed; the cluster goes on with ${survivors.map((w) => w.id).join(", ")}`);
     members = [...survivors];
     // Thaw whatever was frozen: the same owners, a new epoch.
-    await publish({ ...map, epoch: map.epoch + 1 }, undefined, members).catch(() => undefined);
+    await publish({ ...map, epoch: nextEpoch() }, undefined, members).catch(() => undefined);
     throw new KeywayError(ErrorCode.WORKER_LOST, `${what} failed: ${reason}`);
   };
 
@@ -439,7 +449,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       }
       members = members.filter((m) => !dead.includes(m.id));
       const suspects = new Set(members.filter((m) => late(m.id, SUSPECT_AFTER_MS)).map((m) => m.id));
-      const next = promote(map, new Set(dead), map.epoch + 1, suspects);
+      const next = promote(map, new Set(dead), nextEpoch(), suspects);
       await announce(next);
       for (const [key, entry] of streams) if (entry.holder !== undefined && dead.includes(entry.holder)) streams.set(key, { ...entry, holder: undefined });
       // Their bundled sources are read again elsewhere, from their start: slots drop what they already applied.
@@ -514,7 +524,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             if (runEnded) return "done" as const;
             // Only copies still valid: the primary still leads the slot and the copy's holder lives.
             const valid = chunk.filter((c) => member(c.to) !== undefined && map.workers[map.owners[c.slot]!] === c.primary);
-            await announce(addBackups(pruneBackups(map, dataIds()), valid, map.epoch + 1));
+            await announce(addBackups(pruneBackups(map, dataIds()), valid, nextEpoch()));
             copied += valid.length;
             copiesMade += valid.length;
             return "copied" as const;
@@ -550,7 +560,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       // The previous coordinator may have shown one worker a map (an import) it had not saved yet: skip its epoch.
       map = { ...map, epoch: map.epoch + 1 };
       if (gone.length > 0) await declareDead(gone, "its etcd lease ended while the coordinator role changed hands");
-      else await announce({ ...map, epoch: map.epoch + 1 });
+      else await announce({ ...map, epoch: nextEpoch() });
       // A move the previous coordinator left half done goes on towards equal ranges, in the background.
       if (restored?.moving === true) {
         void serial(async () => {
@@ -583,10 +593,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         log.info({ worker: id, address: req.address }, "worker joining");
         try {
           // Everyone learns the member first (links open), then slots move to it.
-          await publish({ ...map, epoch: map.epoch + 1 }, joining, members);
+          await publish({ ...map, epoch: nextEpoch() }, joining, members);
           await migrate();
         } catch (err) {
-          return failMove(`worker ${id} joining`, err, before);
+          const holds = map.owners.some((o) => map.workers[o] === id);
+          if (replicas === 1 || !holds || fenced.includes(id)) return failMove(`worker ${id} joining`, err, before);
+          // Slots that already moved to it are only there now: it stays a member (their copies are
+          // made again) rather than be told to go and take them with it.
+          await failMove(`worker ${id} joining`, err, before).catch(() => undefined);
         } finally {
           joiningIds.delete(id);
           lastSeen.set(id, Date.now());
@@ -629,7 +643,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }
         members = members.filter((m) => !leaving.some((w) => w.id === m.id));
         checkDone();
-        await publish({ ...map, epoch: map.epoch + 1 }, undefined, members);
+        await publish({ ...map, epoch: nextEpoch() }, undefined, members);
         await Promise.all(
           leaving.map((w) => port.leave(w, "removed by shrink").catch((err: Error) => log.warn({ worker: w.id, err: err.message }, "a removed worker did not hear it should leave"))),
         );

@@ -70,6 +70,8 @@ const RATE_WINDOW_MS = 2000;
 export const COORDINATOR_LOST_MS = 10_000;
 const CONTROL_DEADLINE_MS = 10 * 60_000;
 const ETCD_RETRY_MS = 200;
+/** How long closing waits for peers to end their calls to this worker before cutting them. */
+const SHUTDOWN_GRACE_MS = 2000;
 
 /** The connectors of one worker, built by the caller from the run's bindings. */
 export interface WorkerConnectors {
@@ -378,7 +380,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     // take its state (ahead of the replicas of what is routed again), and what was on its way to the
     // dead goes again, in order.
     knownWritten = context.written;
-    if (dead.length > 0) resendOutboxes(previous, dead, sinksMoved && outputAcked);
+    // Not only when this map fences someone: a map published meanwhile may fence a worker before the
+    // one that promotes its slots' backups arrives.
+    resendOutboxes(previous, dead, sinksMoved && outputAcked);
     for (const id of dead) abandon(id);
     const retired = exchange.setPeers(members);
     for (const flow of engine?.flows ?? []) {
@@ -737,7 +741,13 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const takeOver = async (): Promise<void> => {
     const text = await fromEtcd(() => control!.loadState());
     if (text === undefined) throw new KeywayError(ErrorCode.INTERNAL, "elected coordinator, but etcd holds no cluster state");
-    const taken = startCoordinator(decodeState(text));
+    const restored = decodeState(text);
+    // Cut off from the workers but not from etcd, a fenced worker keeps its lease and can win the
+    // election: it must not lead a cluster that declared it dead (it exits, and its lease with it).
+    if (restored.fenced.includes(selfId)) {
+      throw new KeywayError(ErrorCode.FENCED, `worker ${selfId} was elected coordinator, but the cluster had declared it dead and fenced; it steps down and exits (start a new worker to rejoin)`);
+    }
+    const taken = startCoordinator(restored);
     coordinator = taken;
     log.info({ worker: selfId }, "elected coordinator");
     await fromEtcd(() => control!.watchMembers((id) => taken.memberGone(id)));
@@ -850,7 +860,11 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (coordinator !== undefined) await coordinator.shutdown("the run is over");
       exchange.close();
       clients.close();
-      await server.shutdown();
+      // Peers cut off from this worker never close their sessions here: the wait is bounded.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([server.shutdown(), new Promise<void>((resolve) => (bound = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+      clearTimeout(bound);
+      server.forceShutdown();
     },
   };
 }

@@ -28,7 +28,12 @@ export function startKeyway(args: string[], cwd = ROOT): Running {
 
 /** Node with these arguments (a script and its flags), its output collected. */
 export function startNode(args: string[], cwd = ROOT): Running {
-  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  return startProcess(process.execPath, args, cwd);
+}
+
+/** Any command, its output collected. */
+export function startProcess(command: string, args: string[], cwd = ROOT): Running {
+  const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (stdout += d));
