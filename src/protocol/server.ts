@@ -162,6 +162,8 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     close() {
       closing ??= new Promise<void>((resolve) => {
         for (const s of [...live]) s.fail(new ProtocolError(ErrorCode.SHUTTING_DOWN, "the engine is shutting down"));
+        // No session can ack their output any more: a flush waiting for acks fails rather than waits for ever.
+        for (const sink of sinks.values()) void sink.close();
         let closed = false;
         let force: NodeJS.Timeout | undefined;
         const done = (how: string) => {
