@@ -250,11 +250,9 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
         if (f.kind !== "leave" && options.mode === "safe") {
           if (!survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
           const leads = target.worker!.coordinator !== undefined && target.worker!.coordinator === coordinator();
-          // Known limits, left to the overload mode: a coordinator cut off from the workers but not
-          // from etcd declares them all dead; one that dies while a worker joins takes the joiner's
-          // new slots with it (the joiner exits when its Join fails).
+          // A known limit, left to the overload mode: a coordinator cut off from the workers but not
+          // from etcd keeps its lease and declares them all dead.
           if (leads && f.kind !== "crash") return `skipped: ${target.worker!.id()} is the coordinator`;
-          if (leads && nodes.some((n) => n.proc.alive && n.worker === undefined)) return `skipped: ${target.worker!.id()} is the coordinator and a worker is joining`;
         }
         const id = target.worker!.id();
         if (f.kind === "crash") {

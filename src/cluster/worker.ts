@@ -355,7 +355,14 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     if (map.epoch < placement.map.epoch) return Promise.resolve();
     const sinksMoved = context.coordinator !== coordinatorId;
     coordinatorId = context.coordinator;
-    if (selfId === "") selfId = newMembers.find((m) => m.address === address)?.id ?? "";
+    if (selfId === "") {
+      selfId = newMembers.find((m) => m.address === address)?.id ?? "";
+      // With etcd, a member from its first map on: a successor coordinator sees it live even if the one
+      // it joins through dies before answering the join.
+      if (selfId !== "" && control !== undefined) void control.register(selfId, address).catch(() => undefined);
+    }
+    const leaderAt = newMembers.find((m) => m.id === context.coordinator)?.address;
+    if (control !== undefined && selfId !== "" && leaderAt !== undefined && leaderAt !== joinAddress) coordinatorMoved.resolve();
     if (newlyFenced.includes(selfId)) {
       lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced; it exits (start a new worker to rejoin)`));
       return Promise.resolve();
@@ -527,6 +534,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   };
 
   const leaving = deferred<string>();
+  // The coordinator role moved while this worker joined (etcd): the join's answer may never come.
+  const coordinatorMoved = deferred<void>();
   const leave = (reason: string): void => leaving.resolve(reason);
   const lose = (err: Error): void => leaving.reject(err);
   const left = leaving.promise;
@@ -781,27 +790,37 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   let heartbeat: NodeJS.Timeout | undefined;
   if (first === undefined) {
+    // With etcd, a worker a map already names stays when the coordinator it joins through dies: it
+    // goes on with the next one (it holds slots the move gave it; going would take them along).
+    const member = () => control !== undefined && selfId !== "" && members.some((m) => m.id === selfId);
     try {
-      const response = await clients.call(
+      const joining = clients.call(
         joinAddress!,
         "Join",
         { version: CLUSTER_VERSION, address, connectorAddress: edge?.address ?? "", app: app.name, appDigest: appDigest(app), pid: process.pid },
         JoinResponseSchema,
         CONTROL_DEADLINE_MS,
       );
-      const { map, ...context } = mapFromMessage(response.map!);
-      selfId = response.workerId;
-      if (map.epoch >= placement.map.epoch) await applyMap(map, { ...context, fenced: [], written: [] });
-      log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
+      joining.catch(() => undefined);
+      const response = await (control === undefined ? joining : Promise.race([joining, coordinatorMoved.promise.then(() => undefined)]));
+      if (response !== undefined) {
+        const { map, ...context } = mapFromMessage(response.map!);
+        selfId = response.workerId;
+        if (map.epoch >= placement.map.epoch) await applyMap(map, { ...context, fenced: [], written: [] });
+        log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
+      } else log.warn({ worker: selfId, coordinator: coordinatorId }, "the coordinator changed during this worker's join: it goes on as the member its map names");
     } catch (err) {
-      leave("join refused");
-      await engine.stop().catch(() => undefined);
-      server.forceShutdown();
-      exchange.close();
-      clients.close();
-      const e = err as grpc.ServiceError;
-      const code = e.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE;
-      throw new KeywayError(code, `join refused by ${joinAddress}: ${e.details || e.message}`);
+      if (!member()) {
+        leave("join refused");
+        await engine.stop().catch(() => undefined);
+        server.forceShutdown();
+        exchange.close();
+        clients.close();
+        const e = err as grpc.ServiceError;
+        const code = e.code === grpc.status.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : ErrorCode.USAGE;
+        throw new KeywayError(code, `join refused by ${joinAddress}: ${e.details || e.message}`);
+      }
+      log.warn({ worker: selfId, err: (err as Error).message }, "the join failed after a map named this worker: it goes on as that member");
     }
     if (control !== undefined) {
       await control.register(selfId, address);
