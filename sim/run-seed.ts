@@ -249,10 +249,6 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
         if (target === undefined) return "no worker to take";
         if (f.kind !== "leave" && options.mode === "safe") {
           if (!survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
-          const leads = target.worker!.coordinator !== undefined && target.worker!.coordinator === coordinator();
-          // A known limit, left to the overload mode: a coordinator cut off from the workers but not
-          // from etcd keeps its lease and declares them all dead.
-          if (leads && f.kind !== "crash") return `skipped: ${target.worker!.id()} is the coordinator`;
         }
         const id = target.worker!.id();
         if (f.kind === "crash") {

@@ -21,7 +21,7 @@ const OVERLOAD_REGRESSIONS = [15];
 /** Found with word count: a failed move's epoch reused for a different map. */
 const WORD_COUNT_REGRESSIONS = [258];
 /** Found with the etcd control plane (any app). */
-const ETCD_REGRESSIONS = [2, 52, 186, 404, 607, 919];
+const ETCD_REGRESSIONS = [2, 52, 87, 91, 186, 404, 607, 919];
 /** A broken variant must be caught within this many seeds. */
 const CATCH_WITHIN = 30;
 

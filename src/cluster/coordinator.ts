@@ -472,7 +472,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const detector = setInterval(() => {
     if (runEnded) return;
     const others = members.filter((m) => m.id !== self.id && !joiningIds.has(m.id));
-    const silent = others.filter((m) => late(m.id, failureTimeoutMs)).map((m) => m.id);
+    // With etcd a worker's lease says whether it lives: silence alone proves nothing there, since a
+    // coordinator cut off from the workers (but not from etcd) would declare every one of them dead.
+    const silent = options.persist !== undefined ? [] : others.filter((m) => late(m.id, failureTimeoutMs)).map((m) => m.id);
     if (silent.length > 0) void declareDead(silent, `no heartbeat for ${failureTimeoutMs} ms`);
     for (const m of others) {
       if (probing.has(m.id) || !late(m.id, SUSPECT_AFTER_MS) || silent.includes(m.id)) continue;
