@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, underReplicated } from "../src/cluster/replicas.ts";
+import { applyMoves, planMoves } from "../src/cluster/rebalance.ts";
 import { createOutputLedger, createReplication, entryForSlots, mergeWritten, unwritten } from "../src/cluster/replication.ts";
 import type { BatchOut } from "../src/exchange/grpc-exchange.ts";
 import { emptyKeyedBatch } from "../src/runtime/dataflow.ts";
@@ -55,6 +56,28 @@ describe("replica placement", () => {
     for (let slot = 0; slot < map.slotCount; slot++) expect(backupsOf(pruned, slot).map((w) => pruned.workers[w])).not.toContain("w2");
     const moved = pruneBackups({ ...map, owners: map.owners.map(() => map.workers.indexOf("w1")) }, map.workers);
     for (let slot = 0; slot < map.slotCount; slot++) expect(backupsOf(moved, slot).map((w) => moved.workers[w])).not.toContain("w1");
+  });
+
+  it("keeps a slot's copies through a move: a backup made primary leaves the old primary as a backup (seed 814)", () => {
+    const map = replicated(2);
+    const target = equalRanges(64, ["w0", "w1", "w2", "w3"], 3, 2);
+    const moves = planMoves(map, target);
+    const next = applyMoves(map, target, moves, 3);
+    for (const { slot, from, to } of moves) {
+      expect(holders(next, slot)[0]).toBe(to);
+      const before = holders(map, slot);
+      // A move into the backup's place keeps the old primary; any other move keeps the backup.
+      expect(holders(next, slot)).toEqual(before.includes(to) ? [to, from] : [to, ...before.slice(1)]);
+    }
+    expect(moves.some((m) => holders(map, m.slot).includes(m.to))).toBe(true);
+  });
+
+  it("adds a copy on a member the map does not name yet (a joiner whose move failed; seed 349)", () => {
+    const map = pruneBackups(replicated(2), ["w0", "w1"]);
+    const restored = addBackups(map, planCopies(map, ["w0", "w1", "w2", "w3"]), 3);
+    expect(restored.workers).toEqual(["w0", "w1", "w2", "w3"]);
+    expect(underReplicated(restored, 3)).toBe(0);
+    expect(copiesPerWorker(restored).get("w3")!.backups).toBeGreaterThan(0);
   });
 });
 

@@ -20,8 +20,8 @@ const REGRESSIONS = [18, 24, 36, 121, 123, 416, 532, 568, 659, 661, 710, 723, 76
 const OVERLOAD_REGRESSIONS = [15];
 /** Found with word count: a failed move's epoch reused for a different map. */
 const WORD_COUNT_REGRESSIONS = [258];
-/** Found with the etcd control plane (any app). */
-const ETCD_REGRESSIONS = [2, 52, 87, 91, 186, 404, 607, 919];
+/** Found with the etcd control plane (any app); 111 fails with only the fix for 814. */
+const ETCD_REGRESSIONS = [2, 52, 87, 91, 111, 186, 349, 404, 607, 814, 919];
 /** A broken variant must be caught within this many seeds. */
 const CATCH_WITHIN = 30;
 

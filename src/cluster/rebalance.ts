@@ -42,13 +42,21 @@ export function chunkMoves(moves: readonly SlotMove[], chunkSlots: number): Slot
 
 /**
  * An intermediate map where only the given moves have happened: the map in force while a
- * migration proceeds chunk by chunk. A moved slot keeps its backups, less the one that is now
- * its primary.
+ * migration proceeds chunk by chunk. A moved slot keeps its backups; when one of them becomes
+ * its primary, the old primary (whose state it imported) takes its place, so a move never
+ * leaves a slot with fewer copies.
  */
 export function applyMoves(current: PartitionMap, target: PartitionMap, moves: readonly SlotMove[], epoch: number): PartitionMap {
   const workers = [...new Set([...current.workers, ...target.workers])];
   const base = reindex(current, workers, epoch);
   const owners = base.owners.slice();
-  for (const move of moves) owners[move.slot] = workers.indexOf(move.to);
-  return pruneBackups({ ...base, owners }, workers);
+  const backups = base.backups.slice();
+  const stride = base.replicas - 1;
+  for (const move of moves) {
+    const to = workers.indexOf(move.to);
+    owners[move.slot] = to;
+    const at = backups.indexOf(to, move.slot * stride);
+    if (at >= 0 && at < (move.slot + 1) * stride) backups[at] = workers.indexOf(move.from);
+  }
+  return pruneBackups({ ...base, owners, backups }, workers);
 }

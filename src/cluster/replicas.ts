@@ -106,13 +106,18 @@ function interleaved(map: PartitionMap): number[] {
   return order;
 }
 
-/** The map with finished copies added as backups. */
+/**
+ * The map with finished copies added as backups. A holder the map does not name yet (a member
+ * that leads no slot, such as a joiner whose move failed) is added to its workers.
+ */
 export function addBackups(map: PartitionMap, copies: readonly CopyPlan[], epoch: number): PartitionMap {
   const stride = map.replicas - 1;
   const backups = map.backups.slice();
+  const workers = [...map.workers];
   for (const { slot, to } of copies) {
-    const w = map.workers.indexOf(to);
-    if (w < 0 || map.owners[slot] === w) continue;
+    if (!workers.includes(to)) workers.push(to);
+    const w = workers.indexOf(to);
+    if (map.owners[slot] === w) continue;
     for (let j = 0; j < stride; j++) {
       const at = slot * stride + j;
       if (backups[at] === w) break;
@@ -122,7 +127,7 @@ export function addBackups(map: PartitionMap, copies: readonly CopyPlan[], epoch
       }
     }
   }
-  return { ...map, epoch, backups };
+  return { ...map, epoch, workers, backups };
 }
 
 /** Per worker id: slots it leads and slots it follows. */
