@@ -17,6 +17,10 @@ export interface ConnectorServerFlags {
   idempotencyWindow?: number;
   maxFrameBytes?: number;
   sessionTimeoutMs?: number;
+  maxStreamsPerSession?: number;
+  maxStreamsPerSource?: number;
+  maxStreamNameBytes?: number;
+  streamRetentionMs?: number;
 }
 
 /** Serves the connector protocol when a binding or partitioner needs it, or flags.listen asks for it. */
@@ -42,13 +46,21 @@ export async function startConnectorServerFor(
     app,
     listen: flags.listen ?? cluster.listenDefault ?? LISTEN_DEFAULT,
     token: flags.token ?? process.env.KEYWAY_TOKEN,
-    limits: { maxBatchRecords: flags.maxBatchRecords, maxMessageBytes: flags.maxMessageBytes, idempotencyWindow: flags.idempotencyWindow },
+    limits: {
+      maxBatchRecords: flags.maxBatchRecords,
+      maxMessageBytes: flags.maxMessageBytes,
+      idempotencyWindow: flags.idempotencyWindow,
+      maxStreamsPerSession: flags.maxStreamsPerSession,
+      maxStreamsPerSource: flags.maxStreamsPerSource,
+      maxStreamNameBytes: flags.maxStreamNameBytes,
+    },
     sourceTargets,
     sinkTargets,
     partitioners,
     ...(cluster.placement === undefined ? {} : { placement: cluster.placement }),
     ...(cluster.streamClaim === undefined ? {} : { streamClaim: cluster.streamClaim }),
     ...(flags.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: flags.sessionTimeoutMs }),
+    ...(flags.streamRetentionMs === undefined ? {} : { streamRetentionMs: flags.streamRetentionMs }),
     log,
   });
   log.info({ address: server.address, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);

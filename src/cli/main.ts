@@ -9,6 +9,7 @@ import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
+import { STREAM_RETENTION_MS_DEFAULT } from "../protocol/source/retention.ts";
 import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
@@ -49,6 +50,10 @@ interface RunFlags {
   maxMessageBytes?: number;
   idempotencyWindow?: number;
   sessionTimeoutMs?: number;
+  maxStreamsPerSession?: number;
+  maxStreamsPerSource?: number;
+  maxStreamNameBytes?: number;
+  streamRetentionMs?: number;
   workers: number;
   clusterListen?: string;
   migrationChunkKeys?: number;
@@ -120,6 +125,9 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state will survive through replication, not checkpoints");
   }
   if (flags.deadLetter !== undefined) throw new KeywayError(ErrorCode.USAGE, "--dead-letter is not supported in a cluster yet; run on one process, or without it");
+  if (flags.streamRetentionMs !== undefined) {
+    throw new KeywayError(ErrorCode.USAGE, "--stream-retention-ms cannot be combined with a cluster yet: a cluster does not retire source streams (its stream registry and replicated state remember their names)");
+  }
   const late = app.pipelines.find(partitionerAfterKeyedStage);
   if (late !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
@@ -266,6 +274,10 @@ function buildProgram(): Command {
     .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
     .option("--session-timeout-ms <ms>", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`, positiveInt("--session-timeout-ms"))
     .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
+    .option("--max-streams-per-session <n>", "most streams one connector source session may open (default 1000)", positiveInt("--max-streams-per-session"))
+    .option("--max-streams-per-source <n>", "most streams the engine tracks per connector source, across sessions; each lives in every checkpoint (default 10000)", positiveInt("--max-streams-per-source"))
+    .option("--max-stream-name-bytes <n>", "longest stream name a connector source may open, in UTF-8 bytes (default 1024)", positiveInt("--max-stream-name-bytes"))
+    .option("--stream-retention-ms <ms>", `a connector source stream that no session has open and whose records are all committed is retired after this long: forgotten, so its next open starts it afresh at resume_after 0 (default ${STREAM_RETENTION_MS_DEFAULT}, an hour; not in a cluster)`, positiveInt("--stream-retention-ms"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
     .option("--dead-letter <uri>", "send records a function of the app throws on to this sink (any sink URI) as JSON lines, and go on; without it such a record stops the run")

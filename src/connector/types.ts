@@ -36,6 +36,8 @@ export interface SourceContext {
   resumeFrom?: bigint;
   /** For a source with checkpoint(): what it returned for the checkpoint being restored. */
   resumeState?: unknown;
+  /** True when commit() comes only after checkpoint files (--data-dir), false when after each batch. */
+  checkpointed?: boolean;
   log: Logger;
 }
 
@@ -56,6 +58,12 @@ export interface Source {
    * it between batches, stores it in checkpoints, and hands it back as ctx.resumeState.
    */
   checkpoint?(): unknown;
+  /**
+   * At a checkpoint's barrier: the progress to store instead of `upTo` (a value checkpoint()
+   * returned, or the restored one), without what the source has forgotten since it was taken (a
+   * connector source's retired streams); that value then comes back in commit(). Optional.
+   */
+  prune?(upTo: unknown): unknown;
   /**
    * Everything up to this point is committed: a batch position, or a value checkpoint() returned.
    * A source may acknowledge its upstream up to it.

@@ -13,12 +13,24 @@ export interface ProtocolLimits {
   maxMessageBytes: number;
   /** Recent idempotency ids remembered per source target to drop duplicates. */
   idempotencyWindow: number;
+  /** Most streams one source session may open. */
+  maxStreamsPerSession: number;
+  /** Most streams a source target tracks, across sessions (each one lives in every checkpoint). */
+  maxStreamsPerSource: number;
+  /** Most bytes in a stream name (UTF-8). */
+  maxStreamNameBytes: number;
 }
 
 export const PROTOCOL_LIMITS_DEFAULT: ProtocolLimits = {
   maxBatchRecords: 10_000,
   maxMessageBytes: 16 * 1024 * 1024,
   idempotencyWindow: 100_000,
+  // A session serving a directory of files opens one stream a file; beyond this, use more sessions.
+  maxStreamsPerSession: 1_000,
+  maxStreamsPerSource: 10_000,
+  // Long enough for absolute file paths (keyway connector file-source names its stream so), S3 keys
+  // (1024) and queue or topic names (255); 10,000 names of it are 10 MiB.
+  maxStreamNameBytes: 1_024,
 };
 
 /** Each limit's accepted range: the upper bounds keep derived credit counts inside uint32. */
@@ -28,6 +40,10 @@ const RANGES: Record<keyof ProtocolLimits, { min: number; max: number; flag: str
   // Up to 256 MiB: grpc-js is told to receive twice that, so the engine's own check answers first.
   maxMessageBytes: { min: 1024, max: 256 * 1024 * 1024, flag: "--max-message-bytes" },
   idempotencyWindow: { min: 1, max: 10_000_000, flag: "--idempotency-window" },
+  maxStreamsPerSession: { min: 1, max: 1_000_000, flag: "--max-streams-per-session" },
+  maxStreamsPerSource: { min: 1, max: 1_000_000, flag: "--max-streams-per-source" },
+  // At least what "tcp:HOST:PORT" and generated names need; at most what fits a small message.
+  maxStreamNameBytes: { min: 64, max: 65_536, flag: "--max-stream-name-bytes" },
 };
 
 /**
@@ -39,9 +55,6 @@ export const SOURCE_CREDIT_WINDOW_BATCHES = 2;
 
 /** Records a connector sink buffers (unsent plus unacknowledged) before write() waits, in batches. */
 export const SINK_BUFFER_BATCHES = 4;
-
-/** Named streams a source target tracks at most; each one lives in every checkpoint. */
-export const STREAMS_PER_SOURCE_MAX = 10_000;
 
 /**
  * Serialised bytes of a batch message without its records, and the framing a record adds on

@@ -20,6 +20,8 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, GrpcStatus>> = {
   [ErrorCode.UNKNOWN_SEQUENCE]: GrpcStatus.INVALID_ARGUMENT,
   [ErrorCode.SHUTTING_DOWN]: GrpcStatus.UNAVAILABLE,
   [ErrorCode.INTERNAL]: GrpcStatus.INTERNAL,
+  [ErrorCode.STREAM_OWNED]: GrpcStatus.FAILED_PRECONDITION,
+  [ErrorCode.TOO_MANY_STREAMS]: GrpcStatus.RESOURCE_EXHAUSTED,
 };
 
 /** A connector broke the protocol (or the engine is going away): ends that one session. */

@@ -28,6 +28,7 @@ import { runSession, type RoleBinding, type SessionControl, type SessionHost } f
 import { ConnectorSink } from "./sink/connector-sink.ts";
 import { sinkRole } from "./sink/sink-session.ts";
 import { ConnectorSource } from "./source/connector-source.ts";
+import { STREAM_RETENTION_MS_DEFAULT } from "./source/retention.ts";
 import { sourceRole } from "./source/source-session.ts";
 
 export interface ConnectorServerOptions {
@@ -53,6 +54,12 @@ export interface ConnectorServerOptions {
    * its unacked sink batches go to other sessions. Default SESSION_TIMEOUT_MS_DEFAULT.
    */
   sessionTimeoutMs?: number;
+  /**
+   * A source stream with no session and nothing uncommitted is retired (forgotten: its next open
+   * starts it afresh) after this long. Default STREAM_RETENTION_MS_DEFAULT. Not with streamClaim:
+   * a cluster does not retire streams (its registry and replicated slots remember their names).
+   */
+  streamRetentionMs?: number;
   log: Logger;
 }
 
@@ -100,8 +107,9 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const token = options.token === "" ? undefined : options.token;
   const policy = (targets: readonly string[]): HandshakePolicy => ({ token, targets });
 
-  const sources = new Map(options.sourceTargets.map((name) => [name, new ConnectorSource(name, limits)]));
   const { streamClaim } = options;
+  const streamRetentionMs = streamClaim === undefined ? (options.streamRetentionMs ?? STREAM_RETENTION_MS_DEFAULT) : undefined;
+  const sources = new Map(options.sourceTargets.map((name) => [name, new ConnectorSource(name, limits, { streamRetentionMs })]));
   if (streamClaim !== undefined) for (const [name, source] of sources) source.setStreamClaim((stream) => streamClaim(name, stream));
   const sinks = new Map(options.sinkTargets.map((name) => [name, new ConnectorSink(name, limits)]));
   const requestIds: RequestIds = { next: 1n };

@@ -36,6 +36,8 @@ export type CommonKind =
 export interface SessionChannel<K> {
   /** The Hello's target: the source, sink or partitioner name this session serves. */
   readonly target: string;
+  /** The Hello's connector_name: whose streams a source session opens. */
+  readonly connectorName: string;
   /** True once the session has ended, however it ended; sends are then dropped. */
   readonly ended: boolean;
   send(kind: K): void;
@@ -94,6 +96,7 @@ export function runSession<Req, K>(
   const id = randomUUID();
   let log = host.log.child({ session: id, role: binding.role });
   let identity: SessionIdentity | undefined;
+  let connectorName = "";
   let helloSeen = false;
   let handler: RoleHandler<Req> | undefined;
   let ended = false;
@@ -116,6 +119,9 @@ export function runSession<Req, K>(
   const channel: SessionChannel<K> & SessionControl = {
     get target() {
       return identity?.target ?? "";
+    },
+    get connectorName() {
+      return connectorName;
     },
     get identity() {
       return identity;
@@ -162,6 +168,7 @@ export function runSession<Req, K>(
     helloSeen = true;
     const version = checkHello(binding.role, hello, binding.policy);
     identity = { role: binding.role, target: hello.target, instanceId: hello.instanceId };
+    connectorName = hello.connectorName;
     log = log.child({ target: hello.target, connector: hello.connectorName, instance: hello.instanceId });
     const elsewhere = routing.elsewhere(identity);
     if (elsewhere !== undefined) return channel.redirect(elsewhere, "the cluster serves this session on another worker");

@@ -175,7 +175,7 @@ export interface Connectors {
 
 const WORKER_ID = "w0";
 
-async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoint | undefined, log: Logger): Promise<void> {
+async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoint | undefined, checkpointed: boolean, log: Logger): Promise<void> {
   const opened: Array<Source | Sink> = [];
   try {
     for (const name of appSinkNames(app)) {
@@ -193,6 +193,7 @@ async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoin
         log: log.child({ source: p.source.name }),
         ...(typeof progress === "bigint" ? { resumeFrom: progress } : {}),
         ...(progress !== undefined && typeof progress !== "bigint" ? { resumeState: progress } : {}),
+        checkpointed,
       });
       opened.push(source);
     }
@@ -272,7 +273,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     if (source !== undefined) sources.push({ pipeline: i, source, progress: undefined, ended: false, label: p.source.name });
   }
 
-  await openAll(app, connectors, restored, log);
+  await openAll(app, connectors, restored, dataDir !== undefined, log);
   await options.deadLetter?.open({ name: "dead-letter", log: log.child({ sink: "dead-letter" }) });
 
   // Writes to one sink are serialised: local pipelines and other workers' output share it.
@@ -443,6 +444,12 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     const snapshot = await quiesce(async (): Promise<Checkpoint> => {
       // Outputs of every batch the checkpoint covers must have left the engine before it counts.
       await Promise.all(sinks.map((s) => s.flush()));
+      // What a source has forgotten since its progress was taken (retired streams) is left out.
+      for (const entry of sources) {
+        const p = progress[entry.pipeline];
+        if (p === undefined || entry.source.prune === undefined) continue;
+        progress[entry.pipeline] = entry.progress = entry.source.prune(p);
+      }
       return {
         app: app.name,
         slotCount,

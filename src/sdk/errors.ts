@@ -11,12 +11,14 @@ export { ErrorCode as ProtocolErrorCode, GrpcStatus };
 
 /**
  * Codes that mean the connector is configured wrong: retrying cannot help, so the SDK stops and
- * rejects instead of reconnecting (docs/protocol.md, R-ERROR-CONFIG-FATAL).
+ * rejects instead of reconnecting (docs/protocol.md, R-ERROR-CONFIG-FATAL). STREAM_OWNED: another
+ * connector (another connector_name) owns the stream name.
  */
 const CONFIGURATION_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.UNAUTHENTICATED,
   ErrorCode.UNSUPPORTED_VERSION,
   ErrorCode.UNKNOWN_TARGET,
+  ErrorCode.STREAM_OWNED,
 ]);
 
 export class ConnectorError extends Error {
@@ -38,7 +40,8 @@ export class ConnectorError extends Error {
   }
 
   /**
-   * True when reconnecting cannot help: a wrong token, version or target name. A code this SDK
+   * True when reconnecting cannot help: a wrong token, version or target name, or a stream name
+   * another connector owns. A code this SDK
    * does not know, or an ending without one, is judged by its gRPC status (protocol §11).
    */
   get isConfigurationError(): boolean {

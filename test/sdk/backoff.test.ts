@@ -20,10 +20,10 @@ describe("backoff", () => {
 });
 
 describe("ConnectorError", () => {
-  it("treats wrong version, token and target as configuration errors, and everything else as retryable", () => {
-    const fatal = [ProtocolErrorCode.UNSUPPORTED_VERSION, ProtocolErrorCode.UNAUTHENTICATED, ProtocolErrorCode.UNKNOWN_TARGET];
+  it("treats wrong version, token and target, and another connector's stream, as configuration errors, and everything else as retryable", () => {
+    const fatal = [ProtocolErrorCode.UNSUPPORTED_VERSION, ProtocolErrorCode.UNAUTHENTICATED, ProtocolErrorCode.UNKNOWN_TARGET, ProtocolErrorCode.STREAM_OWNED];
     for (const code of fatal) expect(new ConnectorError(code, GrpcStatus.UNKNOWN, "x").isConfigurationError).toBe(true);
-    for (const code of [ProtocolErrorCode.STREAM_BUSY, ProtocolErrorCode.SHUTTING_DOWN, ProtocolErrorCode.CREDITS_EXCEEDED]) {
+    for (const code of [ProtocolErrorCode.STREAM_BUSY, ProtocolErrorCode.SHUTTING_DOWN, ProtocolErrorCode.CREDITS_EXCEEDED, ProtocolErrorCode.TOO_MANY_STREAMS]) {
       expect(new ConnectorError(code, GrpcStatus.NOT_FOUND, "x").isConfigurationError).toBe(false);
     }
     expect(new ConnectorError(ProtocolErrorCode.UNKNOWN_TARGET, GrpcStatus.NOT_FOUND, "x").codeName).toBe("UNKNOWN_TARGET");

@@ -42,6 +42,8 @@ const STATUS_OF_CODE: Record<ErrorCode, grpc.status> = {
   [ErrorCode.UNKNOWN_SEQUENCE]: grpc.status.INVALID_ARGUMENT,
   [ErrorCode.SHUTTING_DOWN]: grpc.status.UNAVAILABLE,
   [ErrorCode.INTERNAL]: grpc.status.INTERNAL,
+  [ErrorCode.STREAM_OWNED]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCode.TOO_MANY_STREAMS]: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 const RESPONSE_SCHEMAS = { Source: SourceResponseSchema, Sink: SinkResponseSchema, Partition: PartitionResponseSchema };

@@ -30,10 +30,13 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_SEQUENCE = pb.ERROR_CODE_UNKNOWN_SEQUENCE
     SHUTTING_DOWN = pb.ERROR_CODE_SHUTTING_DOWN
     INTERNAL = pb.ERROR_CODE_INTERNAL
+    STREAM_OWNED = pb.ERROR_CODE_STREAM_OWNED
+    TOO_MANY_STREAMS = pb.ERROR_CODE_TOO_MANY_STREAMS
 
 
 #: Configuration errors: reconnecting cannot help, so the SDK stops (R-ERROR-CONFIG-FATAL).
-CONFIGURATION_CODES = frozenset({ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET})
+#: STREAM_OWNED: another connector (another ``connector_name``) owns the stream name.
+CONFIGURATION_CODES = frozenset({ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET, ErrorCode.STREAM_OWNED})
 
 #: The gRPC status the engine ends a call with after each code (docs/protocol.md §11).
 STATUS_OF_CODE = {
@@ -49,6 +52,8 @@ STATUS_OF_CODE = {
     ErrorCode.UNKNOWN_SEQUENCE: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.SHUTTING_DOWN: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorCode.STREAM_OWNED: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.TOO_MANY_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 # A call that ended with one of these statuses and no Error message (or an Error whose code this
@@ -90,7 +95,8 @@ class ConnectorError(Exception):
 
     @property
     def is_configuration_error(self) -> bool:
-        """True when reconnecting cannot help: a wrong token, protocol version or target name."""
+        """True when reconnecting cannot help: a wrong token, protocol version or target name, or a
+        stream name another connector owns."""
         if self.code in CONFIGURATION_CODES:
             return True
         known = isinstance(self.code, ErrorCode) and self.code != ErrorCode.UNSPECIFIED
@@ -99,7 +105,8 @@ class ConnectorError(Exception):
 
 class ConfigurationError(ConnectorError):
     """A ``ConnectorError`` that stopped the connector for good: the SDK does not reconnect after
-    ``UNSUPPORTED_VERSION``, ``UNAUTHENTICATED`` or ``UNKNOWN_TARGET`` (R-ERROR-CONFIG-FATAL)."""
+    ``UNSUPPORTED_VERSION``, ``UNAUTHENTICATED``, ``UNKNOWN_TARGET`` or ``STREAM_OWNED``
+    (R-ERROR-CONFIG-FATAL)."""
 
 
 class ConnectorStopped(Exception):

@@ -273,6 +273,7 @@ def test_end_stream_waits_for_stream_ended(engine):
     (ErrorCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
     (ErrorCode.UNSUPPORTED_VERSION, grpc.StatusCode.FAILED_PRECONDITION),
     (ErrorCode.UNKNOWN_TARGET, grpc.StatusCode.NOT_FOUND),
+    (ErrorCode.STREAM_OWNED, grpc.StatusCode.FAILED_PRECONDITION),
 ])
 def test_configuration_errors_stop_without_reconnecting(engine, code, status):
     src = make_source(engine).start()
@@ -311,6 +312,7 @@ def test_token_is_never_logged(engine, caplog):
 
 @pytest.mark.parametrize("code,status", [
     (pb.ERROR_CODE_STREAM_BUSY, grpc.StatusCode.ALREADY_EXISTS),
+    (pb.ERROR_CODE_TOO_MANY_STREAMS, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (pb.ERROR_CODE_SHUTTING_DOWN, grpc.StatusCode.UNAVAILABLE),
     (pb.ERROR_CODE_PROTOCOL_VIOLATION, grpc.StatusCode.FAILED_PRECONDITION),
     (99, grpc.StatusCode.FAILED_PRECONDITION),  # a code from a newer minor: acted on by status

@@ -9,11 +9,21 @@
  *   committed the last position reported in Committed
  * The queue holds at most the credits granted to live and recently ended sessions: a session
  * never has more queued plus unspent credits than its credit window.
+ *
+ * The table of streams is bounded (Limits.max_streams_per_source) and each stream belongs to the
+ * connector_name of the session that created it (R-SRC-OPEN-OWNER). With a retention (a single
+ * engine; not in a cluster, whose registry and replicated marks remember stream names), a stream
+ * that has no session and everything accepted committed is retired after it (R-SRC-RETIREMENT):
+ * forgotten, so its next open starts it afresh. A stream on which nothing was ever accepted holds
+ * nothing to resume and goes when its session ends. With checkpoints, a retired stream whose
+ * position a checkpoint holds is gone only once a checkpoint without it is durable (otherwise a
+ * restore could bring its old position back under a name a new stream already uses); until then
+ * it is "retiring", and an open of it waits.
  */
 import type { Source, SourceBatch, SourceContext } from "../../connector/types.ts";
-import { ErrorCode as KeywayCode, KeywayError } from "../../errors.ts";
+import type { Logger } from "../../log/logger.ts";
 import { ErrorCode, type Record as WireRecord } from "../gen/keyway/v1/connector_pb.ts";
-import { STREAMS_PER_SOURCE_MAX, type ProtocolLimits } from "../limits.ts";
+import type { ProtocolLimits } from "../limits.ts";
 import { Fifo } from "../../util/fifo.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import { Signal } from "../signal.ts";
@@ -23,6 +33,8 @@ import { parseProgress, type SourceProgress } from "./progress.ts";
 /** What the source needs of a session to talk back to its connector. */
 export interface SourceSessionPort {
   readonly ended: boolean;
+  /** The Hello's connector_name: the owner of the streams the session creates. */
+  readonly connectorName: string;
   /** Returns credits for records the pipeline has taken. */
   grant(records: number): void;
   committed(stream: string, position: bigint): void;
@@ -31,6 +43,17 @@ export interface SourceSessionPort {
 
 interface StreamState {
   readonly name: string;
+  /**
+   * The connector_name of the session that created the stream: only its sessions open it.
+   * Undefined for a stream restored from a checkpoint that recorded no owners, until its next open.
+   */
+  owner: string | undefined;
+  /** Progress captures made before the stream existed (-1: restored): older captures do not describe it. */
+  readonly born: number;
+  /** Since when (Date.now()) it has had no session, no pending end and everything accepted committed. */
+  idleSince: number | undefined;
+  /** Retired with checkpoints: the captures made by then; it is gone once a later capture is durable. */
+  retiring: number | undefined;
   /** The session the stream is open on, if any. */
   session: SourceSessionPort | undefined;
   accepted: bigint;
@@ -61,10 +84,32 @@ interface QueuedRecord {
   session: SourceSessionPort;
 }
 
+export interface ConnectorSourceOptions {
+  /**
+   * Retire a stream with no session and nothing uncommitted after this long (--stream-retention-ms).
+   * Undefined: streams are never retired (a cluster worker).
+   */
+  streamRetentionMs?: number;
+}
+
+/** The longest pause between two looks for streams to retire: retirement comes at most this late. */
+const RETIREMENT_SWEEP_MS_MAX = 60_000;
+
 export class ConnectorSource implements Source {
   readonly finite = false;
   readonly name: string;
   private readonly limits: ProtocolLimits;
+  private readonly retentionMs: number | undefined;
+  /** Progress is committed only through checkpoint files (--data-dir): retirement waits for one. */
+  private checkpointed = false;
+  private log: Logger | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  /** Progress values handed out (checkpoint(), prune()), each tagged with its capture number. */
+  private captures = 0;
+  private readonly captureOf = new WeakMap<object, number>();
+  private readonly retiring = new Set<StreamState>();
+  /** Notified when a retiring stream is gone. */
+  private readonly retired = new Signal();
   private readonly streams = new Map<string, StreamState>();
   private readonly queue = new Fifo<QueuedRecord>();
   private readonly arrived = new Signal();
@@ -78,23 +123,34 @@ export class ConnectorSource implements Source {
   /** Resolves once the engine has opened the source (restoring a checkpoint): sessions wait for it. */
   readonly opened: Promise<void> = new Promise((resolve) => (this.markOpened = resolve));
 
-  constructor(name: string, limits: ProtocolLimits) {
+  constructor(name: string, limits: ProtocolLimits, options: ConnectorSourceOptions = {}) {
     this.name = name;
     this.limits = limits;
+    this.retentionMs = options.streamRetentionMs;
     this.window = new IdempotencyWindow(limits.idempotencyWindow);
   }
 
   // ---- the engine's side ----
 
   async open(ctx: SourceContext): Promise<void> {
+    this.log = ctx.log;
+    this.checkpointed = ctx.checkpointed === true;
     if (ctx.resumeState !== undefined) {
       const progress = parseProgress(this.name, ctx.resumeState);
       for (const [name, position] of Object.entries(progress.streams)) {
-        const stream = this.stream(name);
+        const stream = this.stream(name, progress.owners?.[name], -1);
         stream.accepted = stream.handed = stream.lastValue = stream.committed = position;
+        // No session has it yet: its retention runs from the restore.
+        this.checkIdle(stream);
       }
       this.window.restore(progress.idempotencyIds);
       ctx.log.info({ streams: this.streams.size }, "connector source restored");
+    }
+    const retention = this.retentionMs;
+    if (retention !== undefined && !this.closed) {
+      const every = Math.min(RETIREMENT_SWEEP_MS_MAX, Math.max(10, Math.floor(retention / 10)));
+      this.sweeper = setInterval(() => this.sweep(retention), every);
+      this.sweeper.unref();
     }
     this.markOpened();
   }
@@ -113,26 +169,55 @@ export class ConnectorSource implements Source {
   }
 
   checkpoint(): SourceProgress {
-    const handed = [...this.streams.values()].filter((s) => s.handed > 0n);
-    return {
+    // A retiring stream is left out: a checkpoint taken from now on no longer holds it.
+    const handed = [...this.streams.values()].filter((s) => s.handed > 0n && s.retiring === undefined);
+    return this.tagged({
       streams: Object.fromEntries(handed.map((s) => [s.name, s.handed])),
+      owners: Object.fromEntries(handed.filter((s) => s.owner !== undefined).map((s) => [s.name, s.owner!])),
       idempotencyIds: this.window.checkpointChunks(),
+    });
+  }
+
+  /**
+   * The progress to checkpoint instead of `upTo` (a value checkpoint() returned, or the restored
+   * one), without the streams being retired: the engine calls it at each checkpoint's barrier, so a
+   * retirement becomes durable even while no batch flows.
+   */
+  prune(upTo: unknown): unknown {
+    if (this.retiring.size === 0) return upTo;
+    const progress = parseProgress(this.name, upTo);
+    const capture = this.captureNumber(upTo);
+    const kept = (name: string) => {
+      const stream = this.streams.get(name);
+      return stream !== undefined && stream.born < capture && stream.retiring === undefined;
     };
+    const owners = progress.owners ?? {};
+    return this.tagged({
+      streams: Object.fromEntries(Object.entries(progress.streams).filter(([name]) => kept(name))),
+      owners: Object.fromEntries(Object.entries(owners).filter(([name]) => kept(name))),
+      idempotencyIds: progress.idempotencyIds,
+    });
   }
 
   commit(upTo: unknown): void {
     const progress = parseProgress(this.name, upTo);
+    const capture = this.captureNumber(upTo);
     for (const [name, position] of Object.entries(progress.streams)) {
       const stream = this.streams.get(name);
-      if (stream === undefined) throw new KeywayError(KeywayCode.INTERNAL, `commit names stream "${name}", unknown to source "${this.name}"`);
+      // Retired since: gone, or a new stream of that name, which this progress does not describe.
+      if (stream === undefined || stream.born >= capture) continue;
       this.settle(stream, position);
     }
+    // A checkpoint taken after a stream began retiring is durable: no restore brings it back.
+    for (const stream of [...this.retiring]) if (stream.retiring! < capture) this.forget(stream);
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.sweeper);
     this.arrived.notify();
     this.settled.notify();
+    this.retired.notify();
   }
 
   // ---- the sessions' side ----
@@ -158,13 +243,20 @@ export class ConnectorSource implements Source {
     return { released: true, position: stream.accepted };
   }
 
-  /** Opens a stream on a session; returns where the connector resumes (after a cluster's claim when it needs one). */
+  /**
+   * Opens a stream on a session; returns where the connector resumes (after a cluster's claim when
+   * it needs one, or once a retiring stream is gone). Checks, in order: the owner (STREAM_OWNED),
+   * another live session (STREAM_BUSY), room for a new stream (TOO_MANY_STREAMS).
+   */
   openStream(name: string, session: SourceSessionPort): OpenedAt | Promise<OpenedAt> {
     const known = this.streams.get(name);
+    if (known?.retiring !== undefined) return this.untilGone(known).then(() => this.openStream(name, session));
     if (this.claim === undefined || (known !== undefined && !known.released)) return this.openHere(name, session);
+    if (known !== undefined) this.checkOwner(known, session);
+    else this.checkRoom();
     return this.claim(name).then(({ granted, resumeAfter }) => {
       if (!granted) throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on a session of another worker`);
-      const stream = this.streams.get(name) ?? this.stream(name);
+      const stream = this.streams.get(name) ?? this.stream(name, session.connectorName);
       stream.released = false;
       // Records up to resumeAfter were applied and committed on the worker that held the stream.
       if (resumeAfter > stream.accepted) stream.accepted = stream.handed = stream.lastValue = stream.committed = resumeAfter;
@@ -174,19 +266,37 @@ export class ConnectorSource implements Source {
 
   private openHere(name: string, session: SourceSessionPort): OpenedAt {
     const existing = this.streams.get(name);
+    if (existing !== undefined) this.checkOwner(existing, session);
     if (existing?.session !== undefined && !existing.session.ended) {
       throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on another session`);
     }
-    if (existing === undefined && this.streams.size >= STREAMS_PER_SOURCE_MAX) {
-      throw new ProtocolError(
-        ErrorCode.PROTOCOL_VIOLATION,
-        `source "${this.name}" already has ${STREAMS_PER_SOURCE_MAX} streams, the most the engine tracks`,
-      );
-    }
-    const stream = existing ?? this.stream(name);
+    if (existing === undefined) this.checkRoom();
+    // A session that ended while its open waited (a claim, a retirement) takes nothing.
+    if (session.ended) return { resumeAfter: existing?.accepted ?? 0n, committed: existing?.committed ?? 0n };
+    const stream = existing ?? this.stream(name, session.connectorName);
+    stream.owner ??= session.connectorName;
     stream.session = session;
     stream.endAt = undefined;
+    stream.idleSince = undefined;
     return { resumeAfter: stream.accepted, committed: stream.committed };
+  }
+
+  private checkOwner(stream: StreamState, session: SourceSessionPort): void {
+    if (stream.owner === undefined || stream.owner === session.connectorName) return;
+    throw new ProtocolError(
+      ErrorCode.STREAM_OWNED,
+      `stream "${stream.name}" of source "${this.name}" belongs to connector "${stream.owner}", not "${session.connectorName}" (Hello.connector_name)`,
+    );
+  }
+
+  /** Room for one more stream in the table: retiring streams count until they are gone. */
+  private checkRoom(): void {
+    if (this.streams.size < this.limits.maxStreamsPerSource) return;
+    throw new ProtocolError(
+      ErrorCode.TOO_MANY_STREAMS,
+      `source "${this.name}" already tracks ${this.streams.size} streams, the most it may (Limits.max_streams_per_source); ` +
+        (this.retentionMs === undefined ? "streams are not retired here" : `a stream with no session and nothing uncommitted is retired after ${this.retentionMs} ms`),
+    );
   }
 
   /**
@@ -228,17 +338,80 @@ export class ConnectorSource implements Source {
   /** The session ended: its streams close. Records it sent stay queued and are processed. */
   detach(session: SourceSessionPort, streamNames: Iterable<string>): void {
     for (const name of streamNames) {
-      const stream = this.streams.get(name)!;
-      if (stream.session !== session) continue;
+      const stream = this.streams.get(name);
+      if (stream === undefined || stream.session !== session) continue;
       stream.session = undefined;
       stream.endAt = undefined;
+      // Nothing was ever accepted on it: nothing to resume, and no checkpoint holds it.
+      if (this.retentionMs !== undefined && stream.accepted === 0n) this.forget(stream);
+      else this.checkIdle(stream);
     }
   }
 
-  private stream(name: string): StreamState {
-    const stream: StreamState = { name, session: undefined, accepted: 0n, handed: 0n, lastValue: 0n, committed: 0n, endAt: undefined, released: false };
+  private stream(name: string, owner: string | undefined, born = this.captures): StreamState {
+    const stream: StreamState = {
+      name,
+      owner,
+      born,
+      idleSince: undefined,
+      retiring: undefined,
+      session: undefined,
+      accepted: 0n,
+      handed: 0n,
+      lastValue: 0n,
+      committed: 0n,
+      endAt: undefined,
+      released: false,
+    };
     this.streams.set(name, stream);
     return stream;
+  }
+
+  private tagged(progress: SourceProgress): SourceProgress {
+    this.captureOf.set(progress, ++this.captures);
+    return progress;
+  }
+
+  /** Which capture a progress value is; 0 for one this source did not hand out (the restored one). */
+  private captureNumber(progress: unknown): number {
+    return typeof progress === "object" && progress !== null ? (this.captureOf.get(progress) ?? 0) : 0;
+  }
+
+  /** A stream is idle while no session has it, no end is pending and everything accepted is committed. */
+  private checkIdle(stream: StreamState): void {
+    const idle = (stream.session === undefined || stream.session.ended) && stream.endAt === undefined && stream.committed >= stream.accepted;
+    if (!idle) stream.idleSince = undefined;
+    else stream.idleSince ??= Date.now();
+  }
+
+  /** Retires every stream idle for the retention. */
+  private sweep(retentionMs: number): void {
+    const now = Date.now();
+    let retired = 0;
+    for (const stream of [...this.streams.values()]) {
+      // Idleness is re-checked: a session may have ended without a detach reaching here yet.
+      this.checkIdle(stream);
+      if (stream.idleSince === undefined || stream.retiring !== undefined || now - stream.idleSince < retentionMs) continue;
+      retired++;
+      if (this.checkpointed && stream.handed > 0n) {
+        stream.retiring = this.captures;
+        this.retiring.add(stream);
+      } else {
+        this.forget(stream);
+      }
+    }
+    if (retired > 0) this.log?.info({ streams: retired, retentionMs, tracked: this.streams.size }, "connector source retired idle streams");
+  }
+
+  private forget(stream: StreamState): void {
+    if (this.streams.get(stream.name) === stream) this.streams.delete(stream.name);
+    if (this.retiring.delete(stream)) this.retired.notify();
+  }
+
+  /** Resolves once a retiring stream is gone (or the source closed). */
+  private async untilGone(stream: StreamState): Promise<void> {
+    while (this.streams.get(stream.name) === stream && !this.closed) await this.retired.wait();
+    if (this.closed) throw new ProtocolError(ErrorCode.SHUTTING_DOWN, `source "${this.name}" is closed`);
   }
 
   /** Up to maxBatchRecords queued records as a batch; undefined when none of them had a value. */
@@ -291,5 +464,6 @@ export class ConnectorSource implements Source {
       session.streamEnded(stream.name, stream.endAt);
       stream.endAt = undefined;
     }
+    if (this.retentionMs !== undefined) this.checkIdle(stream);
   }
 }

@@ -85,12 +85,27 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     this.channel.send({ case: "ended", value: create(StreamEndedSchema, { stream, position }) });
   }
 
+  get connectorName(): string {
+    return this.channel.connectorName;
+  }
+
   private openStream(name: string): void {
     if (name === "") throw violation("OpenStream needs a stream name");
+    const bytes = Buffer.byteLength(name, "utf8");
+    // The name is not echoed: it may be megabytes long.
+    if (bytes > this.limits.maxStreamNameBytes) throw violation(`a stream name of ${bytes} bytes; the most is ${this.limits.maxStreamNameBytes} (Limits.max_stream_name_bytes)`);
     if (this.open.has(name) || this.opening.has(name)) throw violation(`stream "${name}" is already open on this session`);
+    // Every stream opened counts, ended ones too: a stream is opened at most once per session.
+    if (this.open.size + this.opening.size >= this.limits.maxStreamsPerSession) {
+      throw new ProtocolError(
+        ErrorCode.TOO_MANY_STREAMS,
+        `this session has opened ${this.open.size + this.opening.size} streams, the most one session may (Limits.max_streams_per_session); open more on other sessions`,
+      );
+    }
     const opened = this.source.openStream(name, this);
     if (!(opened instanceof Promise)) return this.opened(name, opened);
     // In a cluster the stream may have stood on another worker: it opens once the cluster grants it.
+    // With checkpoints, a stream being retired opens (as a new one) once its retirement is durable.
     this.opening.add(name);
     opened.then(
       (at) => {

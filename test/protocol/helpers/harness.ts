@@ -46,6 +46,8 @@ export interface HarnessOptions {
   /** Start only the server; the test starts the engine later. */
   deferEngine?: boolean;
   placement?: SessionPlacement;
+  /** --stream-retention-ms: how long a source stream with no session and nothing uncommitted is kept. */
+  streamRetentionMs?: number;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -55,6 +57,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     token: options.token,
     limits: options.limits,
     placement: options.placement,
+    streamRetentionMs: options.streamRetentionMs,
     sourceTargets: ["in", "kin"],
     sinkTargets: ["out", "kout"],
     partitioners: testApp.pipelines.flatMap(partitionerNames),

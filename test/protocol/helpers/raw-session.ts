@@ -137,13 +137,15 @@ export const openPartition = (address: string): PartitionSession => open(address
 export interface HelloFields {
   token?: string;
   instanceId?: string;
+  /** Default "test-connector": a source's streams belong to it. */
+  connectorName?: string;
   /** null: a Hello without a version. */
   version?: { major: number; minor: number } | null;
 }
 
 export function hello(target: string, fields: HelloFields = {}): { kind: { case: "hello"; value: Hello } } {
   const version = fields.version === null ? undefined : (fields.version ?? { major: 1, minor: 0 });
-  const value = create(HelloSchema, { connectorName: "test-connector", instanceId: fields.instanceId ?? "test-1", target, token: fields.token ?? "" });
+  const value = create(HelloSchema, { connectorName: fields.connectorName ?? "test-connector", instanceId: fields.instanceId ?? "test-1", target, token: fields.token ?? "" });
   if (version !== undefined) value.version = create(ProtocolVersionSchema, version);
   return { kind: { case: "hello", value } };
 }
