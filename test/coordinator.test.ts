@@ -129,4 +129,16 @@ describe("the coordinator", () => {
     // The holder claiming again needs nobody's release.
     expect(await c.claimStream("w1", "in", "s")).toEqual({ granted: true, resumeAfter: 42n });
   });
+
+  it("refuses a stream to another connector than the one that claimed it first, on any worker, without asking its holder", async () => {
+    const { port, calls } = recordingPort();
+    const c = coordinator(port);
+    await c.join(joinRequest("a1"));
+    expect(await c.claimStream("w0", "in", "s", "file-source")).toEqual({ granted: true, resumeAfter: 0n });
+    expect(await c.claimStream("w1", "in", "s", "intruder")).toEqual({ granted: false, resumeAfter: 0n, owner: "file-source" });
+    expect(await c.claimStream("w0", "in", "s", "intruder")).toEqual({ granted: false, resumeAfter: 0n, owner: "file-source" });
+    expect(calls.filter((k) => k.op === "release")).toEqual([]);
+    // Another stream name is another stream.
+    expect(await c.claimStream("w1", "in", "t", "intruder")).toEqual({ granted: true, resumeAfter: 0n });
+  });
 });

@@ -67,7 +67,7 @@ export async function buildWorkerConnectors(
   const server: ConnectorServer | undefined = await startConnectorServerFor(app, table, flags, log, {
     ...(first ? {} : { listenDefault: "127.0.0.1:0" }),
     placement,
-    streamClaim: (source, stream) => placement.claimStream(source, stream),
+    streamClaim: (source, stream, connector) => placement.claimStream(source, stream, connector),
   });
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();

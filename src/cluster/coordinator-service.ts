@@ -81,7 +81,7 @@ export function coordinatorHandlers(c: Coordinator, context: CoordinatorServiceC
     }),
     ClaimStream: unary(async (req: ClaimStreamRequest) => {
       try {
-        return create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream));
+        return create(ClaimStreamResponseSchema, await c.claimStream(req.workerId, req.source, req.stream, req.connector));
       } catch (err) {
         const fencedWorker = err instanceof KeywayError && err.code === ErrorCode.FENCED;
         throw grpcError(fencedWorker ? grpc.status.FAILED_PRECONDITION : grpc.status.UNAVAILABLE, `${fencedWorker ? `${ErrorCode.FENCED}: ` : ""}${(err as Error).message}`);

@@ -15,6 +15,8 @@ export interface StreamClaim {
   stream: string;
   holder: string | undefined;
   position: bigint;
+  /** The connector_name the stream belongs to; absent in states saved before streams had owners. */
+  owner?: string;
 }
 
 export interface CoordinatorState {
@@ -33,7 +35,7 @@ interface StateJson {
   map: string;
   nextId: number;
   moving: boolean;
-  streams: Array<{ source: string; stream: string; holder?: string; position: string }>;
+  streams: Array<{ source: string; stream: string; holder?: string; position: string; owner?: string }>;
   sourcesOf: Array<{ worker: string; sources: Array<{ pipeline: number; uri: string; resumeFrom: string }> }>;
 }
 
@@ -43,7 +45,7 @@ export function encodeState(state: CoordinatorState, coordinator: string): strin
     map: Buffer.from(map).toString("base64"),
     nextId: state.nextId,
     moving: state.moving,
-    streams: state.streams.map((s) => ({ source: s.source, stream: s.stream, ...(s.holder === undefined ? {} : { holder: s.holder }), position: String(s.position) })),
+    streams: state.streams.map((s) => ({ source: s.source, stream: s.stream, ...(s.holder === undefined ? {} : { holder: s.holder }), position: String(s.position), ...(s.owner === undefined ? {} : { owner: s.owner }) })),
     sourcesOf: state.sourcesOf.map(({ worker, sources }) => ({ worker, sources: sources.map((s) => ({ pipeline: s.pipeline, uri: s.uri, resumeFrom: String(s.resumeFrom) })) })),
   };
   return JSON.stringify(json);
@@ -59,7 +61,7 @@ export function decodeState(text: string): CoordinatorState {
     written,
     nextId: json.nextId,
     moving: json.moving,
-    streams: json.streams.map((s) => ({ source: s.source, stream: s.stream, holder: s.holder, position: BigInt(s.position) })),
+    streams: json.streams.map((s) => ({ source: s.source, stream: s.stream, holder: s.holder, position: BigInt(s.position), ...(s.owner === undefined ? {} : { owner: s.owner }) })),
     sourcesOf: json.sourcesOf.map(({ worker, sources }) => ({ worker, sources: sources.map((s) => create(SourceAssignmentSchema, { pipeline: s.pipeline, uri: s.uri, resumeFrom: BigInt(s.resumeFrom) })) })),
   };
 }

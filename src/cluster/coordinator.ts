@@ -135,7 +135,8 @@ export interface Coordinator {
   join(request: JoinRequestData): Promise<{ id: string; map: PartitionMap; members: readonly Worker[] }>;
   shrink(ids: string[], count: number): Promise<{ map: PartitionMap; removed: string[] }>;
   heartbeat(id: string): void;
-  claimStream(worker: string, source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
+  /** `connector`: the opening session's connector_name; refused with `owner` when another connector owns the stream. */
+  claimStream(worker: string, source: string, stream: string, connector?: string): Promise<{ granted: boolean; resumeAfter: bigint; owner?: string }>;
   /** A worker's sources, as placed by its StartSources of this generation, have ended. */
   sourcesDone(worker: string, generation: number): void;
   /** Resolves once the cluster has this many members. */
@@ -182,7 +183,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const sourcesOf = new Map<string, SourceAssignment[]>(restored?.sourcesOf.map((s) => [s.worker, s.sources]));
   let nextId = restored?.nextId ?? 1;
   const lastSeen = new Map<string, number>(members.map((m) => [m.id, Date.now()]));
-  const streams = new Map<string, { holder: string | undefined; position: bigint }>(restored?.streams.map((s) => [`${s.source}\u0000${s.stream}`, { holder: s.holder, position: s.position }]));
+  const streams = new Map<string, { holder: string | undefined; position: bigint; owner?: string }>(
+    restored?.streams.map((s) => [`${s.source}\u0000${s.stream}`, { holder: s.holder, position: s.position, ...(s.owner === undefined ? {} : { owner: s.owner }) }]),
+  );
   let moving = false;
   // The highest epoch a worker may hold: a slot move shows the new owner its map before it is
   // published, and if the move fails that epoch must not name a different map later.
@@ -657,15 +660,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (fenced.includes(id)) throw new KeywayError(ErrorCode.FENCED, `worker ${id} was declared dead after ${failureTimeoutMs} ms without a heartbeat and is fenced`);
       if (member(id) !== undefined) lastSeen.set(id, Date.now());
     },
-    async claimStream(worker, source, stream) {
+    async claimStream(worker, source, stream, connector = "") {
       const key = `${source}\u0000${stream}`;
       const entry = streams.get(key);
       if (entry === undefined) {
-        streams.set(key, { holder: worker, position: 0n });
+        streams.set(key, { holder: worker, position: 0n, owner: connector });
         await save();
         return { granted: true, resumeAfter: 0n };
       }
       if (fenced.includes(worker)) throw new KeywayError(ErrorCode.FENCED, `worker ${worker} is fenced`);
+      if (entry.owner !== undefined && entry.owner !== connector) return { granted: false, resumeAfter: 0n, owner: entry.owner };
+      entry.owner = connector;
       if (entry.holder !== undefined && entry.holder !== worker) {
         const holder = member(entry.holder);
         if (holder !== undefined) {

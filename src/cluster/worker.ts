@@ -120,7 +120,8 @@ export interface ClusterWorkerOptions {
 
 /** Where connector sessions belong, and where connector sources ask to open a stream (the coordinator's registry). */
 export interface ClusterSessionPlacement extends SessionPlacement {
-  claimStream(source: string, stream: string): Promise<{ granted: boolean; resumeAfter: bigint }>;
+  /** `connector`: the opening session's connector_name (the stream's owner); `owner` is set when another connector owns it. */
+  claimStream(source: string, stream: string, connector: string): Promise<{ granted: boolean; resumeAfter: bigint; owner?: string }>;
 }
 
 /** Slot states for a copy; after a failover, with the promoted primary's kept outputs of dead primaries for those slots. */
@@ -501,8 +502,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (role === "source" && !usesPartitioner) return workerForInstance(members, instanceId)?.connectorAddress;
       return undefined;
     },
-    claimStream: (source, stream) =>
-      clients.call(coordinatorAddress(), "ClaimStream", { workerId: selfId, source, stream }, ClaimStreamResponseSchema, CONTROL_DEADLINE_MS),
+    claimStream: (source, stream, connector) =>
+      clients.call(coordinatorAddress(), "ClaimStream", { workerId: selfId, source, stream, connector }, ClaimStreamResponseSchema, CONTROL_DEADLINE_MS),
   };
 
   // Rate over the last window: a sample taken at most every RATE_WINDOW_MS.

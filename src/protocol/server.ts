@@ -47,7 +47,7 @@ export interface ConnectorServerOptions {
   /** The cluster's say on where sessions belong. Without it this server is the whole engine. */
   placement?: SessionPlacement;
   /** In a cluster: a source stream opens here only once the cluster grants it (it may stand elsewhere). */
-  streamClaim?: (source: string, stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
+  streamClaim?: (source: string, stream: string, connector: string) => Promise<{ granted: boolean; resumeAfter: bigint; owner?: string }>;
   /**
    * A connector that does not answer HTTP/2 pings for this long (a stopped or hung process, a
    * host gone without closing its connections) loses its sessions: its streams are released and
@@ -110,7 +110,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const { streamClaim } = options;
   const streamRetentionMs = streamClaim === undefined ? (options.streamRetentionMs ?? STREAM_RETENTION_MS_DEFAULT) : undefined;
   const sources = new Map(options.sourceTargets.map((name) => [name, new ConnectorSource(name, limits, { streamRetentionMs })]));
-  if (streamClaim !== undefined) for (const [name, source] of sources) source.setStreamClaim((stream) => streamClaim(name, stream));
+  if (streamClaim !== undefined) for (const [name, source] of sources) source.setStreamClaim((stream, connector) => streamClaim(name, stream, connector));
   const sinks = new Map(options.sinkTargets.map((name) => [name, new ConnectorSink(name, limits)]));
   const requestIds: RequestIds = { next: 1n };
   const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds)]));

@@ -98,6 +98,19 @@ describe("a stream belongs to the connector that created it", () => {
     await neighbour.flows();
   });
 
+  it("an ENDED stream is released: another instance opens it while the session that ended it is still live", async () => {
+    const { address, neighbour } = await setUp();
+    const first = await TestSource.connect(address, "in", { connectorName: "file-source", instanceId: "a" });
+    await first.open("s");
+    await first.send("s", records(1, 2, "s"));
+    first.end("s");
+    await first.session.next("ended");
+    const second = await TestSource.connect(address, "in", { connectorName: "file-source", instanceId: "b" });
+    expect(await second.open("s")).toMatchObject({ resumeAfter: 2n, committed: 2n });
+    await hijack(address, "s");
+    await neighbour.flows();
+  });
+
   it("the owner survives a restart from --data-dir: the restored stream refuses another connector", async () => {
     const dataDir = scratchDir("stream-owner");
     harness = await startHarness({ dataDir, checkpointIntervalMs: 50 });

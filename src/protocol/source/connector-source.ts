@@ -66,8 +66,11 @@ interface StreamState {
   released: boolean;
 }
 
-/** What a stream's open asks of a cluster: whether it may open here, and where it resumes. */
-export type StreamClaim = (stream: string) => Promise<{ granted: boolean; resumeAfter: bigint }>;
+/**
+ * What a stream's open asks of a cluster: whether it may open here (refused with `owner` when the
+ * stream belongs to another connector), and where it resumes.
+ */
+export type StreamClaim = (stream: string, connector: string) => Promise<{ granted: boolean; resumeAfter: bigint; owner?: string }>;
 
 export interface OpenedAt {
   resumeAfter: bigint;
@@ -254,7 +257,8 @@ export class ConnectorSource implements Source {
     if (this.claim === undefined || (known !== undefined && !known.released)) return this.openHere(name, session);
     if (known !== undefined) this.checkOwner(known, session);
     else this.checkRoom();
-    return this.claim(name).then(({ granted, resumeAfter }) => {
+    return this.claim(name, session.connectorName).then(({ granted, resumeAfter, owner }) => {
+      if (!granted && owner !== undefined) throw this.owned(name, owner, session);
       if (!granted) throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on a session of another worker`);
       const stream = this.streams.get(name) ?? this.stream(name, session.connectorName);
       stream.released = false;
@@ -282,10 +286,13 @@ export class ConnectorSource implements Source {
   }
 
   private checkOwner(stream: StreamState, session: SourceSessionPort): void {
-    if (stream.owner === undefined || stream.owner === session.connectorName) return;
-    throw new ProtocolError(
+    if (stream.owner !== undefined && stream.owner !== session.connectorName) throw this.owned(stream.name, stream.owner, session);
+  }
+
+  private owned(name: string, owner: string, session: SourceSessionPort): ProtocolError {
+    return new ProtocolError(
       ErrorCode.STREAM_OWNED,
-      `stream "${stream.name}" of source "${this.name}" belongs to connector "${stream.owner}", not "${session.connectorName}" (Hello.connector_name)`,
+      `stream "${name}" of source "${this.name}" belongs to connector "${owner}", not "${session.connectorName}" (Hello.connector_name)`,
     );
   }
 
@@ -463,6 +470,9 @@ export class ConnectorSource implements Source {
     if (stream.endAt !== undefined && stream.committed >= stream.endAt && session !== undefined) {
       session.streamEnded(stream.name, stream.endAt);
       stream.endAt = undefined;
+      // ENDED releases the stream (protocol §7.1): another session may open it, and it may retire.
+      stream.session = undefined;
+      if (this.retentionMs !== undefined && stream.accepted === 0n) return this.forget(stream);
     }
     if (this.retentionMs !== undefined) this.checkIdle(stream);
   }
