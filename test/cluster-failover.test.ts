@@ -87,7 +87,8 @@ describe("cluster failover", () => {
     }
     await expectEveryWindowOnce(load, output);
     await expectCleanExit(engine);
-  });
+    // Ten worker starts and joins: about 80 s alone, more beside the rest of the suite on two cores.
+  }, 240_000);
 
   it("a worker stopped past the failure timeout is fenced: once continued, it is refused and exits with a clear message; every window is right, once", async () => {
     const { engine, output, address, tcpPort } = await sequenceCluster("failover-fenced", 1, 2, ["--failure-timeout-ms", "1000"]);
