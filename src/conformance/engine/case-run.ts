@@ -345,8 +345,8 @@ export class EngineCaseRun {
     const version = spec.version === null ? undefined : (spec.version ?? { major: 1, minor: 0 });
     return {
       ...(version === undefined ? {} : { version }),
-      connectorName: "keyway-conformance",
-      instanceId: `conformance-${this.runId}`,
+      connectorName: spec.connector_name ?? "keyway-conformance",
+      instanceId: spec.instance_id === undefined ? `conformance-${this.runId}` : `conformance-${this.runId}-${spec.instance_id}`,
       target,
       token,
       capabilities: spec.capabilities ?? [],
@@ -469,6 +469,22 @@ export class EngineCaseRun {
         s.send("batch", { stream: this.stream(stream), records });
         return;
       }
+      case "long_name": {
+        // A stream name one byte over the advertised limit.
+        const limit = s.welcome?.limits?.maxStreamNameBytes ?? 0;
+        if (limit === 0) throw new StepFailure("Welcome.limits.max_stream_name_bytes is 0: the engine advertises no stream name limit (R-SRC-STREAM-LIMITS)");
+        const prefix = this.stream(p.string("stream"));
+        s.send("open", { stream: prefix + "x".repeat(Math.max(0, limit + 1 - Buffer.byteLength(prefix))) });
+        return;
+      }
+      case "many_streams": {
+        // One stream more than a session may open, without waiting for the answers.
+        const limit = s.welcome?.limits?.maxStreamsPerSession ?? 0;
+        if (limit === 0) throw new StepFailure("Welcome.limits.max_streams_per_session is 0: the engine advertises no limit on streams per session (R-SRC-STREAM-LIMITS)");
+        const stream = p.string("stream");
+        for (let i = 0; i <= limit; i++) s.send("open", { stream: this.stream(`${stream}-${i}`) });
+        return;
+      }
       case "empty":
         s.sendRaw(Buffer.alloc(0), "empty");
         return;
@@ -584,6 +600,10 @@ interface HelloSpec {
   version?: { major: number; minor: number } | null;
   target?: "configured" | "unknown" | { role: Role };
   capabilities?: string[];
+  /** Another connector: its streams are not the harness's (R-SRC-OPEN-OWNER). */
+  connector_name?: string;
+  /** Another instance of the harness's connector. */
+  instance_id?: string;
 }
 
 function describeValues(values: readonly string[]): string {
