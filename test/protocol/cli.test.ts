@@ -21,7 +21,18 @@ describe("keyway run with connector bindings", () => {
   it("lists the protocol flags and the connector URI in its help", async () => {
     const help = await runKeyway(["run", "--help"]);
     expect(help.code).toBe(0);
-    for (const flag of ["--listen", "--token", "--max-batch-records", "--max-message-bytes", "--idempotency-window", "connector"]) {
+    for (const flag of [
+      "--listen",
+      "--token",
+      "--max-batch-records",
+      "--max-message-bytes",
+      "--idempotency-window",
+      "--max-streams-per-session",
+      "--max-streams-per-source",
+      "--max-stream-name-bytes",
+      "--stream-retention-ms",
+      "connector",
+    ]) {
       expect(help.stdout).toContain(flag);
     }
   });
@@ -59,6 +70,40 @@ describe("keyway run with connector bindings", () => {
 
   it("refuses limits out of range", () =>
     expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--max-message-bytes", "10"], 2, /\[USAGE\]: --max-message-bytes must be an integer from 1024/));
+
+  it("takes the stream limits and retention: advertised in Welcome, and a stream retired after --stream-retention-ms frees its place", async () => {
+    running = startKeyway([
+      "run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--no-progress",
+      "--max-streams-per-session", "7", "--max-streams-per-source", "1", "--max-stream-name-bytes", "100", "--stream-retention-ms", "200",
+    ]);
+    const address = await waitFor("the serving address", () => {
+      const line = running!.stderr().split("\n").find((l) => l.includes("serving connectors on"));
+      return line === undefined ? undefined : (JSON.parse(line) as { address: string }).address;
+    });
+    await TestSink.connect(address, "counts");
+    const first = await TestSource.connect(address, "lines");
+    expect(first.welcome.limits).toMatchObject({ maxStreamsPerSession: 7, maxStreamsPerSource: 1, maxStreamNameBytes: 100 });
+    await first.open("a");
+    await first.send("a", [{ position: 1, value: "one" }]);
+    await first.untilCommitted("a", 1);
+    first.session.end();
+    await first.session.status;
+    // The table holds "a" (one stream is the most) until it is retired.
+    const second = await TestSource.connect(address, "lines");
+    await waitFor("stream a retired", async () => {
+      const probe = await TestSource.connect(address, "lines");
+      probe.session.send({ kind: { case: "open", value: { stream: "b" } } });
+      const answer = await Promise.race([probe.session.next("opened").then(() => true), probe.session.status.then(() => false)]);
+      // A half-close is answered once the engine has ended the session: "b", empty, is gone by then.
+      probe.session.end();
+      await probe.session.status;
+      return answer ? true : undefined;
+    }, 10_000);
+    expect(await second.open("a")).toMatchObject({ resumeAfter: 0n, committed: 0n });
+  });
+
+  it("refuses --stream-retention-ms in a cluster", () =>
+    expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--workers", "2", "--stream-retention-ms", "1000"], 2, /\[USAGE\]: --stream-retention-ms cannot be combined with a cluster yet/));
 
   it("refuses a --listen address in use", async () => {
     busy = createServer();
