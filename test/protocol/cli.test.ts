@@ -81,7 +81,7 @@ describe("keyway run with connector bindings", () => {
       return line === undefined ? undefined : (JSON.parse(line) as { address: string }).address;
     });
     await TestSink.connect(address, "counts");
-    const first = await TestSource.connect(address, "lines");
+    const first = await TestSource.connect(address, "lines", { instanceId: "first" });
     expect(first.welcome.limits).toMatchObject({ maxStreamsPerSession: 7, maxStreamsPerSource: 1, maxStreamNameBytes: 100 });
     await first.open("a");
     await first.send("a", [{ position: 1, value: "one" }]);
@@ -89,9 +89,9 @@ describe("keyway run with connector bindings", () => {
     first.session.end();
     await first.session.status;
     // The table holds "a" (one stream is the most) until it is retired.
-    const second = await TestSource.connect(address, "lines");
+    const second = await TestSource.connect(address, "lines", { instanceId: "second" });
     await waitFor("stream a retired", async () => {
-      const probe = await TestSource.connect(address, "lines");
+      const probe = await TestSource.connect(address, "lines", { instanceId: `probe-${Date.now()}` });
       probe.session.send({ kind: { case: "open", value: { stream: "b" } } });
       const answer = await Promise.race([probe.session.next("opened").then(() => true), probe.session.status.then(() => false)]);
       // A half-close is answered once the engine has ended the session: "b", empty, is gone by then.

@@ -36,8 +36,12 @@ async function expectFailure(session: Ended, code: ErrorCode, status: grpc.statu
   return error.message;
 }
 
+let instances = 0;
+/** Hello fields with an instance id of its own: sessions of one instance would replace each other. */
+const instance = (fields: HelloFields = {}): HelloFields => ({ instanceId: `streams-test-${++instances}`, ...fields });
+
 /** A raw source session past its Welcome. */
-async function welcomedSource(address: string, fields: HelloFields = {}) {
+async function welcomedSource(address: string, fields: HelloFields = instance()) {
   const session = openSource(address);
   session.send(hello("in", fields));
   await session.next("welcome");
@@ -115,7 +119,7 @@ describe("a stream belongs to the connector that created it", () => {
     const dataDir = scratchDir("stream-owner");
     harness = await startHarness({ dataDir, checkpointIntervalMs: 50 });
     let sink = await TestSink.connect(harness.address);
-    const owner = await TestSource.connect(harness.address, "in", { connectorName: "file-source" });
+    const owner = await TestSource.connect(harness.address, "in", instance({ connectorName: "file-source" }));
     await owner.open("s");
     await owner.send("s", records(1, 4, "s"));
     await owner.untilCommitted("s", 4);
@@ -126,7 +130,7 @@ describe("a stream belongs to the connector that created it", () => {
     harness = await startHarness({ dataDir, checkpointIntervalMs: 50 });
     sink = await TestSink.connect(harness.address);
     await hijack(harness.address, "s");
-    const again = await TestSource.connect(harness.address, "in", { connectorName: "file-source" });
+    const again = await TestSource.connect(harness.address, "in", instance({ connectorName: "file-source" }));
     expect(await again.open("s")).toMatchObject({ resumeAfter: 4n, committed: 4n });
     await again.send("s", records(5, 6, "s"));
     await sink.untilValues(2);
@@ -138,7 +142,7 @@ describe("the stream table is bounded", () => {
   it("a stream name over max_stream_name_bytes (UTF-8 bytes): PROTOCOL_VIOLATION, FAILED_PRECONDITION; one at the limit opens", async () => {
     const { address, neighbour } = await setUp();
     const session = await welcomedSource(address);
-    const limit = (await TestSource.connect(address)).welcome.limits!.maxStreamNameBytes;
+    const limit = (await TestSource.connect(address, "in", instance())).welcome.limits!.maxStreamNameBytes;
     expect(limit).toBe(1024);
     // 512 two-byte characters: 512 characters, 1024 bytes.
     session.send(openStream("é".repeat(limit / 2)));
@@ -157,6 +161,10 @@ describe("the stream table is bounded", () => {
     const message = await expectFailure(session, ErrorCode.PROTOCOL_VIOLATION, grpc.status.FAILED_PRECONDITION);
     // The name is not echoed back.
     expect(message.length).toBeLessThan(200);
+    // Nor by the errors about a stream not open, whose names were never checked.
+    const batchFor = await welcomedSource(address);
+    batchFor.send(batchAt("n".repeat(15 * 1024 * 1024), 1n));
+    expect((await expectFailure(batchFor, ErrorCode.PROTOCOL_VIOLATION, grpc.status.FAILED_PRECONDITION)).length).toBeLessThan(400);
     await neighbour.flows();
   });
 
@@ -192,7 +200,7 @@ describe("the stream table is bounded", () => {
     // A stream the table holds still opens: the neighbour's, on a new session of its connector.
     neighbour.source.session.end();
     await neighbour.source.session.status;
-    const back = await TestSource.connect(address);
+    const back = await TestSource.connect(address, "in", instance());
     expect((await back.open("healthy")).resumeAfter).toBe(6n);
 
     // Streams on which nothing was accepted hold nothing to resume: they go when their session ends.
@@ -208,7 +216,7 @@ describe("streams are retired after --stream-retention-ms", () => {
   it("a committed stream with no session is forgotten after the retention: its slot is free, and it starts afresh (resume_after 0, any connector may own it)", async () => {
     const retention = 300;
     const { address, neighbour } = await setUp({ streamRetentionMs: retention, limits: { maxStreamsPerSource: 2 } });
-    const owner = await TestSource.connect(address, "in", { connectorName: "queue-source" });
+    const owner = await TestSource.connect(address, "in", instance({ connectorName: "queue-source" }));
     await owner.open("s");
     // Ids stay in the source target's window, which retirement does not touch.
     await owner.send("s", records(1, 3, "s").map((r) => ({ ...r, idempotencyId: `id-${r.position}` })));
@@ -221,14 +229,14 @@ describe("streams are retired after --stream-retention-ms", () => {
     early.send(openStream("new"));
     await expectFailure(early, ErrorCode.TOO_MANY_STREAMS, grpc.status.RESOURCE_EXHAUSTED);
     await new Promise((r) => setTimeout(r, retention * 2));
-    const late = await TestSource.connect(address, "in", { connectorName: "another-source" });
+    const late = await TestSource.connect(address, "in", instance({ connectorName: "another-source" }));
     expect(await late.open("new")).toMatchObject({ resumeAfter: 0n, committed: 0n });
 
     // "s" starts afresh: position 0, no owner; its records are applied again, unless their ids are
     // still in the window.
     late.session.end();
     await late.session.status;
-    const fresh = await TestSource.connect(address, "in", { connectorName: "another-source" });
+    const fresh = await TestSource.connect(address, "in", instance({ connectorName: "another-source" }));
     expect(await fresh.open("s")).toMatchObject({ resumeAfter: 0n, committed: 0n });
     await fresh.send("s", [
       { position: 1, value: "s1", idempotencyId: "id-1" },
@@ -247,11 +255,11 @@ describe("streams are retired after --stream-retention-ms", () => {
     const options = { dataDir, checkpointIntervalMs: 50, streamRetentionMs: 200 };
     harness = await startHarness(options);
     let sink = await TestSink.connect(harness.address);
-    const kept = await TestSource.connect(harness.address);
+    const kept = await TestSource.connect(harness.address, "in", instance());
     await kept.open("kept");
     await kept.send("kept", records(1, 2, "k"));
     await kept.untilCommitted("kept", 2);
-    const gone = await TestSource.connect(harness.address);
+    const gone = await TestSource.connect(harness.address, "in", instance());
     await gone.open("s");
     await gone.send("s", records(1, 3, "s"));
     await gone.untilCommitted("s", 3);
@@ -259,7 +267,7 @@ describe("streams are retired after --stream-retention-ms", () => {
     await gone.session.status;
     // Retired once the retention has run out and a checkpoint without it is durable.
     await new Promise((r) => setTimeout(r, 600));
-    const after = await TestSource.connect(harness.address);
+    const after = await TestSource.connect(harness.address, "in", instance());
     expect(await after.open("s")).toMatchObject({ resumeAfter: 0n, committed: 0n });
     after.session.cancel();
     await sink.untilValues(5);
@@ -269,7 +277,7 @@ describe("streams are retired after --stream-retention-ms", () => {
     // A long retention now: the restored streams must not go while the test looks at them.
     harness = await startHarness({ ...options, streamRetentionMs: 60_000 });
     sink = await TestSink.connect(harness.address);
-    const restored = await TestSource.connect(harness.address);
+    const restored = await TestSource.connect(harness.address, "in", instance());
     expect(await restored.open("s")).toMatchObject({ resumeAfter: 0n, committed: 0n });
     // The stream whose session stayed live until the stop is restored where it stood.
     expect(await restored.open("kept")).toMatchObject({ resumeAfter: 2n, committed: 2n });

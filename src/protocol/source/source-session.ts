@@ -32,6 +32,10 @@ interface OpenStream {
 
 const violation = (message: string) => new ProtocolError(ErrorCode.PROTOCOL_VIOLATION, message);
 
+/** Characters of a stream name an error quotes: a name not yet checked may be megabytes long. */
+const QUOTED_NAME_MAX = 200;
+const quoted = (name: string) => JSON.stringify(name.length <= QUOTED_NAME_MAX ? name : `${name.slice(0, QUOTED_NAME_MAX)}...`);
+
 export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionPort {
   private readonly channel: SessionChannel<SourceKind>;
   private readonly source: ConnectorSource;
@@ -127,7 +131,7 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   private batch(batch: RecordBatch): void {
     const { stream: name, records } = batch;
     const stream = this.open.get(name);
-    if (stream === undefined) throw violation(`records for stream "${name}", which is not open on this session`);
+    if (stream === undefined) throw violation(`records for stream ${quoted(name)}, which is not open on this session`);
     if (stream.ended) throw violation(`records for stream "${name}" after its EndStream`);
     if (records.length > this.limits.maxBatchRecords) {
       throw new ProtocolError(
@@ -160,7 +164,7 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
 
   private endStream(name: string): void {
     const stream = this.open.get(name);
-    if (stream === undefined) throw violation(`EndStream for stream "${name}", which is not open on this session`);
+    if (stream === undefined) throw violation(`EndStream for stream ${quoted(name)}, which is not open on this session`);
     if (stream.ended) throw violation(`a second EndStream for stream "${name}"`);
     stream.ended = true;
     this.source.endStream(name);
