@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createSlotOf } from "../src/routing/hash.ts";
-import { createStageStore, dropSlot, exportSlot, importSlot, stateFor } from "../src/runtime/state-store.ts";
+import { captureSlots, clearDirty, createStageStore, dropSlot, exportSlot, importSlot, passMark, stateFor } from "../src/runtime/state-store.ts";
 import { ErrorCode } from "../src/errors.ts";
 
 const SLOTS = 4096;
@@ -80,5 +80,46 @@ describe("keyed state store", () => {
   it("refuses a state init that returns no object", () => {
     const store = createStageStore(8);
     expect(() => stateFor(store, 0, "a", () => 5 as unknown as object)).toThrow(expect.objectContaining({ code: ErrorCode.BAD_APP }));
+  });
+
+  it("marks a slot dirty where its state may change, and a capture clears what it took", () => {
+    const stores = [createStageStore(8), createStageStore(8)];
+    const init = () => ({ n: 0 });
+    const dirtySlots = () => [0, 1, 2, 3, 4, 5, 6, 7].filter((slot) => stores.some((s) => s.dirty[slot] === 1));
+    (stateFor(stores[0]!, 1, "a", init) as { n: number }).n = 1;
+    (stateFor(stores[1]!, 2, "b", init) as { n: number }).n = 2;
+    stateFor(stores[0]!, 3, "c", init);
+    expect(dirtySlots()).toEqual([1, 2, 3]);
+
+    // The first capture of everything: a base, every occupied slot, nothing dirty after it.
+    const all = captureSlots(stores, true);
+    expect(all.slots.map(([slot]) => slot)).toEqual([1, 2, 3]);
+    expect(all.complete).toBe(true);
+    expect(dirtySlots()).toEqual([]);
+
+    // A read for update, a moved mark, an import and a drop each make their slot dirty.
+    stateFor(stores[1]!, 2, "b", init);
+    expect(passMark(stores[0]!, 5, "src", 1, 0)).toBe(true);
+    expect(passMark(stores[0]!, 5, "src", 1, 0)).toBe(false);
+    importSlot(stores, 6, exportSlot(stores, 1));
+    dropSlot(stores[0]!, 3);
+    expect(dirtySlots()).toEqual([2, 3, 5, 6]);
+
+    // A delta: the dirty slots only, an emptied one as null; slot 1 is unchanged, so it is not complete.
+    const delta = captureSlots(stores, false);
+    expect(delta.slots.map(([slot, state]) => [slot, state === null])).toEqual([[2, false], [3, true], [5, false], [6, false]]);
+    expect(delta.complete).toBe(false);
+    expect(dirtySlots()).toEqual([]);
+    // A slot whose replayed mark did not move stays clean.
+    expect(passMark(stores[0]!, 5, "src", 0, 9)).toBe(false);
+    expect(captureSlots(stores, false)).toEqual({ slots: [], complete: false });
+
+    // Every occupied slot changed: the capture is the whole state.
+    for (const slot of [1, 2, 5, 6]) stateFor(stores[0]!, slot, "x", init);
+    expect(captureSlots(stores, false).complete).toBe(true);
+
+    stateFor(stores[0]!, 7, "y", init);
+    clearDirty(stores);
+    expect(dirtySlots()).toEqual([]);
   });
 });

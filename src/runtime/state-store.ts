@@ -21,6 +21,12 @@ export interface StageStore {
    * with replicated state, a replay at or below it is dropped. Moves and copies with the slot.
    */
   readonly marks: Array<Map<string, Mark> | undefined>;
+  /**
+   * slot -> 1 once anything may have changed its state (a key read for update, a mark moved, the
+   * slot imported or dropped) since a checkpoint last captured it: what an incremental
+   * checkpoint writes. Set on the hot path, so one typed-array store and nothing allocated.
+   */
+  readonly dirty: Uint8Array;
   keyCount: number;
 }
 
@@ -38,15 +44,19 @@ const EXPORT_VERSION = 2;
 
 export function createStageStore(slotCount: number, codec?: StateCodec<object>): StageStore {
   const perSlot = () => new Array(slotCount).fill(undefined);
-  return { slotCount, codec, text: perSlot(), bytes: perSlot(), marks: perSlot(), keyCount: 0 };
+  return { slotCount, codec, text: perSlot(), bytes: perSlot(), marks: perSlot(), dirty: new Uint8Array(slotCount), keyCount: 0 };
 }
 
 function bytesKey(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
-/** The key's state, created by init when the key is new. The hot path: one array load, one Map lookup. */
+/**
+ * The key's state, created by init when the key is new. The hot path: one array load, one Map
+ * lookup, and the slot marked dirty (the caller may change the state it gets).
+ */
 export function stateFor(store: StageStore, slot: number, key: Key, init: (key: Key) => object): object {
+  store.dirty[slot] = 1;
   const maps = typeof key === "string" ? store.text : store.bytes;
   const mapKey = typeof key === "string" ? key : bytesKey(key);
   let map = maps[slot];
@@ -76,9 +86,11 @@ export function passMark(store: StageStore, slot: number, upstream: string, seq:
   const mark = marks.get(upstream);
   if (mark === undefined) {
     marks.set(upstream, [seq, sub]);
+    store.dirty[slot] = 1;
     return true;
   }
   if (seq < mark[0] || (seq === mark[0] && sub <= mark[1])) return false;
+  store.dirty[slot] = 1;
   mark[0] = seq;
   mark[1] = sub;
   return true;
@@ -136,8 +148,44 @@ export function importSlot(stores: readonly StageStore[], slot: number, bytes: U
 
 /** Forgets one slot's state, as when the slot has moved to another worker. */
 export function dropSlot(store: StageStore, slot: number): void {
+  store.dirty[slot] = 1;
   store.keyCount -= (store.text[slot]?.size ?? 0) + (store.bytes[slot]?.size ?? 0);
   store.text[slot] = undefined;
   store.bytes[slot] = undefined;
   store.marks[slot] = undefined;
+}
+
+/** One slot as a checkpoint captures it: its exported state across the stages, or null when it holds nothing. */
+export type CapturedSlot = [slot: number, state: Uint8Array | null];
+
+/**
+ * Exports, across a pipeline's stages, the slots a checkpoint must write and clears their dirty
+ * flags: every dirty slot (an emptied one as null), or with `all` every occupied slot. `complete`
+ * says every occupied slot is among them, so they are the whole state (a base, not a delta).
+ * Runs while nothing writes state (the checkpoint barrier).
+ */
+export function captureSlots(stores: readonly StageStore[], all: boolean): { slots: CapturedSlot[]; complete: boolean } {
+  const slots: CapturedSlot[] = [];
+  let complete = true;
+  const slotCount = stores[0]?.slotCount ?? 0;
+  for (let slot = 0; slot < slotCount; slot++) {
+    let dirty = false;
+    let occupied = false;
+    for (const store of stores) {
+      if (store.dirty[slot] === 1) {
+        dirty = true;
+        store.dirty[slot] = 0;
+      }
+      if (!occupied && slotOccupied(store, slot)) occupied = true;
+    }
+    if (occupied && (all || dirty)) slots.push([slot, exportSlot(stores, slot)]);
+    else if (dirty && !all) slots.push([slot, null]);
+    else if (occupied) complete = false;
+  }
+  return { slots, complete };
+}
+
+/** Marks every slot clean: the store now equals what the last checkpoint holds (just restored). */
+export function clearDirty(stores: readonly StageStore[]): void {
+  for (const store of stores) store.dirty.fill(0);
 }
