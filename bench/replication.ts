@@ -17,9 +17,10 @@
  *    word count and the sequence-window app: bytes and encode + apply CPU per record, backups
  *    checked equal to the primary.
  */
-import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { dirname, join } from "node:path";
+import { latestCheckpointSeq } from "../src/durability/checkpoint-chain.ts";
 import { equalRanges, rangesOf } from "../src/routing/partition-map.ts";
 import type { BenchContext } from "./lib/context.ts";
 import { describeExit, spawnNode, waitOrKill, type ChildResult, type MeasuredChild } from "./lib/child.ts";
@@ -136,8 +137,6 @@ const TRICKLE_TICK_MS = 5;
 /** With --data-dir; the engine's default interval, said here so the notes can name it. */
 const CHECKPOINT_INTERVAL_MS = 1000;
 const CHECKPOINTS_BEFORE_KILL = 2;
-/** The checkpoint file the engine replaces at every checkpoint (src/durability/checkpoint-file.ts). */
-const CHECKPOINT_FILE = "checkpoint.v8";
 const LOAD_TIMEOUT_MS = 5 * 60_000;
 const CHANGE_TIMEOUT_MS = 5 * 60_000;
 const RECOVERY_TIMEOUT_MS = 60_000;
@@ -560,14 +559,14 @@ async function runRestart(ctx: BenchContext, profile: FailoverProfile, plan: Key
     trickle.attach(sender);
     trickle.start();
     // Kill once the checkpoints hold the loaded keys and the trickle, half an interval after one was written.
-    const checkpointPath = join(dataDir, CHECKPOINT_FILE);
+    // Each checkpoint is a new file of the chain (src/durability/checkpoint-chain.ts), numbered one higher.
     const written: number[] = [];
-    let lastIno = statSync(checkpointPath, { throwIfNoEntry: false })?.ino;
+    let lastSeq = latestCheckpointSeq(dataDir);
     await waitUntil(
       () => {
-        const ino = statSync(checkpointPath, { throwIfNoEntry: false })?.ino;
-        if (ino !== undefined && ino !== lastIno) written.push(performance.now());
-        lastIno = ino;
+        const seq = latestCheckpointSeq(dataDir);
+        if (seq !== undefined && seq !== lastSeq) written.push(performance.now());
+        lastSeq = seq;
         return written.length >= CHECKPOINTS_BEFORE_KILL;
       },
       engine,

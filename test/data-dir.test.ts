@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { countWords, generateText } from "./helpers/text.ts";
+import { latestCheckpointSeq } from "../src/durability/checkpoint-chain.ts";
+import { countWords, generateText, prng } from "./helpers/text.ts";
 import { runKeyway, scratchDir, startKeyway, waitFor } from "./helpers/process.ts";
 
 /** The highest count each word reached in the output; a crash may repeat lines, never exceed the truth. */
@@ -14,6 +15,24 @@ function highestCounts(output: string): Map<string, number> {
     highest.set(word, Math.max(highest.get(word) ?? 0, Number(line.slice(space + 1))));
   }
   return highest;
+}
+
+/**
+ * Every word of a vocabulary once, then lines whose words come from a window drifting slowly
+ * through it: between two checkpoints only part of the keys, and (with enough slots) of the
+ * slots, change, so checkpoints are deltas.
+ */
+function driftingText(lines: number, seed: number, vocabulary = 60_000): string {
+  const random = prng(seed);
+  const word = (n: number) => `w${(n % vocabulary).toString(36)}`;
+  const out: string[] = [];
+  for (let n = 0; n < vocabulary; n += 12) out.push(Array.from({ length: 12 }, (_, j) => word(n + j)).join(" "));
+  for (let i = 0; i < lines; i++) {
+    const words: string[] = [];
+    for (let j = 0; j < 12; j++) words.push(word(Math.floor(i / 20) + Math.floor(random() * 3000)));
+    out.push(words.join(" "));
+  }
+  return `${out.join("\n")}\n`;
 }
 
 describe("--data-dir checkpoints", () => {
@@ -30,7 +49,7 @@ describe("--data-dir checkpoints", () => {
     const first = startKeyway(args);
     // Kill once a checkpoint exists and output is flowing, well before the input is done.
     await waitFor("a checkpoint and some output", () =>
-      existsSync(join(dataDir, "checkpoint.v8")) && existsSync(output) && readFileSync(output).length > 100_000 ? true : undefined);
+      latestCheckpointSeq(dataDir) !== undefined && existsSync(output) && readFileSync(output).length > 100_000 ? true : undefined);
     first.child.kill("SIGKILL");
     const killed = await first.finished;
     expect(killed.signal).toBe("SIGKILL");
@@ -65,5 +84,66 @@ describe("--data-dir checkpoints", () => {
       "--sink", `out=file:${join(dir, "out2.txt")}`, "--data-dir", dataDir]);
     expect(other.code).toBe(1);
     expect(other.stderr.trim()).toMatch(/^keyway: error \[BAD_CHECKPOINT\]: checkpoint in .* belongs to app "word-count"/);
+  });
+
+  it("incremental: SIGKILL with a base and deltas on disk under load, restart, exact counts; a clean end leaves only the chain", async () => {
+    const dir = scratchDir("datadir-chain");
+    const input = join(dir, "in.txt");
+    const output = join(dir, "out.txt");
+    const dataDir = join(dir, "state");
+    const text = driftingText(800_000, 3);
+    writeFileSync(input, text);
+    // 65536 slots: a checkpoint interval touches tens of thousands of words, a part of the slots.
+    const args = ["run", "examples/word-count/app.ts", "--source", `lines=file:${input}`, "--sink", `counts=file:${output}`,
+      "--data-dir", dataDir, "--checkpoint-interval-ms", "100", "--slots", "65536", "--log-level", "debug"];
+    const chainFiles = () => readdirSync(dataDir).filter((n) => /^(base|delta)-\d+\.ckpt$/.test(n)).sort();
+    const seqOf = (name: string) => Number(/-(\d+)\./.exec(name)![1]);
+    /** The chain a restore must pick from these files: the newest base and the deltas numbered after it. */
+    const inForce = (names: string[]) => {
+      const base = Math.max(...names.filter((n) => n.startsWith("base-")).map(seqOf));
+      const deltas = names.filter((n) => n.startsWith("delta-") && seqOf(n) > base).map(seqOf).sort((a, b) => a - b);
+      return { base, deltas };
+    };
+
+    const first = startKeyway(args);
+    // Freeze the engine (every thread: no file changes while we look), kill it once the chain has
+    // a base and at least one delta, else let it go on and look again.
+    let seen: string[] = [];
+    await waitFor("a checkpoint chain with deltas", async () => {
+      if (!existsSync(dataDir) || !existsSync(output)) return undefined;
+      first.child.kill("SIGSTOP");
+      seen = chainFiles();
+      if (seen.some((n) => n.startsWith("base-")) && inForce(seen).deltas.length > 0) return true;
+      first.child.kill("SIGCONT");
+      await new Promise((r) => setTimeout(r, 30));
+      return undefined;
+    }, 60_000);
+    first.child.kill("SIGKILL");
+    expect((await first.finished).signal).toBe("SIGKILL");
+    const expected = countWords(text);
+    const total = [...expected.values()].reduce((a, b) => a + b, 0);
+    expect(readFileSync(output, "utf8").split("\n").length - 1).toBeLessThan(total);
+
+    const second = await runKeyway(args);
+    expect(second.code).toBe(0);
+    // The restart read exactly the chain that was on disk: the base and its deltas, to the last one.
+    const restoredLine = second.stderr.split("\n").find((l) => l.includes('"restored checkpoint"'));
+    expect(restoredLine).toBeDefined();
+    const restored = JSON.parse(restoredLine!) as { checkpoint: number; files: number };
+    const chain = inForce(seen);
+    expect(restored.checkpoint).toBe(chain.deltas.at(-1));
+    expect(restored.files).toBe(1 + chain.deltas.length);
+    expect(restored.files).toBeGreaterThan(1);
+
+    const highest = highestCounts(readFileSync(output, "utf8"));
+    expect(highest.size).toBe(expected.size);
+    for (const [word, n] of expected) {
+      if (highest.get(word) !== n) throw new Error(`"${word}": highest count ${highest.get(word)}, expected ${n}`);
+    }
+    // A clean end waits for any compaction: what is left is one chain, no temporary or superseded file.
+    const left = readdirSync(dataDir).sort();
+    expect(left).toEqual(chainFiles());
+    const bases = left.filter((n) => n.startsWith("base-"));
+    expect(bases).toHaveLength(1);
   });
 });

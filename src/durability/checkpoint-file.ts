@@ -1,17 +1,19 @@
 /**
- * One checkpoint file per data dir, replaced atomically: write a temporary file, fsync it,
- * rename it over the old one, fsync the directory. A crash at any point leaves either the old
- * checkpoint or the new one, never a torn file.
+ * The format-1 checkpoint: one file per data dir, `checkpoint.v8`, holding every occupied slot,
+ * replaced atomically at each checkpoint. Keyway now writes checkpoint chains (format 2,
+ * `checkpoint-chain.ts`); this file is read once to upgrade a data dir written by an older
+ * keyway, and is deleted once the first base of the chain is durable. The writer stays for the
+ * tests of that upgrade and for the checkpoint benchmark's before-figure.
  */
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { deserialize, serialize } from "node:v8";
 import { ErrorCode, KeywayError } from "../errors.ts";
 
-const FILE_NAME = "checkpoint.v8";
+export const LEGACY_FILE_NAME = "checkpoint.v8";
 const FORMAT_VERSION = 1;
 
-export interface Checkpoint {
+export interface LegacyCheckpoint {
   app: string;
   slotCount: number;
   /** Per pipeline, in app order: the source's progress (a bigint position or its checkpoint() value). */
@@ -21,9 +23,9 @@ export interface Checkpoint {
   createdAtMs: number;
 }
 
-export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Promise<void> {
+export async function writeLegacyCheckpoint(dir: string, checkpoint: LegacyCheckpoint): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const final = join(dir, FILE_NAME);
+  const final = join(dir, LEGACY_FILE_NAME);
   const temporary = `${final}.tmp`;
   const file = await open(temporary, "w");
   try {
@@ -41,16 +43,16 @@ export async function writeCheckpoint(dir: string, checkpoint: Checkpoint): Prom
   }
 }
 
-/** The last completed checkpoint in dir, or undefined when there is none. */
-export async function readCheckpoint(dir: string): Promise<Checkpoint | undefined> {
+/** The format-1 checkpoint in dir, or undefined when there is none. */
+export async function readLegacyCheckpoint(dir: string): Promise<LegacyCheckpoint | undefined> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(join(dir, FILE_NAME));
+    bytes = await readFile(join(dir, LEGACY_FILE_NAME));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new KeywayError(ErrorCode.BAD_CHECKPOINT, `cannot read checkpoint in ${dir}: ${(err as Error).message}`);
   }
-  let decoded: { v?: number; checkpoint?: Checkpoint };
+  let decoded: { v?: number; checkpoint?: LegacyCheckpoint };
   try {
     decoded = deserialize(bytes);
   } catch {

@@ -11,15 +11,16 @@
  * output it produced leaves (for its sink) only once every backup has acked, in the order it was
  * applied: an output that left is never lost with its worker, and a replay cannot change it.
  *
- * With a data dir, a checkpoint is taken between batches: pipelines pause, sinks flush, state and
- * each source's progress are captured, pipelines resume, and once the file is durable the sources
- * hear that everything up to that progress is committed. Without one, a batch is committed as
+ * With a data dir, a checkpoint is taken between batches: pipelines pause, sinks flush, the slots
+ * changed since the last checkpoint and each source's progress are captured, pipelines resume, and
+ * once that delta (src/durability/checkpoint-chain.ts) is durable the sources hear that everything
+ * up to that progress is committed. Without one, a batch is committed as
  * soon as its sink has taken its output, and state dies with the process.
  */
 import { toAppSpec } from "../app/pipeline.ts";
 import type { AppSpec, PipelineSpec } from "../app/spec.ts";
 import type { Payload, Sink, Source } from "../connector/types.ts";
-import { readCheckpoint, writeCheckpoint, type Checkpoint } from "../durability/checkpoint-file.ts";
+import { openCheckpointChain, type Checkpoint, type CheckpointChain, type RestoredCheckpoint } from "../durability/checkpoint-chain.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
@@ -27,7 +28,7 @@ import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
 import { createCommitTracker } from "./commit-tracker.ts";
 import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
-import { exportSlot, importSlot, slotOccupied, type StageStore } from "./state-store.ts";
+import { captureSlots, clearDirty, importSlot, type StageStore } from "./state-store.ts";
 import { deferred, type Deferred } from "../util/deferred.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
@@ -175,7 +176,7 @@ export interface Connectors {
 
 const WORKER_ID = "w0";
 
-async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoint | undefined, checkpointed: boolean, log: Logger): Promise<void> {
+async function openAll(app: AppSpec, connectors: Connectors, restored: RestoredCheckpoint | undefined, checkpointed: boolean, log: Logger): Promise<void> {
   const opened: Array<Source | Sink> = [];
   try {
     for (const name of appSinkNames(app)) {
@@ -203,17 +204,18 @@ async function openAll(app: AppSpec, connectors: Connectors, restored: Checkpoin
   }
 }
 
-function restoreState(app: AppSpec, flows: Dataflow[], checkpoint: Checkpoint, dataDir: string, slotCount: number): void {
-  if (checkpoint.app !== app.name || checkpoint.slotCount !== slotCount || checkpoint.slots.length !== flows.length) {
+async function restoreState(app: AppSpec, flows: Dataflow[], chain: CheckpointChain, dataDir: string, slotCount: number): Promise<void> {
+  const checkpoint = chain.restored!;
+  if (checkpoint.app !== app.name || checkpoint.slotCount !== slotCount || checkpoint.pipelines !== flows.length) {
     throw new KeywayError(
       ErrorCode.BAD_CHECKPOINT,
-      `checkpoint in ${dataDir} belongs to app "${checkpoint.app}" with ${checkpoint.slotCount} slots and ${checkpoint.slots.length} pipelines, ` +
+      `checkpoint in ${dataDir} belongs to app "${checkpoint.app}" with ${checkpoint.slotCount} slots and ${checkpoint.pipelines} pipelines, ` +
         `not app "${app.name}" with ${slotCount} slots and ${flows.length} pipelines`,
     );
   }
-  flows.forEach((flow, i) => {
-    for (const [slot, bytes] of checkpoint.slots[i]!) importSlot(flow.stores, slot, bytes);
-  });
+  await chain.load((pipeline, slot, state) => importSlot(flows[pipeline]!.stores, slot, state));
+  // The stores now hold exactly what the checkpoint does: the next one writes only what changes.
+  for (const flow of flows) clearDirty(flow.stores);
 }
 
 export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Connectors, options: EngineOptions = {}): Promise<Engine> {
@@ -260,10 +262,12 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const { dataDir } = options;
   if (dataDir !== undefined && clustered) throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster");
 
-  const restored = dataDir === undefined ? undefined : await readCheckpoint(dataDir);
+  const chain = dataDir === undefined ? undefined : await openCheckpointChain(dataDir, { log });
+  const restored = chain?.restored;
   if (restored !== undefined) {
-    restoreState(app, flows, restored, dataDir!, slotCount);
-    log.info({ dataDir, keys: flows.flatMap((f) => f.stores).reduce((n, s) => n + s.keyCount, 0) }, "restored checkpoint");
+    await restoreState(app, flows, chain!, dataDir!, slotCount);
+    const keys = flows.flatMap((f) => f.stores).reduce((n, s) => n + s.keyCount, 0);
+    log.info({ dataDir, keys, checkpoint: restored.seq, files: restored.files, ...(restored.legacy ? { format: 1 } : {}) }, "restored checkpoint");
   }
   // Each pipeline's source progress after its last finished batch: what a checkpoint records.
   const progress: unknown[] = app.pipelines.map((_, i) => restored?.sources[i]?.progress);
@@ -450,20 +454,25 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
         if (p === undefined || entry.source.prune === undefined) continue;
         progress[entry.pipeline] = entry.progress = entry.source.prune(p);
       }
+      // The slots changed since the last checkpoint (a delta), or every occupied one when the chain wants a base.
+      const captured = flows.map((flow) => captureSlots(flow.stores, chain!.wantsBase));
       return {
         app: app.name,
         slotCount,
         sources: progress.map((p) => (p === undefined ? undefined : { progress: p })),
-        slots: flows.map((flow) => occupiedSlots(flow.stores).map((slot) => [slot, exportSlot(flow.stores, slot)] as [number, Uint8Array])),
+        slots: captured.map((c) => c.slots),
+        complete: captured.every((c) => c.complete),
         createdAtMs: Date.now(),
       };
     });
-    await writeCheckpoint(dataDir!, snapshot);
+    await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
     snapshot.sources.forEach((s, i) => {
       if (s === undefined) return;
       for (const entry of sources) if (entry.pipeline === i) entry.source.commit?.(s.progress);
     });
+    // The last checkpoint of a run waits for a compaction under way, so nothing writes after the engine is done.
+    if (stopping) await chain!.settled();
   };
 
   let stopping = false;
@@ -609,13 +618,4 @@ function deadLetterLine({ pipeline, stage, position, key, value, error }: Failed
     return typeof payload === "string" ? payload : Buffer.from(payload).toString("hex");
   };
   return JSON.stringify({ pipeline, stage, position, ...(key === undefined ? {} : { key: text(key) }), error, value: text(value) });
-}
-
-function occupiedSlots(stores: readonly StageStore[]): number[] {
-  const slots: number[] = [];
-  const slotCount = stores[0]?.slotCount ?? 0;
-  for (let slot = 0; slot < slotCount; slot++) {
-    if (stores.some((s) => slotOccupied(s, slot))) slots.push(slot);
-  }
-  return slots;
 }

@@ -5,10 +5,11 @@
  * so a lost, duplicated or reordered output fails the verdict, whatever was killed meanwhile.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { latestCheckpointSeq } from "../../src/durability/checkpoint-chain.ts";
 import { freePort, ROOT, runKeyway, scratchDir, startKeyway, waitFor, type Finished, type Running } from "../helpers/process.ts";
 import { countWords, generateText } from "../helpers/text.ts";
 
@@ -150,7 +151,7 @@ describe("connectors as processes, through the SDK", () => {
     // checkpoint; on a loaded machine checkpoints lag, so the window here covers the whole run.
     const sink = connector("file-sink", address, "--path", output, "--target", "counts", "--dedup-window", "2000000");
     const source = connector("file-source", address, "--path", input, "--target", "lines");
-    await waitFor("a first checkpoint", () => (existsSync(join(dataDir, "checkpoint.v8")) ? true : undefined), 60_000);
+    await waitFor("a first checkpoint", () => (latestCheckpointSeq(dataDir) !== undefined ? true : undefined), 60_000);
     await killMidStream(first, output);
     // The connectors keep reconnecting with backoff until the engine is back on the same address.
     const second = track(startKeyway(args));
