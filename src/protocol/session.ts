@@ -38,6 +38,8 @@ export interface SessionChannel<K> {
   readonly target: string;
   /** The Hello's connector_name: whose streams a source session opens. */
   readonly connectorName: string;
+  /** The Hello's instance_id: a newer session of the same instance takes this one's streams. */
+  readonly instanceId: string;
   /** True once the session has ended, however it ended; sends are then dropped. */
   readonly ended: boolean;
   send(kind: K): void;
@@ -122,6 +124,9 @@ export function runSession<Req, K>(
     },
     get connectorName() {
       return connectorName;
+    },
+    get instanceId() {
+      return identity?.instanceId ?? "";
     },
     get identity() {
       return identity;

@@ -12,13 +12,15 @@ export { ErrorCode as ProtocolErrorCode, GrpcStatus };
 /**
  * Codes that mean the connector is configured wrong: retrying cannot help, so the SDK stops and
  * rejects instead of reconnecting (docs/protocol.md, R-ERROR-CONFIG-FATAL). STREAM_OWNED: another
- * connector (another connector_name) owns the stream name.
+ * connector (another connector_name) owns the stream name. SESSION_REPLACED: a newer session with
+ * this instance_id took this one's place, so another running instance shares the id.
  */
 const CONFIGURATION_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.UNAUTHENTICATED,
   ErrorCode.UNSUPPORTED_VERSION,
   ErrorCode.UNKNOWN_TARGET,
   ErrorCode.STREAM_OWNED,
+  ErrorCode.SESSION_REPLACED,
 ]);
 
 export class ConnectorError extends Error {

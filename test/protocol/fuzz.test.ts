@@ -85,6 +85,7 @@ const STATUS_OF: Readonly<Record<string, grpc.status>> = {
   SHUTTING_DOWN: grpc.status.UNAVAILABLE,
   STREAM_OWNED: grpc.status.FAILED_PRECONDITION,
   TOO_MANY_STREAMS: grpc.status.RESOURCE_EXHAUSTED,
+  SESSION_REPLACED: grpc.status.ABORTED,
 };
 
 // ---- cases ----

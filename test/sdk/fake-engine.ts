@@ -44,6 +44,7 @@ const STATUS_OF_CODE: Record<ErrorCode, grpc.status> = {
   [ErrorCode.INTERNAL]: grpc.status.INTERNAL,
   [ErrorCode.STREAM_OWNED]: grpc.status.FAILED_PRECONDITION,
   [ErrorCode.TOO_MANY_STREAMS]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCode.SESSION_REPLACED]: grpc.status.ABORTED,
 };
 
 const RESPONSE_SCHEMAS = { Source: SourceResponseSchema, Sink: SinkResponseSchema, Partition: PartitionResponseSchema };

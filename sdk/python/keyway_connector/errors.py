@@ -32,11 +32,16 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = pb.ERROR_CODE_INTERNAL
     STREAM_OWNED = pb.ERROR_CODE_STREAM_OWNED
     TOO_MANY_STREAMS = pb.ERROR_CODE_TOO_MANY_STREAMS
+    SESSION_REPLACED = pb.ERROR_CODE_SESSION_REPLACED
 
 
 #: Configuration errors: reconnecting cannot help, so the SDK stops (R-ERROR-CONFIG-FATAL).
 #: STREAM_OWNED: another connector (another ``connector_name``) owns the stream name.
-CONFIGURATION_CODES = frozenset({ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET, ErrorCode.STREAM_OWNED})
+#: SESSION_REPLACED: a newer session with this ``instance_id`` took this one's place, so another
+#: running instance shares the id.
+CONFIGURATION_CODES = frozenset(
+    {ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET, ErrorCode.STREAM_OWNED, ErrorCode.SESSION_REPLACED}
+)
 
 #: The gRPC status the engine ends a call with after each code (docs/protocol.md §11).
 STATUS_OF_CODE = {
@@ -54,6 +59,7 @@ STATUS_OF_CODE = {
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
     ErrorCode.STREAM_OWNED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.TOO_MANY_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.SESSION_REPLACED: grpc.StatusCode.ABORTED,
 }
 
 # A call that ended with one of these statuses and no Error message (or an Error whose code this
@@ -95,8 +101,8 @@ class ConnectorError(Exception):
 
     @property
     def is_configuration_error(self) -> bool:
-        """True when reconnecting cannot help: a wrong token, protocol version or target name, or a
-        stream name another connector owns."""
+        """True when reconnecting cannot help: a wrong token, protocol version or target name, a
+        stream name another connector owns, or an instance_id another running instance uses."""
         if self.code in CONFIGURATION_CODES:
             return True
         known = isinstance(self.code, ErrorCode) and self.code != ErrorCode.UNSPECIFIED
@@ -105,8 +111,8 @@ class ConnectorError(Exception):
 
 class ConfigurationError(ConnectorError):
     """A ``ConnectorError`` that stopped the connector for good: the SDK does not reconnect after
-    ``UNSUPPORTED_VERSION``, ``UNAUTHENTICATED``, ``UNKNOWN_TARGET`` or ``STREAM_OWNED``
-    (R-ERROR-CONFIG-FATAL)."""
+    ``UNSUPPORTED_VERSION``, ``UNAUTHENTICATED``, ``UNKNOWN_TARGET``, ``STREAM_OWNED`` or
+    ``SESSION_REPLACED`` (R-ERROR-CONFIG-FATAL)."""
 
 
 class ConnectorStopped(Exception):

@@ -325,7 +325,7 @@ export class EngineCaseRun {
     if (first === "garbage") s.sendRaw(MALFORMED_BYTES, "garbage");
     else if (first === "empty") s.sendRaw(Buffer.alloc(0), "empty");
     else if (first === "open") s.send("open", { stream: this.stream("a") });
-    else s.send("hello", this.hello(role, (p.raw("hello") ?? {}) as HelloSpec), p.boolean("unknown_fields", false));
+    else s.send("hello", this.hello(role, (p.raw("hello") ?? {}) as HelloSpec, name), p.boolean("unknown_fields", false));
     if (p.string("expect", "welcome") !== "welcome") return;
     await this.until(`Welcome on session ${name}`, p.number("timeout_ms", WAIT_MS_DEFAULT), () => {
       if (s.welcome !== undefined) return true;
@@ -336,7 +336,7 @@ export class EngineCaseRun {
     if (credits !== undefined && credits > 0) s.send("credits", { records: credits });
   }
 
-  private hello(role: Role, spec: HelloSpec): object {
+  private hello(role: Role, spec: HelloSpec, session: string): object {
     let target: string;
     if (spec.target === "unknown") target = UNKNOWN_TARGET_NAME;
     else if (typeof spec.target === "object" && spec.target !== null) target = this.targetName(spec.target.role);
@@ -346,7 +346,8 @@ export class EngineCaseRun {
     return {
       ...(version === undefined ? {} : { version }),
       connectorName: spec.connector_name ?? "keyway-conformance",
-      instanceId: spec.instance_id === undefined ? `conformance-${this.runId}` : `conformance-${this.runId}-${spec.instance_id}`,
+      // Each session its own instance unless the case names one: an instance's sessions take each other's streams.
+      instanceId: `conformance-${this.runId}-${spec.instance_id ?? session}`,
       target,
       token,
       capabilities: spec.capabilities ?? [],
@@ -440,7 +441,7 @@ export class EngineCaseRun {
     const kind = p.string("kind");
     switch (kind) {
       case "hello":
-        s.send("hello", this.hello(s.role, {}));
+        s.send("hello", this.hello(s.role, {}, p.string("session")));
         return;
       case "open":
         s.send("open", { stream: p.string("stream") === "" ? "" : this.stream(p.string("stream")) });

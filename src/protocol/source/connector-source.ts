@@ -35,6 +35,10 @@ export interface SourceSessionPort {
   readonly ended: boolean;
   /** The Hello's connector_name: the owner of the streams the session creates. */
   readonly connectorName: string;
+  /** The Hello's instance_id. */
+  readonly instanceId: string;
+  /** Ends the session: a newer session of the same instance opened `stream`, which it has open. */
+  replace(by: SourceSessionPort, stream: string): void;
   /** Returns credits for records the pipeline has taken. */
   grant(records: number): void;
   committed(stream: string, position: bigint): void;
@@ -249,7 +253,8 @@ export class ConnectorSource implements Source {
   /**
    * Opens a stream on a session; returns where the connector resumes (after a cluster's claim when
    * it needs one, or once a retiring stream is gone). Checks, in order: the owner (STREAM_OWNED),
-   * another live session (STREAM_BUSY), room for a new stream (TOO_MANY_STREAMS).
+   * another live session (STREAM_BUSY, unless it is an older session of the same instance, which
+   * ends with SESSION_REPLACED), room for a new stream (TOO_MANY_STREAMS).
    */
   openStream(name: string, session: SourceSessionPort): OpenedAt | Promise<OpenedAt> {
     const known = this.streams.get(name);
@@ -271,6 +276,13 @@ export class ConnectorSource implements Source {
   private openHere(name: string, session: SourceSessionPort): OpenedAt {
     const existing = this.streams.get(name);
     if (existing !== undefined) this.checkOwner(existing, session);
+    const holder = existing?.session;
+    // The same instance reconnecting has lost its old session (its process froze or was cut off):
+    // the stream is its to take now, not once keepalive ends the old one.
+    if (holder !== undefined && !holder.ended && session.instanceId !== "" && holder.instanceId === session.instanceId && holder.connectorName === session.connectorName) {
+      holder.replace(session, name);
+      return this.openHere(name, session);
+    }
     if (existing?.session !== undefined && !existing.session.ended) {
       throw new ProtocolError(ErrorCode.STREAM_BUSY, `stream "${name}" of source "${this.name}" is open on another session`);
     }

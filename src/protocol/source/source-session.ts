@@ -93,6 +93,19 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     return this.channel.connectorName;
   }
 
+  get instanceId(): string {
+    return this.channel.instanceId;
+  }
+
+  replace(by: SourceSessionPort, stream: string): void {
+    this.channel.fail(
+      new ProtocolError(
+        ErrorCode.SESSION_REPLACED,
+        `a newer session of connector "${by.connectorName}" instance "${by.instanceId}" opened stream ${quoted(stream)}, which this session had open: it takes this session's place (two running instances must not share an instance_id)`,
+      ),
+    );
+  }
+
   private openStream(name: string): void {
     if (name === "") throw violation("OpenStream needs a stream name");
     const bytes = Buffer.byteLength(name, "utf8");

@@ -143,9 +143,12 @@ export interface HelloFields {
   version?: { major: number; minor: number } | null;
 }
 
+/** Each raw session is its own instance unless told otherwise: one instance's sessions take each other's streams. */
+let instances = 0;
+
 export function hello(target: string, fields: HelloFields = {}): { kind: { case: "hello"; value: Hello } } {
   const version = fields.version === null ? undefined : (fields.version ?? { major: 1, minor: 0 });
-  const value = create(HelloSchema, { connectorName: fields.connectorName ?? "test-connector", instanceId: fields.instanceId ?? "test-1", target, token: fields.token ?? "" });
+  const value = create(HelloSchema, { connectorName: fields.connectorName ?? "test-connector", instanceId: fields.instanceId ?? `test-${++instances}`, target, token: fields.token ?? "" });
   if (version !== undefined) value.version = create(ProtocolVersionSchema, version);
   return { kind: { case: "hello", value } };
 }
