@@ -137,7 +137,8 @@ export async function openCheckpointChain(dir: string, options: { log: Logger; p
   const names = await readdir(dir);
   const bases: number[] = [];
   const deltas = new Set<number>();
-  const stale: string[] = names.filter((n) => n.endsWith(".tmp"));
+  // Temporary files of a write a crash interrupted (chain files, or a format-1 checkpoint's).
+  const stale: string[] = names.filter((n) => n.endsWith(".tmp") && (NAME.test(n.slice(0, -4)) || n === `${LEGACY_FILE_NAME}.tmp`));
   for (const name of names) {
     const m = NAME.exec(name);
     if (m === null) continue;
