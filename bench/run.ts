@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [rabbitmq]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [rabbitmq] [checkpoint]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { BenchContext } from "./lib/context.ts";
 import { gitInfo, machineInfo, mergeGitInfo } from "./lib/machine.ts";
 import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/report.ts";
+import { runCheckpoint } from "./checkpoint.ts";
 import { runCluster } from "./cluster.ts";
 import { runControlPlane } from "./control-plane.ts";
 import { runProtocol } from "./protocol.ts";
@@ -28,6 +29,7 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "control-plane", title: "Control plane (etcd)", run: runControlPlane },
   { name: "protocol", title: "Connector protocol", run: runProtocol },
   { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
+  { name: "checkpoint", title: "Checkpoints (--data-dir): incremental vs full", run: runCheckpoint },
 ];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
