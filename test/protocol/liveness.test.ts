@@ -2,6 +2,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { corpus, expectExact, lineCount } from "../helpers/cluster.ts";
+
+/** Lines "word n", in any order, are exactly each word's counts 1..total. */
+function expectExactSet(output: string, counts: Map<string, number>): void {
+  const byWord = new Map<string, number[]>();
+  for (const line of output.split("\n")) {
+    const [word, n] = line.split(" ");
+    byWord.set(word!, [...(byWord.get(word!) ?? []), Number(n)]);
+  }
+  expect(byWord.size).toBe(counts.size);
+  for (const [word, ns] of byWord) expect(ns.sort((a, b) => a - b), word).toEqual(Array.from({ length: counts.get(word)! }, (_, i) => i + 1));
+}
 import { freePort, scratchDir, startKeyway, waitFor, type Running } from "../helpers/process.ts";
 
 const running: Running[] = [];
@@ -38,6 +49,31 @@ describe("liveness", () => {
     expect(lineCount(output)).toBe(total);
     expectExact(readFileSync(output, "utf8"), counts);
     expect(frozen.child.signalCode).toBeNull();
+  });
+
+  it("with --data-dir, a stopped sink connector beside a healthy one holds nothing up past --session-timeout-ms: the run completes while it stays stopped, and every count arrives", async () => {
+    const dir = scratchDir("frozen-sink");
+    const counts = corpus(dir, 1, 300_000);
+    const [healthyOut, frozenOut] = [join(dir, "healthy.txt"), join(dir, "frozen.txt")];
+    const engineAt = `127.0.0.1:${await freePort()}`;
+    const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", `lines=file:${join(dir, "in")}`, "--sink", "counts=connector", "--listen", engineAt,
+      "--data-dir", join(dir, "data"), "--checkpoint-interval-ms", "200", "--session-timeout-ms", "2000"]);
+    const frozen = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", frozenOut, "--instance-id", "frozen"]);
+    const healthy = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", healthyOut, "--instance-id", "healthy"]);
+    running.push(engine, frozen, healthy);
+    await waitFor("both sinks writing", () => (lineCount(frozenOut) > 0 && lineCount(healthyOut) > 0 ? true : undefined), 60_000);
+    // Stopped with batches unacked: checkpoints wait for them until its session is dropped.
+    frozen.child.kill("SIGSTOP");
+    const stopped = readFileSync(frozenOut, "utf8");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
+    // Every count once across both files, but for what the stopped sink wrote and never acked:
+    // those were sent again to the healthy one.
+    const written = readFileSync(healthyOut, "utf8") + stopped;
+    const unique = [...new Set(written.split("\n").filter((l) => l !== ""))].join("\n");
+    expectExactSet(unique, counts);
+    const duplicates = written.split("\n").filter((l) => l !== "").length - unique.split("\n").length;
+    expect(duplicates).toBeLessThanOrEqual(lineCount(frozenOut));
   });
 
   it("the same instance reconnecting takes its stream over at once; the old session, when it wakes, ends with SESSION_REPLACED; every count is exact", async () => {
