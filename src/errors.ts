@@ -37,6 +37,8 @@ export const ErrorCode = {
   EPOCH_MISMATCH: "EPOCH_MISMATCH",
   /** A cluster call without the cluster token. */
   UNAUTHENTICATED: "UNAUTHENTICATED",
+  /** A wait passed its deadline (a checkpoint, a shutdown); the message says what it waited for. */
+  TIMED_OUT: "TIMED_OUT",
   /** A function of the app threw on a record; the message names the pipeline, stage, position and key. */
   RECORD_FAILED: "RECORD_FAILED",
   /** An invariant of the engine broke: a bug, never a user error. */

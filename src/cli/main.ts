@@ -14,7 +14,7 @@ import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
-import { startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
+import { CHECKPOINT_TIMEOUT_MS_DEFAULT, startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
@@ -35,6 +35,9 @@ const REPLICAS_DEFAULT = 2;
 /** After lost state, what cannot close within this long is abandoned with the process. */
 const STATE_LOST_EXIT_MS = 5000;
 
+/** How long a stop by signal may take to deliver what the sinks hold. */
+const SHUTDOWN_TIMEOUT_MS_DEFAULT = 30_000;
+
 interface RunFlags {
   source: string[];
   sink: string[];
@@ -44,6 +47,8 @@ interface RunFlags {
   logLevel: LogLevel;
   dataDir?: string;
   checkpointIntervalMs?: number;
+  checkpointTimeoutMs?: number;
+  shutdownTimeoutMs?: number;
   listen?: string;
   token?: string;
   maxBatchRecords?: number;
@@ -99,6 +104,7 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
       log,
       dataDir: flags.dataDir,
       checkpointIntervalMs: flags.checkpointIntervalMs,
+      ...(flags.checkpointTimeoutMs === undefined ? {} : { checkpointTimeoutMs: flags.checkpointTimeoutMs }),
       ...(flags.deadLetter === undefined ? {} : { deadLetter: sinkFromUri(flags.deadLetter, connectorOptions) }),
       ...(server === undefined ? {} : { partition: server.partition }),
     },
@@ -224,6 +230,7 @@ async function clusterTotals(coordinator: Coordinator): Promise<EngineStats> {
     keys: sum((s) => s.keys),
     bufferedRecords: 0,
     checkpoints: 0,
+    checkpointsAbandoned: 0,
     recordsForwarded: sum((s) => s.recordsForwarded),
   };
 }
@@ -233,10 +240,20 @@ async function runToEnd(engine: Engine, stop: () => Promise<void>, flags: RunFla
   const stopProgress = flags.progress && process.stderr.isTTY ? startProgress(engine.stats, process.stderr) : () => {};
 
   let signals = 0;
+  let deadline: NodeJS.Timeout | undefined;
   const onSignal = () => {
     signals++;
     // A second signal means the user will not wait for the flush.
     if (signals > 1) process.exit(130);
+    const timeoutMs = flags.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS_DEFAULT;
+    deadline = setTimeout(() => {
+      const held = engine.stats().bufferedRecords;
+      process.stderr.write(
+        `keyway: error [${ErrorCode.TIMED_OUT}]: stopping took longer than ${timeoutMs} ms (--shutdown-timeout-ms); ${held} records the sinks held were not delivered. ` +
+          "They were not committed either: a source that replays (a connector, a file with --data-dir) sends them again after a restart\n",
+      );
+      process.exit(1);
+    }, timeoutMs);
     void stop();
   };
   process.on("SIGINT", onSignal);
@@ -244,6 +261,7 @@ async function runToEnd(engine: Engine, stop: () => Promise<void>, flags: RunFla
   try {
     await engine.done;
   } finally {
+    clearTimeout(deadline);
     stopProgress();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -268,6 +286,8 @@ function buildProgram(): Command {
     .option("--max-frame-bytes <n>", "longest frame or line a connector accepts (default 16 MiB)", positiveInt("--max-frame-bytes"))
     .option("--data-dir <dir>", "checkpoint state and source positions here, and resume from them at start")
     .option("--checkpoint-interval-ms <n>", "time between checkpoints with --data-dir (default 1000)", positiveInt("--checkpoint-interval-ms"))
+    .option("--checkpoint-timeout-ms <ms>", `a checkpoint still waiting this long (for batches in hand, for sinks' acks) is given up, logged, and tried again at the next interval (default ${CHECKPOINT_TIMEOUT_MS_DEFAULT})`, positiveInt("--checkpoint-timeout-ms"))
+    .option("--shutdown-timeout-ms <ms>", `after SIGINT or SIGTERM, exit 1 if the sinks have not taken every record in this long (default ${SHUTDOWN_TIMEOUT_MS_DEFAULT})`, positiveInt("--shutdown-timeout-ms"))
     .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
     .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))

@@ -30,9 +30,13 @@ import { createCommitTracker } from "./commit-tracker.ts";
 import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { captureSlots, clearDirty, importSlot, type StageStore } from "./state-store.ts";
 import { deferred, type Deferred } from "../util/deferred.ts";
+import { watchedWait, type WaitWatch } from "../util/watched-wait.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
-const FLUSH_WARNING_INTERVAL_MS = 5000;
+/** A checkpoint not done in this long is given up (and tried again at the next interval). */
+export const CHECKPOINT_TIMEOUT_MS_DEFAULT = 60_000;
+/** A wait logs what holds it up once past this, and again as often. */
+const WAIT_WARNING_MS = 5000;
 /** Unfinished batches a source may have before its loop waits: bounds what a batch's fan-out holds. */
 export const MAX_INFLIGHT_BATCHES = 64;
 
@@ -71,6 +75,8 @@ export interface EngineOptions {
   /** Checkpoint state and source progress here, and restore from it at start. */
   dataDir?: string;
   checkpointIntervalMs?: number;
+  /** A checkpoint still waiting after this long (for batches in hand, for sinks' acks) is given up. */
+  checkpointTimeoutMs?: number;
   /** In a cluster: the shared, swappable partition map and this worker's index. */
   placement?: Placement;
   /** In a cluster: the exchange to the other workers. */
@@ -101,6 +107,8 @@ export interface EngineStats {
   /** Records the sinks hold that have not yet left the engine. */
   bufferedRecords: number;
   checkpoints: number;
+  /** Checkpoints given up at --checkpoint-timeout-ms. */
+  checkpointsAbandoned: number;
   /** Records that reached this worker for a slot it does not own, forwarded to the owner. */
   recordsForwarded: number;
 }
@@ -251,7 +259,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
             },
     }),
   );
-  const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0, recordsForwarded: 0 };
+  const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0, checkpointsAbandoned: 0, recordsForwarded: 0 };
   const sinkNames = appSinkNames(app);
   const sinks = [...sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []), ...(options.deadLetter === undefined ? [] : [options.deadLetter])];
   // Per pipeline: its sink when the sink lives here (else output goes to a peer), and whether it wants ids.
@@ -422,17 +430,26 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     await tracker.drained();
   };
 
-  // One quiescent section at a time: checkpoints never overlap.
+  // One quiescent section at a time: checkpoints never overlap. A section that passes its watch's
+  // deadline is given up: the pipelines go on, and `fn` is told (`abandoned`) before it captures anything.
   let quiescing: Promise<unknown> = Promise.resolve();
-  const quiesce = <T>(fn: () => Promise<T>): Promise<T> => {
+  const quiesce = <T>(fn: (abandoned: () => boolean) => Promise<T>, watch: WaitWatch): Promise<T> => {
     const run = async (): Promise<T> => {
       barrier = deferred<void>();
-      try {
+      let gaveUp = false;
+      const section = (async () => {
         while (busy > 0) {
           idle = deferred<void>();
           await idle.promise;
         }
-        return await fn();
+        return fn(() => gaveUp);
+      })();
+      try {
+        return await watchedWait(section, watch);
+      } catch (err) {
+        gaveUp = true;
+        section.catch(() => undefined);
+        throw err;
       } finally {
         const released = barrier;
         barrier = undefined;
@@ -444,10 +461,21 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     return result;
   };
 
+  const checkpointTimeoutMs = options.checkpointTimeoutMs ?? CHECKPOINT_TIMEOUT_MS_DEFAULT;
+  const checkpointWatch: WaitWatch = {
+    what: "checkpoint",
+    log,
+    warnAfterMs: Math.min(WAIT_WARNING_MS, checkpointTimeoutMs / 2),
+    describe: () => ({ batchesInHand: busy, sinks: waitingSinks() }),
+    deadlineMs: checkpointTimeoutMs,
+    timeout: (ms) => new KeywayError(ErrorCode.TIMED_OUT, `a checkpoint waited ${ms} ms for ${busy} batches in hand and sinks ${JSON.stringify(waitingSinks())}`),
+  };
   const checkpoint = async (): Promise<void> => {
-    const snapshot = await quiesce(async (): Promise<Checkpoint> => {
+    const snapshot = await quiesce(async (abandoned): Promise<Checkpoint> => {
       // Outputs of every batch the checkpoint covers must have left the engine before it counts.
-      await Promise.all(sinks.map((s) => s.flush()));
+      if (!abandoned()) await Promise.all(sinks.map((s) => s.flush()));
+      // Given up meanwhile: capturing would clear the changed-slot marks of a checkpoint never written.
+      if (abandoned()) throw new KeywayError(ErrorCode.TIMED_OUT, "checkpoint given up");
       // What a source has forgotten since its progress was taken (retired streams) is left out.
       for (const entry of sources) {
         const p = progress[entry.pipeline];
@@ -464,7 +492,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
         complete: captured.every((c) => c.complete),
         createdAtMs: Date.now(),
       };
-    });
+    }, checkpointWatch);
     await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
     snapshot.sources.forEach((s, i) => {
@@ -481,24 +509,29 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const scheduleCheckpoint = (): void => {
     if (dataDir === undefined || stopping) return;
     checkpointTimer = setTimeout(() => {
-      checkpointing = checkpoint().then(scheduleCheckpoint, fail);
+      checkpointing = checkpoint().then(scheduleCheckpoint, (err: unknown) => {
+        if (!(err instanceof KeywayError && err.code === ErrorCode.TIMED_OUT)) return fail(err);
+        // The records it would have covered stay uncommitted; the next checkpoint covers them.
+        stats.checkpointsAbandoned++;
+        log.error({ err: err.message }, "checkpoint given up; the pipelines go on and the next checkpoint tries again");
+        scheduleCheckpoint();
+      });
     }, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT);
   };
 
+  /** Sinks holding records that have not left: what a checkpoint or the end of a run waits for. */
+  const waitingSinks = (): Record<string, number> =>
+    Object.fromEntries(sinks.flatMap((s, i) => (s.bufferedRecords() > 0 ? [[sinkNames[i]!, s.bufferedRecords()]] : [])));
+
   // A sink whose peer is gone (a connector sink with no session) can hold the end of a run: say so.
-  const flushLoudly = async (): Promise<void> => {
-    const timer = setInterval(() => {
-      sinks.forEach((s, i) => {
-        if (s.bufferedRecords() > 0) log.warn({ sink: sinkNames[i], bufferedRecords: s.bufferedRecords() }, "waiting for the sink to take its last records before exiting (a second signal exits without them)");
-      });
-    }, FLUSH_WARNING_INTERVAL_MS);
-    try {
-      await Promise.all([...sinkChains.values()]);
-      await Promise.all(sinks.map((s) => s.flush()));
-    } finally {
-      clearInterval(timer);
-    }
-  };
+  const flushLoudly = (): Promise<void> =>
+    watchedWait(
+      (async () => {
+        await Promise.all([...sinkChains.values()]);
+        await Promise.all(sinks.map((s) => s.flush()));
+      })(),
+      { what: "the end of the run (a second signal exits without what the sinks hold)", log, warnAfterMs: WAIT_WARNING_MS, describe: () => ({ sinks: waitingSinks() }) },
+    );
 
   const pumps: Promise<void>[] = sources.map(pump);
   const closeSources = () => Promise.allSettled(sources.map(({ source }) => source.close()));
