@@ -197,8 +197,8 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-async function readExactly(file: FileHandle, length: number, position: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+async function readExactly(file: FileHandle, length: number, position: number, into?: Buffer): Promise<Buffer> {
+  const buffer = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(0, length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await file.read(buffer, done, length - done, position + done);
@@ -261,11 +261,15 @@ export async function openChainFile(path: string): Promise<ChainFile> {
 
 /**
  * Reads the payloads of `entries` (all of one file, in file order) in runs of adjacent entries
- * of at most READ_RUN_BYTES, yielding each entry with its bytes (views into the run's buffer).
+ * of at most READ_RUN_BYTES, yielding each entry with its bytes. The bytes are views into one
+ * buffer reused for every run: they are valid until the consumer asks for the next run (one
+ * buffer, not one per run, so a restore of gigabytes allocates no external memory to speak of,
+ * which would otherwise set off full GCs of the heap the restore is filling).
  * With `verify`, a payload whose CRC differs throws ChecksumError (BAD_CHECKPOINT).
  */
 export async function* readPayloads(path: string, entries: readonly ChainEntry[], verify: boolean): AsyncGenerator<Array<{ entry: ChainEntry; bytes: Uint8Array }>> {
   const file = await open(path, "r");
+  let buffer: Buffer | undefined;
   try {
     let i = 0;
     while (i < entries.length) {
@@ -282,13 +286,14 @@ export async function* readPayloads(path: string, entries: readonly ChainEntry[]
         end += entries[j]!.length;
         j++;
       }
-      const buffer = await readExactly(file, end - start, start).catch((err: unknown) => {
+      if (buffer === undefined || buffer.length < end - start) buffer = Buffer.allocUnsafe(Math.max(end - start, Math.min(READ_RUN_BYTES, totalBytes(entries))));
+      const runBytes = await readExactly(file, end - start, start, buffer).catch((err: unknown) => {
         throw err instanceof TornFileError ? new KeywayError(ErrorCode.BAD_CHECKPOINT, `${path}: ${err.message}`) : err;
       });
       const run: Array<{ entry: ChainEntry; bytes: Uint8Array }> = [];
       for (let k = i; k < j; k++) {
         const entry = entries[k]!;
-        const bytes = buffer.subarray(entry.offset - start, entry.offset - start + entry.length);
+        const bytes = runBytes.subarray(entry.offset - start, entry.offset - start + entry.length);
         if (verify && crcOf(bytes) !== entry.crc) throw new ChecksumError(path, entry);
         run.push({ entry, bytes });
       }
@@ -298,4 +303,10 @@ export async function* readPayloads(path: string, entries: readonly ChainEntry[]
   } finally {
     await file.close();
   }
+}
+
+function totalBytes(entries: readonly ChainEntry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.length;
+  return n;
 }

@@ -81,7 +81,10 @@ export interface CheckpointChain {
   readonly dir: string;
   /** What the data dir held when opened; undefined for a fresh one. */
   readonly restored: RestoredCheckpoint | undefined;
-  /** Hands every slot of the restored checkpoint to `apply`, each slot's last version once. */
+  /**
+   * Hands every slot of the restored checkpoint to `apply`, each slot's last version once. The
+   * bytes are valid during the call only (a read buffer reused): import them, do not keep them.
+   */
   load(apply: (pipeline: number, slot: number, state: Uint8Array) => void): Promise<void>;
   /** The next checkpoint must hold every occupied slot: no base yet, or the last write failed. */
   readonly wantsBase: boolean;
