@@ -191,7 +191,7 @@ const patterns: Array<{ name: string; label: string; intervals: number; keys: (i
   { name: "spread-0.01pct", label: "0.01% of keys, spread", intervals: 3, keys: () => randomKeys(Math.max(1, Math.round(KEYS / 10_000))) },
   { name: "spread-0.1pct", label: "0.1% of keys, spread", intervals: 1, keys: () => randomKeys(Math.max(1, Math.round(KEYS / 1000))) },
 ];
-const spreadOnePercent = { name: "spread-1pct", label: "1% of keys, spread", intervals: 2, keys: () => randomKeys(onePercent) };
+const spreadOnePercent = { name: "spread-1pct", label: "1% of keys, spread", intervals: 1, keys: () => randomKeys(onePercent) };
 
 async function runPattern(p: (typeof patterns)[number]): Promise<PatternResult> {
   const intervals: CheckpointSample[] = [];
