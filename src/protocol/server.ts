@@ -5,7 +5,7 @@
  * `connector`, and the partition function that serves keyBy(partitioner(name)). In a cluster
  * every worker runs one, and a SessionPlacement says which sessions belong on which worker.
  */
-import { Server, status as GrpcStatus, type ServerDuplexStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, status as GrpcStatus, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
@@ -137,7 +137,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     partition: session(partitionerRole(pools, policy(options.partitioners), limits)),
   };
   server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
-  new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }).addToServer(server);
+  addHealth(server, new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }));
 
   address = await bindServer(server, listen, "connectors");
 
@@ -199,4 +199,39 @@ function known<T>(targets: ReadonlyMap<string, T>, kind: string, name: string): 
   const target = targets.get(name);
   if (target === undefined) throw new KeywayError(KeywayCode.INTERNAL, `no ${kind} "${name}" is served over the connector protocol`);
   return target;
+}
+
+/**
+ * grpc.health.v1, from grpc-health-check, with its requests decoded as ours are: bytes that do not
+ * decode get INVALID_ARGUMENT with the reason (grpc-js answers a throwing deserializer INTERNAL).
+ */
+function addHealth(server: Server, health: HealthImplementation): void {
+  health.addToServer({
+    addService(service: ServiceDefinition, implementation: UntypedServiceImplementation) {
+      const guarded: Record<string, ServiceDefinition[string]> = {};
+      const handlers: UntypedServiceImplementation = {};
+      for (const [name, method] of Object.entries(service)) {
+        guarded[name] = {
+          ...method,
+          requestDeserialize: (bytes: Buffer) => {
+            try {
+              return method.requestDeserialize(bytes);
+            } catch (err) {
+              const failure: DecodeFailure = { decodeFailure: "malformed", bytes: bytes.length, reason: `the request does not decode as ${method.path}: ${(err as Error).message}` };
+              return failure;
+            }
+          },
+        };
+        // grpc-health-check names its handlers by the methods' original (lower camel) names.
+        const handler = (implementation[name] ?? implementation[method.originalName ?? name]) as (call: { request: unknown; emit(event: string, err: object): void }, callback?: (err: object) => void) => void;
+        handlers[name] = ((call: { request: unknown; emit(event: string, err: object): void }, callback?: (err: object) => void) => {
+          if (!isDecodeFailure(call.request)) return handler(call, callback);
+          const status = { code: GrpcStatus.INVALID_ARGUMENT, details: call.request.reason };
+          if (callback !== undefined) callback(status);
+          else call.emit("error", status);
+        }) as never;
+      }
+      server.addService(guarded as ServiceDefinition, handlers);
+    },
+  } as unknown as Server);
 }

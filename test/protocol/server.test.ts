@@ -77,6 +77,27 @@ describe("Describe and health", () => {
     expect(described.tokenRequired).toBe(true);
   });
 
+  it("answers bytes that are not a health request with INVALID_ARGUMENT, and serves on", async () => {
+    harness = await startHarness();
+    const raw = (bytes: Buffer) => bytes;
+    const Raw = grpc.makeGenericClientConstructor(
+      { Check: { path: "/grpc.health.v1.Health/Check", requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
+      "RawHealth",
+    );
+    const client = new Raw(harness.address, grpc.credentials.createInsecure());
+    try {
+      // A varint cut off after its first byte: does not decode.
+      const err = await new Promise<grpc.ServiceError>((resolve) =>
+        (client as unknown as { Check: (req: Buffer, cb: (err: grpc.ServiceError) => void) => void }).Check(Buffer.from([0x08, 0x80]), resolve),
+      );
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/does not decode as \/grpc\.health\.v1\.Health\/Check/);
+    } finally {
+      client.close();
+    }
+    expect((await describeCall(harness.address)).app).toBe("protocol-test");
+  });
+
   it.each(["", "keyway.v1.ConnectorService"])("answers the standard health check for service %j with SERVING", async (service) => {
     harness = await startHarness();
     const Health = grpc.makeGenericClientConstructor(healthService, "Health");
