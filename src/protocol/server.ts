@@ -128,7 +128,8 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     runSession(call, binding, host);
   const implementation: UntypedServiceImplementation = {
     describe: (call: { request: unknown }, callback: (err: object | null, response?: object) => void) => {
-      if (isDecodeFailure(call.request)) return callback({ code: GrpcStatus.INVALID_ARGUMENT, details: call.request.reason });
+      // As a session answers the same bytes (BATCH_TOO_LARGE, MALFORMED), by status alone: a unary call has no Error.
+      if (isDecodeFailure(call.request)) return callback({ code: call.request.decodeFailure === "too_large" ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INVALID_ARGUMENT, details: call.request.reason });
       const served = { app: options.app.name, sources: options.sourceTargets, sinks: options.sinkTargets, partitioners: options.partitioners };
       callback(null, describeResponse(served, limits, token !== undefined, routing.addresses()));
     },

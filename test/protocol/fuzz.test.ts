@@ -235,8 +235,8 @@ function expected(c: FuzzCase, sent: Sent): Expected {
     }
     if (c.point !== "request") return { kind: "status", codes: [grpc.status.UNIMPLEMENTED], why: "a unary call with no request or two (grpc-js refuses it)" };
     if (size > GRPC_RECEIVE_LIMIT) return { kind: "status", codes: [grpc.status.RESOURCE_EXHAUSTED], why: "over the gRPC receive limit" };
-    // The engine answers an oversized DescribeRequest INVALID_ARGUMENT (sessions say RESOURCE_EXHAUSTED).
-    if (size > LIMITS.maxMessageBytes) return { kind: "status", codes: [grpc.status.INVALID_ARGUMENT, grpc.status.RESOURCE_EXHAUSTED], why: "over max_message_bytes" };
+    // As sessions answer it (BATCH_TOO_LARGE), by status: protocol §6.5.
+    if (size > LIMITS.maxMessageBytes) return { kind: "status", codes: [grpc.status.RESOURCE_EXHAUSTED], why: "over max_message_bytes" };
     if (decode(DescribeRequestSchema, sent.frame) === undefined) return { kind: "status", codes: [grpc.status.INVALID_ARGUMENT], why: "does not parse as a DescribeRequest" };
     return { kind: "status", codes: [grpc.status.OK], why: "parses as a DescribeRequest" };
   }
