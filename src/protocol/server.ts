@@ -113,7 +113,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   if (streamClaim !== undefined) for (const [name, source] of sources) source.setStreamClaim((stream, connector) => streamClaim(name, stream, connector));
   const sinks = new Map(options.sinkTargets.map((name) => [name, new ConnectorSink(name, limits)]));
   const requestIds: RequestIds = { next: 1n };
-  const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds)]));
+  const pools = new Map(options.partitioners.map((name) => [name, new PartitionerPool(name, limits, requestIds, { answerTimeoutMs: options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT, log })]));
   const live = new Set<SessionControl>();
   // Sessions arrive only once the server is bound, by which time the address is known.
   let address = "";

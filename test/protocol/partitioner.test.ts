@@ -1,8 +1,13 @@
 /** Partitioner sessions: keys for the engine's records, shared load, waiting, resending. */
-import { afterEach, describe, expect, it } from "vitest";
+import * as grpc from "@grpc/grpc-js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { Logger } from "../../src/log/logger.ts";
+import { ErrorCode } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
+import { resolveLimits } from "../../src/protocol/limits.ts";
+import { PartitionerPool } from "../../src/protocol/partition/partitioner-pool.ts";
 import { records, TestPartitioner, TestSink, TestSource, type TestRecord } from "./helpers/connectors.ts";
 import { startHarness, type Harness } from "./helpers/harness.ts";
-import { closeClients } from "./helpers/raw-session.ts";
+import { closeClients, failure } from "./helpers/raw-session.ts";
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -86,6 +91,47 @@ describe("partitioner sessions", () => {
     // The same request: its id and its values (docs/protocol.md 9.2).
     expect(answering.requests[0]!.values.map((v) => Buffer.from(v).toString())).toEqual(lost.values.map((v) => Buffer.from(v).toString()));
     expect(answering.requests[0]!.requestId).toBe(lost.requestId);
+  });
+
+  it("ends a live session that leaves a request unanswered past the session timeout (PROTOCOL_VIOLATION), and its request goes to another", async () => {
+    harness = await startHarness({ sessionTimeoutMs: 1000 });
+    const kout = await TestSink.connect(harness.address, "kout");
+    // Connected and answering pings, but never answering requests: only the answer deadline ends it.
+    const stuck = await TestPartitioner.connect(harness.address);
+    const source = await TestSource.connect(harness.address, "kin");
+    await source.open("k");
+    const input = lettered(5);
+    await source.send("k", input);
+    const lost = await stuck.session.next("batch");
+    const answering = await TestPartitioner.connect(harness.address, { keyOf: firstLetter });
+    const { error, status } = await failure(stuck.session);
+    expect(ErrorCode[error.code]).toBe("PROTOCOL_VIOLATION");
+    expect(error.message).toMatch(new RegExp(`^request ${lost.requestId} unanswered for \\d+ ms, past the engine's session timeout of 1000 ms`));
+    expect(grpc.status[status.code]).toBe("FAILED_PRECONDITION");
+    await kout.untilValues(5);
+    expect(kout.values()).toEqual(expectedCounts(input, firstLetter));
+    expect(answering.requests[0]!.requestId).toBe(lost.requestId);
+  });
+
+  it("says, every few seconds, that requests wait while no session is attached, and stops once they can go", () => {
+    vi.useFakeTimers();
+    try {
+      const warnings: Array<[object, string]> = [];
+      const log = { warn: (fields: object, msg: string) => warnings.push([fields, msg]) } as unknown as Logger;
+      const pool = new PartitionerPool("by-letter", resolveLimits({}), { next: 1n }, { answerTimeoutMs: 20_000, log });
+      void pool.keys([Buffer.from("a1"), Buffer.from("b2")]);
+      vi.advanceTimersByTime(11_000);
+      expect(warnings).toHaveLength(2);
+      expect(warnings[0]).toEqual([{ partitioner: "by-letter", values: 2, sessions: 0, waitedMs: 5000 }, "partitioner requests waiting: no session of this partitioner is attached"]);
+      const sent: bigint[] = [];
+      pool.attach({ ended: false, creditsAvailable: 10, send: (id) => sent.push(id) });
+      pool.dispatch();
+      vi.advanceTimersByTime(11_000);
+      expect(sent).toEqual([1n]);
+      expect(warnings).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("accepts raw byte keys", async () => {

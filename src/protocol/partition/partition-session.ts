@@ -26,6 +26,9 @@ export class PartitionSession implements RoleHandler<PartitionRequest>, Partitio
   creditsAvailable = 0;
   /** Requests sent on this session and not answered yet, by request id. */
   private readonly unanswered = new Map<bigint, JobRange>();
+  /** When each unanswered request was sent (Date.now()), oldest first. */
+  private readonly sentAt = new Map<bigint, number>();
+  private overdueCheck: NodeJS.Timeout | undefined;
 
   constructor(channel: SessionChannel<PartitionKind>, pool: PartitionerPool) {
     this.channel = channel;
@@ -40,6 +43,8 @@ export class PartitionSession implements RoleHandler<PartitionRequest>, Partitio
   send(requestId: bigint, range: JobRange): void {
     this.creditsAvailable -= range.end - range.start;
     this.unanswered.set(requestId, range);
+    this.sentAt.set(requestId, Date.now());
+    this.watchAnswers();
     const values = range.job.values.slice(range.start, range.end);
     this.channel.send({ case: "batch", value: create(PartitionBatchSchema, { requestId, values }) });
   }
@@ -61,8 +66,10 @@ export class PartitionSession implements RoleHandler<PartitionRequest>, Partitio
   }
 
   onEnd(): void {
+    clearInterval(this.overdueCheck);
     const unanswered = [...this.unanswered.values()];
     this.unanswered.clear();
+    this.sentAt.clear();
     this.pool.detach(this, unanswered);
   }
 
@@ -85,7 +92,25 @@ export class PartitionSession implements RoleHandler<PartitionRequest>, Partitio
       throw new ProtocolError(ErrorCode.MALFORMED, `request ${answer.requestId}: key ${i} is neither text nor raw`);
     });
     this.unanswered.delete(answer.requestId);
+    this.sentAt.delete(answer.requestId);
     this.pool.answered(range, keys);
+  }
+
+  /** A request unanswered past the answer timeout ends the session: a live connector that stopped answering holds no pipeline. */
+  private watchAnswers(): void {
+    if (this.overdueCheck !== undefined) return;
+    const timeoutMs = this.pool.watch.answerTimeoutMs;
+    this.overdueCheck = setInterval(() => {
+      const [oldest, at] = this.sentAt.entries().next().value ?? [];
+      if (oldest === undefined || at === undefined || Date.now() - at <= timeoutMs) return;
+      this.channel.fail(
+        new ProtocolError(
+          ErrorCode.PROTOCOL_VIOLATION,
+          `request ${oldest} unanswered for ${Date.now() - at} ms, past the engine's session timeout of ${timeoutMs} ms: its values go to another session (R-PART-ANSWER)`,
+        ),
+      );
+    }, Math.max(10, Math.floor(timeoutMs / 4)));
+    this.overdueCheck.unref();
   }
 }
 

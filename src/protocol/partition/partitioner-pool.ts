@@ -3,10 +3,13 @@
  * PartitionBatch requests (within a session's credits, maxBatchRecords and maxMessageBytes), each
  * sent to one session with credits, round robin. While no session has credits the requests wait;
  * when a session ends, its unanswered requests go back to the front of the queue for another.
- * What waits is bounded by the callers: each pipeline awaits one batch's keys at a time.
+ * What waits is bounded by the callers: each pipeline awaits one batch's keys at a time. A wait
+ * is never silent: values waiting for a session are logged every few seconds, and a session
+ * that leaves a request unanswered for the answer timeout is ended (its requests go elsewhere).
  */
 import type { Key } from "../../app/spec.ts";
 import { ErrorCode, KeywayError } from "../../errors.ts";
+import type { Logger } from "../../log/logger.ts";
 import { Fifo } from "../../util/fifo.ts";
 import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, type ProtocolLimits } from "../limits.ts";
 
@@ -28,6 +31,15 @@ export interface JobRange {
   requestId?: bigint;
 }
 
+/** A wait for a session logs this often while it lasts. */
+const STALL_WARNING_MS = 5000;
+
+export interface PartitionerWatch {
+  /** A session that leaves a request unanswered this long is ended (the engine's session timeout). */
+  answerTimeoutMs: number;
+  log: Logger;
+}
+
 export interface PartitionSessionPort {
   readonly ended: boolean;
   readonly creditsAvailable: number;
@@ -47,11 +59,14 @@ export class PartitionerPool {
   private readonly waiting = new Fifo<JobRange>();
   private readonly sessions: PartitionSessionPort[] = [];
   private turn = 0;
+  readonly watch: PartitionerWatch;
+  private stallWarner: NodeJS.Timeout | undefined;
 
-  constructor(name: string, limits: ProtocolLimits, requestIds: RequestIds) {
+  constructor(name: string, limits: ProtocolLimits, requestIds: RequestIds, watch: PartitionerWatch) {
     this.name = name;
     this.limits = limits;
     this.requestIds = requestIds;
+    this.watch = watch;
   }
 
   /** The keys of these values, in order, once the partition function's sessions answer. */
@@ -94,8 +109,25 @@ export class PartitionerPool {
     if (job.remaining === 0) job.resolve(job.keys);
   }
 
-  /** Sends waiting values while some session has credits. */
+  /** Sends waiting values while some session has credits; says so while some cannot go. */
   dispatch(): void {
+    this.send();
+    if (this.waiting.length === 0) {
+      clearInterval(this.stallWarner);
+      this.stallWarner = undefined;
+    } else if (this.stallWarner === undefined) {
+      const since = Date.now();
+      this.stallWarner = setInterval(() => {
+        let values = 0;
+        for (let i = 0; i < this.waiting.length; i++) values += this.waiting.at(i).end - this.waiting.at(i).start;
+        const sessions = this.sessions.filter((s) => !s.ended).length;
+        this.watch.log.warn({ partitioner: this.name, values, sessions, waitedMs: Date.now() - since }, sessions === 0 ? "partitioner requests waiting: no session of this partitioner is attached" : "partitioner requests waiting: no session has credits");
+      }, STALL_WARNING_MS);
+      this.stallWarner.unref();
+    }
+  }
+
+  private send(): void {
     for (;;) {
       const range = this.waiting.peek();
       if (range === undefined) return;

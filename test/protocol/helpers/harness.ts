@@ -48,6 +48,8 @@ export interface HarnessOptions {
   placement?: SessionPlacement;
   /** --stream-retention-ms: how long a source stream with no session and nothing uncommitted is kept. */
   streamRetentionMs?: number;
+  /** --session-timeout-ms: also how long a partitioner request may go unanswered. */
+  sessionTimeoutMs?: number;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -58,6 +60,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     limits: options.limits,
     placement: options.placement,
     streamRetentionMs: options.streamRetentionMs,
+    ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
     sourceTargets: ["in", "kin"],
     sinkTargets: ["out", "kout"],
     partitioners: testApp.pipelines.flatMap(partitionerNames),
