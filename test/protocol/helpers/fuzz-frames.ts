@@ -1,5 +1,5 @@
 /**
- * Pure building blocks of the protocol fuzzer (test/protocol/fuzz.test.ts): a seeded PRNG, a
+ * Pure building blocks of the protocol fuzzer (test/protocol/fuzz.test.ts): seeded generators, a
  * minimal protobuf wire-format walker, and mutators that turn a good serialised message into a bad
  * one. Every mutator says what it did in words, so a failing case can be read and replayed.
  *
@@ -8,21 +8,10 @@
  * re-encode the lengths of every enclosing field, so the outer frames stay well formed and the
  * damage reaches the engine's checks of the inner message instead of failing the outermost parse.
  */
+import { prng } from "../../helpers/text.ts";
 
 /** A float in [0, 1). */
 export type Rng = () => number;
-
-/** mulberry32: a tiny seeded PRNG (the same as test/helpers/text.ts), so a seed replays exactly. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The generator of one fuzz case: depends on the run's seed and the case's index only, not on timing. */
 export function caseRng(seed: number, index: number): Rng {
@@ -30,7 +19,7 @@ export function caseRng(seed: number, index: number): Rng {
   let h = (seed ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return mulberry32((h ^ (h >>> 16)) >>> 0);
+  return prng((h ^ (h >>> 16)) >>> 0);
 }
 
 /** An integer in [lo, hi]. */
