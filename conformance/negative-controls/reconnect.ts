@@ -13,7 +13,7 @@ export type SessionOutcome =
   | { kind: "redirect"; address: string }
   | { kind: "status"; status: number; welcomed: boolean };
 
-const FATAL_CODES = new Set<number>([Code.UNAUTHENTICATED, Code.UNSUPPORTED_VERSION, Code.UNKNOWN_TARGET, Code.STREAM_OWNED]);
+const FATAL_CODES = new Set<number>([Code.UNAUTHENTICATED, Code.UNSUPPORTED_VERSION, Code.UNKNOWN_TARGET, Code.STREAM_OWNED, Code.SESSION_REPLACED]);
 const BASE_MS = 100;
 const CAP_MS = 5_000;
 
