@@ -31,12 +31,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", default=os.environ.get("KEYWAY_ENGINE", "127.0.0.1:7700"), help="HOST:PORT")
     parser.add_argument("--target", default="word-key", help="the partitioner name in the app")
+    parser.add_argument("--tls-ca", help="dial the engine over TLS, trusting this CA (PEM file)")
+    parser.add_argument("--tls-cert", help="mutual TLS: this connector's certificate (PEM file, with --tls-key)")
+    parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM file)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    partitioner = Partitioner(target=args.target, connector_name="word-key-partitioner", engine=args.engine,
-                              keys=lambda values: [word_key(v) for v in values])
+    try:
+        partitioner = Partitioner(target=args.target, connector_name="word-key-partitioner", engine=args.engine,
+                                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                  keys=lambda values: [word_key(v) for v in values])
+    except ValueError as err:  # a TLS file that cannot be read
+        logging.error("exiting: %s", err)
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: partitioner.stop())
     signal.signal(signal.SIGINT, lambda *_: partitioner.stop())
     try:

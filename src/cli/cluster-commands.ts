@@ -83,6 +83,19 @@ function formatStatus(status: StatusResponse): string {
   ].join("\n");
 }
 
+interface WorkerFlags {
+  join?: string;
+  coordinator?: string;
+  listen: string;
+  connectorListen?: string;
+  sessionTimeoutMs?: number;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  logLevel: LogLevel;
+}
+
 /** How long a worker that leaves waits for its sources to close and its output to flush. */
 const WORKER_STOP_MS = 10_000;
 
@@ -97,10 +110,15 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)")
     .option("--session-timeout-ms <ms>", "a connector silent to this worker's HTTP/2 pings this long loses its sessions (default 20000)", positiveInt("--session-timeout-ms"))
     .option("--token <token>", "the cluster token, also the connector token (default: env KEYWAY_TOKEN)")
+    .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
+    .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
+    .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
-    .action(async (appPath: string, flags: { join?: string; coordinator?: string; listen: string; connectorListen?: string; sessionTimeoutMs?: number; token?: string; logLevel: LogLevel }) => {
+    .action(async (appPath: string, flags: WorkerFlags) => {
       if ((flags.join === undefined) === (flags.coordinator === undefined)) throw new KeywayError(ErrorCode.USAGE, "keyway worker needs one of --join HOST:PORT or --coordinator etcd://HOST:PORT");
+      const { serverTlsFromFlags } = await import("../rpc/tls.ts");
+      serverTlsFromFlags(flags);
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
       const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }] = await Promise.all([
@@ -119,7 +137,8 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         role: { join: etcd?.leader.address ?? flags.join! },
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
-          const built = await buildWorkerConnectors(app, bindingsFromJson(json), { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs }, log, placement, false, etcd !== undefined);
+          const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa };
+          const built = await buildWorkerConnectors(app, bindingsFromJson(json), connectorFlags, log, placement, false, etcd !== undefined);
           edgeClose = built.edge?.close;
           return built;
         },

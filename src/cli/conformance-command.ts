@@ -20,6 +20,7 @@ async function loadHarness(): Promise<Harness> {
   return { ...index, ...processes };
 }
 import { ErrorCode, KeywayError } from "../errors.ts";
+import { clientTlsFromFlags, serverTlsFromFlags } from "../rpc/tls.ts";
 
 interface ConformanceFlags {
   list?: boolean;
@@ -34,6 +35,10 @@ interface ConformanceFlags {
   partitioner?: string;
   workdir?: string;
   keepWorkdirs?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
 }
 
 const ROLES: readonly CaseRole[] = ["source", "sink", "partitioner", "engine"];
@@ -56,6 +61,10 @@ export function addConformanceCommand(program: Command, setExitCode: (code: numb
     .option("--partitioner <name>", "engine mode: the partitioner on the way from --source to --sink")
     .option("--workdir <dir>", "connector modes: where each case gets its {workdir} (default: the system temporary directory)")
     .option("--keep-workdirs", "connector modes: keep each case's {workdir} afterwards")
+    .option("--tls-ca <file>", "engine mode: dial the engine over TLS, trusting this CA (PEM)")
+    .option("--tls-cert <file>", "engine mode: the client certificate for mutual TLS; connector modes: serve the scripted engine over TLS with this certificate (PEM, with --tls-key)")
+    .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
+    .option("--tls-client-ca <file>", "connector modes: require the connector's client certificate, signed by this CA (mutual TLS; PEM)")
     .action(async (role: string, command: string[], flags: ConformanceFlags) => {
       setExitCode(await conformance(role, command, flags));
     });
@@ -93,14 +102,18 @@ async function conformance(roleArg: string, command: string[], flags: Conformanc
   if (role === "engine") {
     if (command.length > 0) throw new KeywayError(ErrorCode.USAGE, "engine mode takes no command; give the engine's address with --target");
     if (flags.target === undefined) throw new KeywayError(ErrorCode.USAGE, "engine mode needs --target HOST:PORT, the running engine's connector address");
+    if (flags.tlsClientCa !== undefined) throw new KeywayError(ErrorCode.USAGE, "--tls-client-ca is for connector modes; in engine mode give the harness's certificate with --tls-cert and --tls-key");
+    const tls = clientTlsFromFlags(flags);
     summary = await c.runEngineSuite(
-      { address: flags.target, token: flags.token ?? process.env.KEYWAY_TOKEN, source: flags.source, sink: flags.sink, partitioner: flags.partitioner },
+      { address: flags.target, token: flags.token ?? process.env.KEYWAY_TOKEN, source: flags.source, sink: flags.sink, partitioner: flags.partitioner, ...(tls === undefined ? {} : { tls }) },
       cases,
       onResult,
     );
   } else {
     if (command.length === 0) throw new KeywayError(ErrorCode.USAGE, `give the connector's command after --, e.g. keyway conformance ${role} -- python3 my_${role}.py --engine {engine}`);
     if (flags.target !== undefined) throw new KeywayError(ErrorCode.USAGE, "--target is for engine mode; a connector's target name comes from its fixture (\"target\")");
+    if (flags.tlsCa !== undefined) throw new KeywayError(ErrorCode.USAGE, "--tls-ca is for engine mode; in connector modes give the connector its CA in its own command");
+    const tls = serverTlsFromFlags(flags);
     const fixture = c.loadFixture(flags.fixture);
     if (fixture.fixture.role !== undefined && fixture.fixture.role !== role) {
       throw new KeywayError(ErrorCode.USAGE, `the fixture ${flags.fixture} is for a ${fixture.fixture.role}, not a ${role}`);
@@ -114,6 +127,7 @@ async function conformance(roleArg: string, command: string[], flags: Conformanc
         token: flags.token ?? randomBytes(12).toString("hex"),
         workdirBase: flags.workdir,
         keepWorkdirs: flags.keepWorkdirs === true,
+        ...(tls === undefined ? {} : { tls }),
       },
       cases,
       onResult,

@@ -12,6 +12,7 @@ import type { ConnectOptions } from "../sdk/index.ts";
 import { parseEngineAddresses } from "../sdk/addresses.ts";
 import { parseHostPort, type HostPort } from "../util/host-port.ts";
 import { positiveInt } from "./flags.ts";
+import { clientTlsFromFlags } from "../rpc/tls.ts";
 
 /** The SDK (gRPC, protobuf) loads only when a connector runs, to keep other commands' start-up short. */
 type Sdk = typeof import("../sdk/index.ts");
@@ -24,6 +25,9 @@ interface CommonFlags {
   engine: string;
   target: string;
   token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   instanceId?: string;
   logLevel: LogLevel;
 }
@@ -87,6 +91,9 @@ function common(command: Command): Command {
     .option("--engine <host:port>", "the engine's connector address", ENGINE_ADDRESS_DEFAULT)
     .requiredOption("--target <name>", "the app's source or sink name this connector serves")
     .addOption(new Option("--token <token>", "the engine's shared secret").env("KEYWAY_TOKEN"))
+    .option("--tls-ca <file>", "dial the engine over TLS, trusting this CA for its certificate (PEM)")
+    .option("--tls-cert <file>", "mutual TLS: this connector's certificate (PEM, with --tls-key)")
+    .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--instance-id <id>", "this instance's id, stable across its reconnects (default: host and pid)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false);
@@ -114,6 +121,8 @@ async function run(
   } catch (err) {
     throw new KeywayError(ErrorCode.USAGE, `--engine: ${(err as Error).message}`);
   }
+  // Certificate files are read here, so a wrong path is bad usage naming the flag.
+  const tls = clientTlsFromFlags(flags);
   const log = createLogger(flags.logLevel).child({ connector: connectorName, target: flags.target });
   const stop = new AbortController();
   let signals = 0;
@@ -131,13 +140,16 @@ async function run(
     signal: stop.signal,
     ...(flags.token === undefined ? {} : { token: flags.token }),
     ...(flags.instanceId === undefined ? {} : { instanceId: flags.instanceId }),
+    ...(tls === undefined ? {} : { tls: true, ...(tls.ca === undefined ? {} : { tlsCa: tls.ca }), ...(tls.cert === undefined ? {} : { tlsCert: tls.cert, tlsKey: tls.key! }) }),
   };
   try {
     await body(options, log, sdk);
     program.setOptionValue("exitCode", 0);
   } catch (err) {
     if (!sdk.isConnectorError(err)) throw err;
-    process.stderr.write(`keyway: error [${err.codeName}]: ${err.message}\n`);
+    // An ending without a protocol code (a TLS mismatch found by the SDK) is labelled by its gRPC status.
+    const label = err.code === sdk.ProtocolErrorCode.UNSPECIFIED ? (sdk.GrpcStatus[err.grpcStatus] ?? err.codeName) : err.codeName;
+    process.stderr.write(`keyway: error [${label}]: ${err.message}\n`);
     program.setOptionValue("exitCode", 1);
   } finally {
     process.off("SIGINT", onSignal);

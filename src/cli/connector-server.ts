@@ -4,6 +4,7 @@ import type { Logger } from "../log/logger.ts";
 import type { ConnectorServer, ConnectorServerOptions } from "../protocol/index.ts";
 import { partitionerNames } from "../runtime/dataflow.ts";
 import type { BindingTable } from "./bindings.ts";
+import { serverTlsFromFlags } from "../rpc/tls.ts";
 
 /** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
 export const CONNECTOR_URI = "connector";
@@ -21,6 +22,9 @@ export interface ConnectorServerFlags {
   maxStreamsPerSource?: number;
   maxStreamNameBytes?: number;
   streamRetentionMs?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
 }
 
 /** Serves the connector protocol when a binding or partitioner needs it, or flags.listen asks for it. */
@@ -35,6 +39,8 @@ export async function startConnectorServerFor(
   const sourceTargets = bound(table.sources);
   const sinkTargets = bound(table.sinks);
   const partitioners = [...new Set(app.pipelines.flatMap(partitionerNames))];
+  // Read (and checked) even when no server starts: a wrong path is reported either way.
+  const tls = serverTlsFromFlags(flags);
   if (sourceTargets.length + sinkTargets.length + partitioners.length === 0 && flags.listen === undefined) return undefined;
   // grpc-js prints failures (a port in use) on stderr itself; the server reports each as one
   // KeywayError line, so grpc-js's own lines go to the log at debug level.
@@ -46,6 +52,7 @@ export async function startConnectorServerFor(
     app,
     listen: flags.listen ?? cluster.listenDefault ?? LISTEN_DEFAULT,
     token: flags.token ?? process.env.KEYWAY_TOKEN,
+    ...(tls === undefined ? {} : { tls }),
     limits: {
       maxBatchRecords: flags.maxBatchRecords,
       maxMessageBytes: flags.maxMessageBytes,
@@ -63,6 +70,7 @@ export async function startConnectorServerFor(
     ...(flags.streamRetentionMs === undefined ? {} : { streamRetentionMs: flags.streamRetentionMs }),
     log,
   });
-  log.info({ address: server.address, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);
+  const transport = tls === undefined ? "plaintext" : tls.clientCa === undefined ? "tls" : "mutual-tls";
+  log.info({ address: server.address, transport, sources: sourceTargets, sinks: sinkTargets, partitioners }, `serving connectors on ${server.address}`);
   return server;
 }

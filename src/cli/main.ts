@@ -2,6 +2,7 @@
  * keyway: the command line. Returns an exit code instead of exiting so tests can call it:
  * 0 success, 1 a runtime failure, 2 bad usage. Errors are one line; stacks only with --verbose.
  */
+import { resolve as resolvePath } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
 import type { AppSpec } from "../app/spec.ts";
@@ -11,6 +12,7 @@ import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
 import { STREAM_RETENTION_MS_DEFAULT } from "../protocol/source/retention.ts";
 import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
+import { serverTlsFromFlags } from "../rpc/tls.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
@@ -51,6 +53,9 @@ interface RunFlags {
   shutdownTimeoutMs?: number;
   listen?: string;
   token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
   maxBatchRecords?: number;
   maxMessageBytes?: number;
   idempotencyWindow?: number;
@@ -76,6 +81,8 @@ function collect(value: string, previous: string[]): string[] {
 
 async function run(appPath: string, flags: RunFlags): Promise<number> {
   checkSlotCount(flags.slots);
+  // Certificate files are read and checked before anything starts: a wrong path is a USAGE error at once.
+  serverTlsFromFlags(flags);
   const app = await loadApp(appPath);
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
@@ -189,7 +196,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   });
   log.info({ address: worker.address }, "serving workers");
   const join = flags.coordinator === undefined ? ["--join", worker.address] : ["--coordinator", flags.coordinator];
-  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel) : undefined;
+  const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel, localWorkerArgs(flags)) : undefined;
   let startedAt = performance.now();
   let totals: EngineStats | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -218,6 +225,18 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   if (stateLost !== undefined) throw stateLost;
   process.stderr.write(`keyway: ${formatSummary(totals ?? worker.engine.stats(), performance.now() - startedAt)}\n`);
   return 0;
+}
+
+/** The flags every local worker gets as this process has them: the same certificates, keys and CAs. */
+function localWorkerArgs(flags: RunFlags): string[] {
+  const args: string[] = [];
+  const pass = (flag: string, value: string | undefined) => {
+    if (value !== undefined) args.push(flag, resolvePath(value));
+  };
+  pass("--tls-cert", flags.tlsCert);
+  pass("--tls-key", flags.tlsKey);
+  pass("--tls-client-ca", flags.tlsClientCa);
+  return args;
 }
 
 /** The whole cluster's figures for the summary, from every worker still there at the end. */
@@ -290,6 +309,9 @@ function buildProgram(): Command {
     .option("--shutdown-timeout-ms <ms>", `after SIGINT or SIGTERM, exit 1 if the sinks have not taken every record in this long (default ${SHUTDOWN_TIMEOUT_MS_DEFAULT})`, positiveInt("--shutdown-timeout-ms"))
     .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
+    .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
+    .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
+    .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
     .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))
     .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
     .option("--session-timeout-ms <ms>", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`, positiveInt("--session-timeout-ms"))

@@ -12,15 +12,18 @@ export interface LocalWorkers {
   stop(graceMs: number): Promise<void>;
 }
 
-/** `join`: the worker flags that find the cluster (`--join ADDRESS` or `--coordinator etcd://...`). */
-export function launchLocalWorkers(count: number, appPath: string, join: string[], token: string | undefined, logLevel: string): LocalWorkers {
+/**
+ * `join`: the worker flags that find the cluster (`--join ADDRESS` or `--coordinator etcd://...`);
+ * `extraArgs`: more worker flags, the same for every worker (TLS files, credentials).
+ */
+export function launchLocalWorkers(count: number, appPath: string, join: string[], token: string | undefined, logLevel: string, extraArgs: readonly string[] = []): LocalWorkers {
   const children: ChildProcess[] = [];
   let stopping = false;
   const failing = deferred<never>();
   const fail = (err: Error): void => failing.reject(err);
   const failed = failing.promise;
   for (let i = 0; i < count; i++) {
-    const args = [...process.execArgv, KEYWAY_BIN, "worker", appPath, ...join, "--listen", "127.0.0.1:0", "--log-level", logLevel];
+    const args = [...process.execArgv, KEYWAY_BIN, "worker", appPath, ...join, "--listen", "127.0.0.1:0", "--log-level", logLevel, ...extraArgs];
     // The token travels in the environment, not argv, so `ps` does not show it.
     const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...(token ? { KEYWAY_TOKEN: token } : {}) } });
     child.on("exit", (code, signal) => {

@@ -20,6 +20,8 @@ import { resolveLimits, type ProtocolLimits } from "./limits.ts";
 import { bindServer } from "../rpc/bind.ts";
 import { parseListenAddress } from "../rpc/listen-address.ts";
 import { keepaliveOptions, SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
+import { serverCredentials } from "../rpc/tls-credentials.ts";
+import type { ServerTls } from "../rpc/tls.ts";
 import { PartitionerPool, type RequestIds } from "./partition/partitioner-pool.ts";
 import { partitionerRole } from "./partition/partition-session.ts";
 import { sessionRouting, type SessionPlacement } from "./placement.ts";
@@ -37,6 +39,8 @@ export interface ConnectorServerOptions {
   listen: string;
   /** When set (and not empty), every session's Hello must carry it. */
   token?: string;
+  /** Serve over TLS with this certificate; with a client CA, every connector must present a certificate it signed. Plaintext without. */
+  tls?: ServerTls;
   limits?: Partial<ProtocolLimits>;
   /** App source names bound to `connector`. */
   sourceTargets: readonly string[];
@@ -140,7 +144,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
   addHealth(server, new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }));
 
-  address = await bindServer(server, listen, "connectors");
+  address = await bindServer(server, listen, "connectors", serverCredentials(options.tls));
 
   let closing: Promise<void> | undefined;
   return {

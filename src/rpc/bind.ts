@@ -6,11 +6,11 @@ import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { formatListenAddress, type ListenAddress } from "./listen-address.ts";
 
-/** Resolves with the bound HOST:PORT (the real port when asked for port 0). */
-export function bindServer(server: Server, listen: ListenAddress, purpose: string): Promise<string> {
+/** Resolves with the bound HOST:PORT (the real port when asked for port 0); plaintext unless given TLS credentials. */
+export function bindServer(server: Server, listen: ListenAddress, purpose: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<string> {
   const requested = formatListenAddress(listen);
   return new Promise((resolve, reject) => {
-    server.bindAsync(requested, ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(requested, credentials, (err, port) => {
       if (err === null) return resolve(formatListenAddress({ host: listen.host, port }));
       server.forceShutdown();
       if (/Name resolution failed|ENOTFOUND|EADDRNOTAVAIL/.test(err.message)) {

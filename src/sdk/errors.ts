@@ -29,11 +29,15 @@ export class ConnectorError extends Error {
   /** The gRPC status the session ended with. */
   readonly grpcStatus: GrpcStatus;
 
-  constructor(code: ErrorCode, grpcStatus: GrpcStatus, message: string) {
+  /** Set when the SDK itself found the configuration wrong (a TLS mismatch), whatever the code and status. */
+  private readonly configuration: boolean;
+
+  constructor(code: ErrorCode, grpcStatus: GrpcStatus, message: string, options: { configuration?: boolean } = {}) {
     super(message);
     this.name = "ConnectorError";
     this.code = code;
     this.grpcStatus = grpcStatus;
+    this.configuration = options.configuration === true;
   }
 
   /** The code's enum name without its prefix, e.g. "UNKNOWN_TARGET", for messages and logs. */
@@ -43,11 +47,13 @@ export class ConnectorError extends Error {
 
   /**
    * True when reconnecting cannot help: a wrong token, version or target name, or a stream name
-   * another connector owns. A code this SDK
+   * another connector owns; or a TLS misconfiguration the SDK found after a failed dial (the
+   * engine speaks TLS and this connector does not, or the reverse, a certificate not trusted or
+   * refused). A code this SDK
    * does not know, or an ending without one, is judged by its gRPC status (protocol §11).
    */
   get isConfigurationError(): boolean {
-    if (CONFIGURATION_CODES.has(this.code)) return true;
+    if (this.configuration || CONFIGURATION_CODES.has(this.code)) return true;
     if (ErrorCode[this.code] !== undefined && this.code !== ErrorCode.UNSPECIFIED) return false;
     return this.grpcStatus === GrpcStatus.UNAUTHENTICATED || this.grpcStatus === GrpcStatus.NOT_FOUND;
   }

@@ -7,6 +7,7 @@
  * Each session gets its own gRPC channel. A reused channel would apply grpc-js's own reconnect
  * backoff (up to two minutes) underneath ours, and a Redirect needs a new address anyway.
  */
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -23,6 +24,9 @@ import { knownAddresses, learnAddresses, nextAddress, parseEngineAddresses } fro
 import { backoffDelayMs, resolveBackoff, type BackoffOptions } from "../util/backoff.ts";
 import { keepaliveOptions } from "../rpc/keepalive.ts";
 import { ConnectorError } from "./errors.ts";
+import { channelCredentials } from "../rpc/tls-credentials.ts";
+import type { ClientTls } from "../rpc/tls.ts";
+import { diagnoseTls, mayBeTlsFailure } from "./tls-probe.ts";
 
 /** The protocol version this SDK speaks. */
 export const PROTOCOL_VERSION = { major: 1, minor: 0 } as const;
@@ -38,6 +42,17 @@ export interface ConnectOptions {
   target: string;
   /** The engine's shared secret, when it requires one. */
   token?: string;
+  /**
+   * TLS: the CA the engine's certificate must chain to, as a PEM file's path or its bytes. Giving
+   * any of tlsCa, tlsCert, tlsKey (or tls: true) dials over TLS; none dials plaintext.
+   */
+  tlsCa?: string | Uint8Array;
+  /** Mutual TLS: this connector's certificate (a PEM path or bytes), with tlsKey. */
+  tlsCert?: string | Uint8Array;
+  /** Mutual TLS: the private key of tlsCert (a PEM path or bytes). */
+  tlsKey?: string | Uint8Array;
+  /** Dial over TLS even without tlsCa, trusting the system's CAs. */
+  tls?: boolean;
   /** What this connector is, e.g. "rabbitmq-source"; the engine logs it. */
   connectorName: string;
   /** Distinguishes instances of one connector; stable across reconnects. Default: host and pid. */
@@ -74,6 +89,8 @@ export interface ResolvedConnectOptions {
   engines: string[];
   target: string;
   token: string;
+  /** Plaintext when undefined. */
+  tls: ClientTls | undefined;
   connectorName: string;
   instanceId: string;
   capabilities: string[];
@@ -100,6 +117,7 @@ export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectO
     engines,
     target: options.target,
     token: options.token ?? "",
+    tls: resolveTls(options),
     connectorName: options.connectorName,
     instanceId: options.instanceId ?? `${hostname()}-${process.pid}`,
     capabilities: options.capabilities ?? [],
@@ -110,6 +128,28 @@ export function resolveConnectOptions(options: ConnectOptions): ResolvedConnectO
     maxReceiveMessageBytes,
     keepaliveTimeoutMs,
     maxConsecutiveFailures,
+  };
+}
+
+/** The TLS material, read from its files; a file that cannot be read or holds no PEM throws, naming the option and the path. */
+export function resolveTls(options: Pick<ConnectOptions, "tls" | "tlsCa" | "tlsCert" | "tlsKey">): ClientTls | undefined {
+  const { tlsCa, tlsCert, tlsKey } = options;
+  if (tlsCa === undefined && tlsCert === undefined && tlsKey === undefined) return options.tls === true ? {} : undefined;
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new RangeError("tlsCert and tlsKey go together: this connector's certificate and its private key");
+  const pem = (name: string, value: string | Uint8Array): Buffer => {
+    if (typeof value !== "string") return Buffer.from(value);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(value);
+    } catch (err) {
+      throw new Error(`${name}: cannot read ${value} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    if (!bytes.includes("-----BEGIN ")) throw new Error(`${name}: ${value} holds no PEM data (expected "-----BEGIN ...")`);
+    return bytes;
+  };
+  return {
+    ...(tlsCa === undefined ? {} : { ca: pem("tlsCa", tlsCa) }),
+    ...(tlsCert === undefined ? {} : { cert: pem("tlsCert", tlsCert), key: pem("tlsKey", tlsKey!) }),
   };
 }
 
@@ -323,7 +363,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
   private runSession(): Promise<Outcome> {
     const { options, role, handler } = this;
     const address = this.address;
-    const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    const client = new grpc.Client(address, channelCredentials(options.tls), {
       // ENVIRONMENT.md and protocol §16.3: grpc-js's per-call retry buffer dominates the cost of
       // small messages, and this protocol recovers by replay, never by gRPC retries.
       "grpc.per_rpc_retry_buffer_size": 0,
@@ -416,7 +456,17 @@ export class SessionLoop<Req, Own extends RoleResponse> {
         // No Error at all (a failed dial, a broken connection, no Welcome in time) or SHUTTING_DOWN:
         // the worker is gone or going. Any other Error came from a live worker, which keeps serving.
         const workerLost = engineError === undefined || engineError.code === ErrorCode.SHUTTING_DOWN;
-        resolve({ kind: "ended", error, healthy, workerLost });
+        const dialFailed = engineError === undefined && welcomedAtMs === undefined && session.closeReason === undefined && status.code === grpc.status.UNAVAILABLE;
+        if (!dialFailed || !mayBeTlsFailure(status.details)) return resolve({ kind: "ended", error, healthy, workerLost });
+        // grpc-js says "Failed to connect" for a TLS misconfiguration as for a closed port: a probe tells them apart.
+        void diagnoseTls(address, options.tls).then(
+          (why) => {
+            if (why === undefined) return resolve({ kind: "ended", error, healthy, workerLost });
+            const tlsError = new ConnectorError(ErrorCode.UNSPECIFIED, status.code, `${role.toLowerCase()} session with engine ${address} (target "${options.target}") failed: ${why}`, { configuration: true });
+            resolve({ kind: "ended", error: tlsError, healthy, workerLost });
+          },
+          () => resolve({ kind: "ended", error, healthy, workerLost }),
+        );
       });
     });
 

@@ -85,8 +85,11 @@ class ConnectorError(Exception):
         detail: the engine's ``Error.message`` or the gRPC status details.
     """
 
-    def __init__(self, code: int, grpc_status: Optional[grpc.StatusCode], detail: str, message: str) -> None:
+    def __init__(self, code: int, grpc_status: Optional[grpc.StatusCode], detail: str, message: str,
+                 configuration: bool = False) -> None:
         super().__init__(message)
+        # Set when the SDK itself found the configuration wrong (a TLS mismatch), whatever the code.
+        self._configuration = configuration
         try:
             self.code: int = ErrorCode(code)
         except ValueError:
@@ -102,8 +105,10 @@ class ConnectorError(Exception):
     @property
     def is_configuration_error(self) -> bool:
         """True when reconnecting cannot help: a wrong token, protocol version or target name, a
-        stream name another connector owns, or an instance_id another running instance uses."""
-        if self.code in CONFIGURATION_CODES:
+        stream name another connector owns, or an instance_id another running instance uses; or
+        a TLS misconfiguration the SDK found after a failed dial (the engine speaks TLS and this
+        connector does not, or the reverse, a certificate not trusted or refused)."""
+        if self._configuration or self.code in CONFIGURATION_CODES:
             return True
         known = isinstance(self.code, ErrorCode) and self.code != ErrorCode.UNSPECIFIED
         return not known and self.grpc_status in _FINAL_STATUSES

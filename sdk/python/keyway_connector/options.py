@@ -6,10 +6,11 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from .addresses import parse_engines
 from .backoff import Backoff
+from .tls import TlsMaterial, resolve_tls
 
 #: The engine's default connector address (``keyway run --listen``).
 DEFAULT_ENGINE = "127.0.0.1:7700"
@@ -33,6 +34,15 @@ class ConnectOptions:
     engine: Optional[str] = None
     #: The engine's shared secret. Default: ``$KEYWAY_TOKEN``. Never logged (R-AUTH-CONFIG).
     token: Optional[str] = field(default=None, repr=False)
+    #: TLS: the CA the engine's certificate must chain to, as a PEM file's path or its bytes.
+    #: Giving any of tls_ca, tls_cert, tls_key (or ``tls=True``) dials over TLS; none dials plaintext.
+    tls_ca: Optional[Union[str, bytes]] = None
+    #: Mutual TLS: this connector's certificate (a PEM path or bytes), with ``tls_key``.
+    tls_cert: Optional[Union[str, bytes]] = field(default=None, repr=False)
+    #: Mutual TLS: the private key of ``tls_cert`` (a PEM path or bytes).
+    tls_key: Optional[Union[str, bytes]] = field(default=None, repr=False)
+    #: Dial over TLS even without ``tls_ca``, trusting the system's CAs.
+    tls: bool = False
     #: Distinguishes instances of one connector; stable across reconnects. Default: host and pid.
     instance_id: Optional[str] = None
     #: Optional protocol features this connector supports (none in protocol 1.0).
@@ -49,6 +59,8 @@ class ConnectOptions:
     #: sessions; ``None`` retries for ever. Each failure is logged either way (R-ERROR-RETRY).
     max_consecutive_failures: Optional[int] = None
     logger: Optional[logging.Logger] = field(default=None, compare=False)
+    #: Set by ``resolved()``: the TLS material read from the files, or None for plaintext.
+    tls_material: Optional[TlsMaterial] = field(default=None, repr=False, compare=False)
 
     def resolved(self) -> "ConnectOptions":
         """A copy with every default filled in and checked."""
@@ -62,11 +74,17 @@ class ConnectOptions:
         if self.keepalive_timeout_s <= 0:
             raise ValueError(f"keepalive_timeout_s must be positive, got {self.keepalive_timeout_s}")
         token = self.token if self.token is not None else os.environ.get("KEYWAY_TOKEN", "")
+        tls_material = self.tls_material or resolve_tls(self.tls, self.tls_ca, self.tls_cert, self.tls_key)
         return ConnectOptions(
             target=self.target,
             connector_name=self.connector_name,
             engine=engine,
             token=token,
+            tls_ca=self.tls_ca,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
+            tls=self.tls,
+            tls_material=tls_material,
             instance_id=self.instance_id or f"{socket.gethostname()}-{os.getpid()}",
             capabilities=tuple(self.capabilities),
             backoff=self.backoff,

@@ -22,6 +22,7 @@ import grpc
 from ._proto import pb
 from .addresses import known_addresses, learn_addresses, next_address, parse_engines
 from .errors import ConfigurationError, ConnectorError, ErrorCode, code_name
+from .tls import diagnose, may_be_tls_failure, open_channel
 from .options import ConnectOptions
 
 #: The protocol version this SDK speaks (R-VERSION-MAJOR).
@@ -262,7 +263,7 @@ class SessionLoop:
         assert error is not None
         if error.is_configuration_error:
             self.log.error("%s; not reconnecting: this is a configuration error", error)
-            self.fail(ConfigurationError(error.code, error.grpc_status, error.detail, str(error)))
+            self.fail(ConfigurationError(error.code, error.grpc_status, error.detail, str(error), configuration=True))
             return
         self._failures += 1
         if outcome.worker_lost:
@@ -307,7 +308,7 @@ class SessionLoop:
             if self._stopped.is_set():
                 return _Outcome(None, None, False, False)
             self._current = session
-        channel = grpc.insecure_channel(address, options=[
+        channel = open_channel(address, options.tls_material, [
             ("grpc.max_receive_message_length", options.max_receive_message_bytes),
             # Keepalive pings: an engine that stops answering ends the session within the timeout.
             ("grpc.keepalive_time_ms", max(1, int(options.keepalive_timeout_s * 500))),
@@ -417,6 +418,16 @@ class SessionLoop:
         error = ConnectorError(code, status, detail,
                                f'{role.method.lower()} session with engine {address} (target "{options.target}") '
                                f"ended: {why}")
+        dial_failed = (engine_error is None and welcomed_at is None and session.cancel_reason is None
+                       and status == grpc.StatusCode.UNAVAILABLE)
+        if dial_failed and may_be_tls_failure(details):
+            # gRPC says "failed to connect" for a TLS misconfiguration as for a closed port: a probe
+            # tells them apart, and a TLS misconfiguration is a configuration error.
+            why_tls = diagnose(address, options.tls_material)
+            if why_tls is not None:
+                error = ConnectorError(ErrorCode.UNSPECIFIED, status, why_tls,
+                                       f'{role.method.lower()} session with engine {address} (target "{options.target}") '
+                                       f"failed: {why_tls}", configuration=True)
         # No Error at all (a failed dial, a broken connection, no Welcome in time) or SHUTTING_DOWN:
         # the worker is gone or going. Any other Error came from a live worker, which keeps serving.
         worker_lost = engine_error is None or engine_error.code == pb.ERROR_CODE_SHUTTING_DOWN

@@ -31,6 +31,7 @@ import { ConnectorProcess, describeExit } from "./connector-process.ts";
 import { CONNECTOR_CHECKS } from "./checks.ts";
 import { describeFor, startScriptedServer, type ScriptedServer, type ServedAt, type ServedCall } from "./scripted-server.ts";
 import { ScriptedSession, type CaseClock, type TraceEvent } from "./scripted-session.ts";
+import type { ServerTls } from "../../rpc/tls.ts";
 
 export interface ConnectorTarget {
   role: Role;
@@ -43,6 +44,8 @@ export interface ConnectorTarget {
   workdirBase?: string;
   /** Keep case directories afterwards (for debugging a connector). */
   keepWorkdirs?: boolean;
+  /** Serve the scripted engine over TLS with this certificate (the connector's command names the CA to trust). */
+  tls?: ServerTls;
 }
 
 /** A failed step: the case cannot go on, and this is why. */
@@ -234,8 +237,8 @@ export class ConnectorCaseRun {
       session.onIn = (event) => this.onIncoming(session, event);
       this.notifier.changed();
     };
-    const primary = await startScriptedServer("primary", describe, onCall("primary"));
-    const secondary = await startScriptedServer("secondary", describe, onCall("secondary"));
+    const primary = await startScriptedServer("primary", describe, onCall("primary"), this.target.tls);
+    const secondary = await startScriptedServer("secondary", describe, onCall("secondary"), this.target.tls);
     this.servers = { primary, secondary };
     this.placeholders.engine = primary.address;
     this.placeholders.secondary = secondary.address;

@@ -4,7 +4,9 @@
  * health checks as an engine would. It judges nothing itself; the case's steps decide what it says.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { serverCredentials } from "../../rpc/tls-credentials.ts";
+import type { ServerTls } from "../../rpc/tls.ts";
 import { HealthImplementation } from "grpc-health-check";
 import { ConnectorService, DescribeRequestSchema, DescribeResponseSchema, type DescribeResponse } from "../../protocol/gen/keyway/v1/connector_pb.ts";
 import { decode, REQUEST_SCHEMA, type Decoded, type Kinded, type Role } from "../wire.ts";
@@ -31,7 +33,8 @@ const CLOSE_GRACE_MS = 1_000;
 
 const ROLE_OF_METHOD: Readonly<Record<string, Role>> = { Source: "source", Sink: "sink", Partition: "partitioner" };
 
-export async function startScriptedServer(at: ServedAt, describe: (at: ServedAt) => DescribeResponse, onCall: (call: ServedCall) => void): Promise<ScriptedServer> {
+/** Plaintext, or TLS with `tls` (the engine's certificate a connector under test is given the CA of). */
+export async function startScriptedServer(at: ServedAt, describe: (at: ServedAt) => DescribeResponse, onCall: (call: ServedCall) => void, tls?: ServerTls): Promise<ScriptedServer> {
   const server = new Server({ "grpc.max_receive_message_length": RECEIVE_BYTES_MAX, "grpc.max_send_message_length": RECEIVE_BYTES_MAX });
   const definition: Record<string, ServiceDefinition[string]> = {};
   const implementation: UntypedServiceImplementation = {};
@@ -67,7 +70,7 @@ export async function startScriptedServer(at: ServedAt, describe: (at: ServedAt)
   server.addService(definition, implementation);
   new HealthImplementation({ "": "SERVING", [ConnectorService.typeName]: "SERVING" }).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, bound) => (err === null ? resolve(bound) : reject(err))),
+    server.bindAsync("127.0.0.1:0", serverCredentials(tls), (err, bound) => (err === null ? resolve(bound) : reject(err))),
   );
   let closing: Promise<void> | undefined;
   return {

@@ -28,6 +28,8 @@ import { skipKindOf, verdictOf, type CaseResult, type UnmetNeed } from "../resul
 import { errorCodeName, errorCodeOf, grpcStatusName, grpcStatusOf, lengthDelimited, unknownKindMessage, type Role } from "../wire.ts";
 import { ENGINE_CHECKS } from "./checks.ts";
 import { ClientSession } from "./client-session.ts";
+import { channelCredentials } from "../../rpc/tls-credentials.ts";
+import type { ClientTls } from "../../rpc/tls.ts";
 
 export interface EngineTarget {
   /** The engine's connector address, HOST:PORT. */
@@ -40,6 +42,8 @@ export interface EngineTarget {
   sink?: string;
   /** The partitioner on the way from `source` to `sink`, when the app has one. */
   partitioner?: string;
+  /** Dial the engine over TLS: the CA to trust, and a client certificate for mutual TLS. */
+  tls?: ClientTls;
 }
 
 export class StepFailure extends Error {}
@@ -287,7 +291,7 @@ export class EngineCaseRun {
   }
 
   private unary(path: string, request: Buffer): Promise<Buffer> {
-    const client = new grpc.Client(this.target.address, grpc.credentials.createInsecure());
+    const client = new grpc.Client(this.target.address, channelCredentials(this.target.tls));
     return new Promise<Buffer>((resolve, reject) => {
       client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, request, { deadline: Date.now() + UNARY_DEADLINE_MS }, (err, value) => {
         client.close();
@@ -318,7 +322,7 @@ export class EngineCaseRun {
     const role = p.string("role") as Role;
     if (this.sessions.has(name) && !this.sessions.get(name)!.ended) throw new Error(`${where}: session "${name}" is already open`);
     this.sessionParams.set(name, step);
-    const s = new ClientSession(name, role, this.target.address, this.clock, this.notifier);
+    const s = new ClientSession(name, role, this.target.address, this.clock, this.notifier, this.target.tls);
     this.sessions.set(name, s);
     s.autopilot = { ack: p.string("ack", "none") === "auto", answer: p.string("answer", "none") === "auto", regrant: p.boolean("regrant", false) };
     const first = p.string("first", "hello");

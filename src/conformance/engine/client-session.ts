@@ -8,6 +8,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { PartitionBatch, SinkBatch, Welcome } from "../../protocol/gen/keyway/v1/connector_pb.ts";
 import type { Notifier } from "../notifier.ts";
 import type { CaseClock, TraceEvent } from "../connector/scripted-session.ts";
+import { channelCredentials } from "../../rpc/tls-credentials.ts";
+import type { ClientTls } from "../../rpc/tls.ts";
 import { decode, encodeRequest, METHOD_OF, RESPONSE_SCHEMA, type Decoded, type Kinded, type Role } from "../wire.ts";
 
 /** Responses of any size the engine may send (it announces max_message_bytes in Welcome). */
@@ -37,8 +39,9 @@ export class ClientSession {
     address: string,
     private readonly clock: CaseClock,
     private readonly notifier: Notifier,
+    tls?: ClientTls,
   ) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    this.client = new grpc.Client(address, channelCredentials(tls), {
       "grpc.max_receive_message_length": RECEIVE_BYTES_MAX,
       "grpc.max_send_message_length": RECEIVE_BYTES_MAX,
       "grpc.enable_retries": 0,
