@@ -16,7 +16,7 @@ import { serverTlsFromFlags } from "../rpc/tls.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
-import { CHECKPOINT_TIMEOUT_MS_DEFAULT, startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
+import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
@@ -50,6 +50,7 @@ interface RunFlags {
   dataDir?: string;
   checkpointIntervalMs?: number;
   checkpointTimeoutMs?: number;
+  maxUncommittedRecords?: number;
   shutdownTimeoutMs?: number;
   listen?: string;
   token?: string;
@@ -112,6 +113,7 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
       dataDir: flags.dataDir,
       checkpointIntervalMs: flags.checkpointIntervalMs,
       ...(flags.checkpointTimeoutMs === undefined ? {} : { checkpointTimeoutMs: flags.checkpointTimeoutMs }),
+      ...(flags.maxUncommittedRecords === undefined ? {} : { maxUncommittedRecords: flags.maxUncommittedRecords }),
       ...(flags.deadLetter === undefined ? {} : { deadLetter: sinkFromUri(flags.deadLetter, connectorOptions) }),
       ...(server === undefined ? {} : { partition: server.partition }),
     },
@@ -306,6 +308,7 @@ function buildProgram(): Command {
     .option("--data-dir <dir>", "checkpoint state and source positions here, and resume from them at start")
     .option("--checkpoint-interval-ms <n>", "time between checkpoints with --data-dir (default 1000)", positiveInt("--checkpoint-interval-ms"))
     .option("--checkpoint-timeout-ms <ms>", `a checkpoint still waiting this long (for batches in hand, for sinks' acks) is given up, logged, and tried again at the next interval (default ${CHECKPOINT_TIMEOUT_MS_DEFAULT})`, positiveInt("--checkpoint-timeout-ms"))
+    .option("--max-uncommitted-records <n>", `with --data-dir, a pipeline's source is read only while its output since the last checkpoint (what a crash sends its sink again) stays under this, and a checkpoint is taken at once when it is reached; keep it below the sink's id window (default ${MAX_UNCOMMITTED_RECORDS_DEFAULT})`, positiveInt("--max-uncommitted-records"))
     .option("--shutdown-timeout-ms <ms>", `after SIGINT or SIGTERM, exit 1 if the sinks have not taken every record in this long (default ${SHUTDOWN_TIMEOUT_MS_DEFAULT})`, positiveInt("--shutdown-timeout-ms"))
     .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")

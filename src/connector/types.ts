@@ -50,8 +50,10 @@ export interface Source {
    * The next batch, waiting until records are available. null once the source has ended or was
    * closed. The engine calls read() again only after it has made room, which is the backpressure:
    * a source must hold a bounded amount itself and stop taking input (pause sockets) when full.
+   * `maxRecords` is how many records the engine has room for now (the commit-lag bound); a source
+   * that cuts batches by other measures (a file's chunks) may return more.
    */
-  read(): Promise<SourceBatch | null>;
+  read(maxRecords?: number): Promise<SourceBatch | null>;
   /**
    * Progress covering every batch read() has returned, as v8-serialisable data, for sources whose
    * progress is more than one position (several streams, an idempotency window). The engine takes

@@ -33,6 +33,8 @@ import { deferred, type Deferred } from "../util/deferred.ts";
 import { watchedWait, type WaitWatch } from "../util/watched-wait.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
+/** With a data dir: a pipeline's output since the last checkpoint at which its source waits (what a crash would send its sink again). */
+export const MAX_UNCOMMITTED_RECORDS_DEFAULT = 50_000;
 /** A checkpoint not done in this long is given up (and tried again at the next interval). */
 export const CHECKPOINT_TIMEOUT_MS_DEFAULT = 60_000;
 /** A wait logs what holds it up once past this, and again as often. */
@@ -77,6 +79,8 @@ export interface EngineOptions {
   checkpointIntervalMs?: number;
   /** A checkpoint still waiting after this long (for batches in hand, for sinks' acks) is given up. */
   checkpointTimeoutMs?: number;
+  /** With a data dir: a pipeline's source waits while its output since the last checkpoint reaches this (a checkpoint is taken at once). */
+  maxUncommittedRecords?: number;
   /** In a cluster: the shared, swappable partition map and this worker's index. */
   placement?: Placement;
   /** In a cluster: the exchange to the other workers. */
@@ -279,6 +283,23 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   }
   // Each pipeline's source progress after its last finished batch: what a checkpoint records.
   const progress: unknown[] = app.pipelines.map((_, i) => restored?.sources[i]?.progress);
+  // Per pipeline, output records written since the last completed checkpoint: a crash sends them to
+  // the sink again, so a source is read only while they stay under the bound (a sink's id window
+  // covers it), and asked for no more records than fit, at the outputs per record seen so far.
+  const uncommittedOut: number[] = app.pipelines.map(() => 0);
+  const flowed = app.pipelines.map(() => ({ in: 0, out: 0 }));
+  const maxUncommitted = options.maxUncommittedRecords ?? MAX_UNCOMMITTED_RECORDS_DEFAULT;
+  let checkpointed = deferred<void>();
+  const roomFor = async (pipeline: number): Promise<number | undefined> => {
+    if (dataDir === undefined) return undefined;
+    while (uncommittedOut[pipeline]! >= maxUncommitted && failure === undefined) {
+      checkpointSoon();
+      await Promise.race([checkpointed.promise, failedPromise]);
+    }
+    const { in: read, out } = flowed[pipeline]!;
+    const perRecord = read === 0 ? 1 : Math.max(out / read, 1 / maxUncommitted);
+    return Math.max(1, Math.floor((maxUncommitted - uncommittedOut[pipeline]!) / perRecord));
+  };
   const sources: SourceStanding[] = [];
   for (const [i, p] of app.pipelines.entries()) {
     const source = connectors.sources.get(p.source.name);
@@ -406,7 +427,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     for (;;) {
       if (peers !== undefined) await peers.ready();
       await tracker.room(MAX_INFLIGHT_BATCHES);
-      const batch = await source.read();
+      const batch = await source.read(await roomFor(pipeline));
       if (batch === null) break;
       while (barrier !== undefined) await barrier.promise;
       busy++;
@@ -416,6 +437,9 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
         // Progress covers every batch read() returned so far: taken before the next read.
         const after = source.checkpoint?.() ?? batch.position;
         const run = await flow.process(batch, wantsIds[pipeline]!, standing.label);
+        uncommittedOut[pipeline]! += run.values.length;
+        flowed[pipeline]!.in += batch.values.length;
+        flowed[pipeline]!.out += run.values.length;
         const delivery = deliver(pipeline, run);
         done = delivery.done;
         tracker.add(done, after);
@@ -471,6 +495,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     timeout: (ms) => new KeywayError(ErrorCode.TIMED_OUT, `a checkpoint waited ${ms} ms for ${busy} batches in hand and sinks ${JSON.stringify(waitingSinks())}`),
   };
   const checkpoint = async (): Promise<void> => {
+    let covered: number[] = [];
     const snapshot = await quiesce(async (abandoned): Promise<Checkpoint> => {
       // Outputs of every batch the checkpoint covers must have left the engine before it counts.
       if (!abandoned()) await Promise.all(sinks.map((s) => s.flush()));
@@ -482,6 +507,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
         if (p === undefined || entry.source.prune === undefined) continue;
         progress[entry.pipeline] = entry.progress = entry.source.prune(p);
       }
+      covered = uncommittedOut.slice();
       // The slots changed since the last checkpoint (a delta), or every occupied one when the chain wants a base.
       const captured = flows.map((flow) => captureSlots(flow.stores, chain!.wantsBase));
       return {
@@ -495,6 +521,10 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }, checkpointWatch);
     await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
+    covered.forEach((n, i) => (uncommittedOut[i]! -= n));
+    const waiting = checkpointed;
+    checkpointed = deferred<void>();
+    waiting.resolve();
     snapshot.sources.forEach((s, i) => {
       if (s === undefined) return;
       for (const entry of sources) if (entry.pipeline === i) entry.source.commit?.(s.progress);
@@ -506,18 +536,30 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   let stopping = false;
   let checkpointTimer: NodeJS.Timeout | undefined;
   let checkpointing: Promise<void> = Promise.resolve();
+  /** A source waits on the commit-lag bound: the checkpoint due next is taken now, unless one is under way. */
+  const checkpointSoon = (): void => {
+    if (checkpointTimer === undefined) return;
+    clearTimeout(checkpointTimer);
+    checkpointTimer = undefined;
+    takeCheckpoint();
+  };
   const scheduleCheckpoint = (): void => {
     if (dataDir === undefined || stopping) return;
     checkpointTimer = setTimeout(() => {
-      checkpointing = checkpoint().then(scheduleCheckpoint, (err: unknown) => {
-        if (!(err instanceof KeywayError && err.code === ErrorCode.TIMED_OUT)) return fail(err);
-        // The records it would have covered stay uncommitted; the next checkpoint covers them.
-        stats.checkpointsAbandoned++;
-        log.error({ err: err.message }, "checkpoint given up; the pipelines go on and the next checkpoint tries again");
-        scheduleCheckpoint();
-      });
+      checkpointTimer = undefined;
+      takeCheckpoint();
     }, options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS_DEFAULT);
   };
+  const takeCheckpoint = (): void => {
+    checkpointing = checkpoint().then(scheduleCheckpoint, (err: unknown) => {
+      if (!(err instanceof KeywayError && err.code === ErrorCode.TIMED_OUT)) return fail(err);
+      // The records it would have covered stay uncommitted; the next checkpoint covers them.
+      stats.checkpointsAbandoned++;
+      log.error({ err: err.message }, "checkpoint given up; the pipelines go on and the next checkpoint tries again");
+      scheduleCheckpoint();
+    });
+  };
+
 
   /** Sinks holding records that have not left: what a checkpoint or the end of a run waits for. */
   const waitingSinks = (): Record<string, number> =>

@@ -162,7 +162,7 @@ export class ConnectorSource implements Source {
     this.markOpened();
   }
 
-  async read(): Promise<SourceBatch | null> {
+  async read(maxRecords = this.limits.maxBatchRecords): Promise<SourceBatch | null> {
     for (;;) {
       if (this.closed) return null;
       if (this.queue.length === 0) {
@@ -170,7 +170,7 @@ export class ConnectorSource implements Source {
         continue;
       }
       // Undefined when the records taken were all duplicates: take more.
-      const batch = this.take();
+      const batch = this.take(Math.max(1, Math.min(maxRecords, this.limits.maxBatchRecords)));
       if (batch !== undefined) return batch;
     }
   }
@@ -434,14 +434,14 @@ export class ConnectorSource implements Source {
   }
 
   /** Up to maxBatchRecords queued records as a batch; undefined when none of them had a value. */
-  private take(): SourceBatch | undefined {
+  private take(most: number): SourceBatch | undefined {
     const values: Uint8Array[] = [];
     const recordIds: string[] = [];
     const upstreams: string[] = [];
     const seqs: number[] = [];
     const credits = new Map<SourceSessionPort, number>();
     const passedDrops = new Set<StreamState>();
-    for (let taken = 0; taken < this.limits.maxBatchRecords && this.queue.length > 0; taken++) {
+    for (let taken = 0; taken < most && this.queue.length > 0; taken++) {
       const record = this.queue.shift()!;
       const { stream, position } = record;
       stream.handed = position;
