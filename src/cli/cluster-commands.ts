@@ -6,21 +6,38 @@ import { Option } from "commander";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type LogLevel } from "../log/logger.ts";
 import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
+import type { ClusterTls } from "../rpc/tls.ts";
 import { positiveInt } from "./flags.ts";
 import { loadApp } from "./load-app.ts";
 
 // gRPC and the cluster code load only when a cluster command runs, to keep other commands' start-up short.
 const clusterModules = () => Promise.all([import("@grpc/grpc-js"), import("../cluster/control-rpc.ts"), import("../protocol/gen/keyway/v1/cluster_pb.ts")]);
 
-async function clusterCall<O extends DescMessage>(address: string, token: string | undefined, method: string, request: object, output: O): Promise<MessageShape<O>> {
+interface ClusterClientFlags {
+  token?: string;
+  clusterTlsCert?: string;
+  clusterTlsKey?: string;
+  clusterTlsCa?: string;
+}
+
+async function clusterCall<O extends DescMessage>(address: string, flags: ClusterClientFlags, method: string, request: object, output: O): Promise<MessageShape<O>> {
+  const { clusterTlsFromFlags } = await import("../rpc/tls.ts");
+  const tls = clusterTlsFromFlags(flags);
   const [{ status: grpcStatus }, { createControlClients }] = await clusterModules();
-  const clients = createControlClients(token);
+  const clients = createControlClients(flags.token ?? process.env.KEYWAY_TOKEN, tls);
   return clients
     .call(address, method, request, output, 10 * 60_000)
     .catch((err: grpc.ServiceError) => {
       const unreachable = err.code === grpcStatus.UNAVAILABLE || err.code === grpcStatus.DEADLINE_EXCEEDED;
       const code = err.code === grpcStatus.UNAUTHENTICATED ? ErrorCode.UNAUTHENTICATED : unreachable || err.code === grpcStatus.NOT_FOUND || err.code === grpcStatus.FAILED_PRECONDITION ? ErrorCode.USAGE : ErrorCode.INTERNAL;
       throw new KeywayError(code, `${method.toLowerCase()} at ${address}: ${err.details || err.message}`);
+    })
+    .catch(async (err: unknown) => {
+      // "Failed to connect" may be TLS: a cluster over mutual TLS, a certificate its CA did not sign.
+      if (!(err instanceof KeywayError) || err.code !== ErrorCode.USAGE) throw err;
+      const { diagnoseTls, mayBeTlsFailure, CLUSTER_CLIENT_TLS_WORDS } = await import("../rpc/tls-probe.ts");
+      const why = mayBeTlsFailure(err.message) ? await diagnoseTls(address, tls, CLUSTER_CLIENT_TLS_WORDS).catch(() => undefined) : undefined;
+      throw why === undefined ? err : new KeywayError(ErrorCode.USAGE, `${method.toLowerCase()} at ${address}: ${why}`);
     })
     .finally(() => clients.close());
 }
@@ -93,7 +110,24 @@ interface WorkerFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  clusterTlsCert?: string;
+  clusterTlsKey?: string;
+  clusterTlsCa?: string;
   logLevel: LogLevel;
+}
+
+/**
+ * A join that failed to connect may have failed at TLS (a certificate the cluster's CA did not
+ * sign, a cluster without TLS, or the reverse): grpc-js says only "Failed to connect", so a probe
+ * names the cause.
+ */
+async function explainJoinFailure(err: unknown, address: string, tls: ClusterTls | undefined): Promise<unknown> {
+  const prefix = err instanceof KeywayError ? /^(join refused by|cannot reach the cluster at) /.exec(err.message)?.[1] : undefined;
+  if (prefix === undefined) return err;
+  const { diagnoseTls, mayBeTlsFailure, WORKER_TLS_WORDS } = await import("../rpc/tls-probe.ts");
+  if (!mayBeTlsFailure((err as Error).message)) return err;
+  const why = await diagnoseTls(address, tls, WORKER_TLS_WORDS).catch(() => undefined);
+  return why === undefined ? err : new KeywayError(ErrorCode.USAGE, `${prefix} ${address}: ${why}`);
 }
 
 /** How long a worker that leaves waits for its sources to close and its output to flush. */
@@ -113,18 +147,23 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
+    .option("--cluster-tls-cert <file>", "mutual TLS between workers: this worker's certificate (PEM; with --cluster-tls-key and --cluster-tls-ca, as the cluster's other workers have them)")
+    .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
+    .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to (PEM)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
     .action(async (appPath: string, flags: WorkerFlags) => {
       if ((flags.join === undefined) === (flags.coordinator === undefined)) throw new KeywayError(ErrorCode.USAGE, "keyway worker needs one of --join HOST:PORT or --coordinator etcd://HOST:PORT");
-      const { serverTlsFromFlags } = await import("../rpc/tls.ts");
+      const { clusterTlsFromFlags, serverTlsFromFlags } = await import("../rpc/tls.ts");
       serverTlsFromFlags(flags);
+      const clusterTls = clusterTlsFromFlags(flags);
       const app = await loadApp(appPath);
       const log = createLogger(flags.logLevel);
-      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }] = await Promise.all([
+      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }, { clusterTransport }] = await Promise.all([
         import("../cluster/worker.ts"),
         import("./worker-connectors.ts"),
         import("./etcd-coordinator.ts"),
+        import("../cluster/control-rpc.ts"),
       ]);
       const token = flags.token ?? process.env.KEYWAY_TOKEN;
       const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
@@ -133,6 +172,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         app,
         log,
         token,
+        transport: clusterTransport(clusterTls),
         listen: flags.listen,
         role: { join: etcd?.leader.address ?? flags.join! },
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
@@ -144,7 +184,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         },
       }).catch(async (err: unknown) => {
         await etcd?.control.close();
-        throw err;
+        throw await explainJoinFailure(err, etcd?.leader.address ?? flags.join!, clusterTls);
       });
       // A worker holding the coordinator role ends the run on SIGTERM, as `keyway run` does.
       const onSignal = () => {
@@ -178,10 +218,13 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .description("Workers, their slots, keys, sessions, sources, exchange backlogs and rates; the map's epoch.")
     .requiredOption("--address <host:port>", "the cluster address of any worker")
     .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
+    .option("--cluster-tls-cert <file>", "a cluster over mutual TLS: a certificate its CA signed (PEM; with --cluster-tls-key and --cluster-tls-ca)")
+    .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
+    .option("--cluster-tls-ca <file>", "the CA the workers' certificates chain to (PEM)")
     .option("--json", "print JSON", false)
-    .action(async (flags: { address: string; token?: string; json: boolean }) => {
+    .action(async (flags: ClusterClientFlags & { address: string; json: boolean }) => {
       const [, , { StatusResponseSchema }] = await clusterModules();
-      const status = await clusterCall(flags.address, flags.token ?? process.env.KEYWAY_TOKEN, "Status", {}, StatusResponseSchema);
+      const status = await clusterCall(flags.address, flags, "Status", {}, StatusResponseSchema);
       process.stdout.write(`${flags.json ? JSON.stringify(statusJson(status)) : formatStatus(status)}\n`);
       setExitCode(0);
     });
@@ -192,13 +235,16 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--worker <id>", "a worker to remove (repeatable); w0 gives up its data role and stays as the coordinator", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--count <n>", "remove the newest n workers", positiveInt("--count"))
     .option("--token <token>", "the cluster token (default: env KEYWAY_TOKEN)")
-    .action(async (flags: { address: string; worker: string[]; count?: number; token?: string }) => {
+    .option("--cluster-tls-cert <file>", "a cluster over mutual TLS: a certificate its CA signed (PEM; with --cluster-tls-key and --cluster-tls-ca)")
+    .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
+    .option("--cluster-tls-ca <file>", "the CA the workers' certificates chain to (PEM)")
+    .action(async (flags: ClusterClientFlags & { address: string; worker: string[]; count?: number }) => {
       const count = flags.count ?? 0;
       if (flags.worker.length === 0 && count === 0) {
         throw new KeywayError(ErrorCode.USAGE, "cluster shrink needs --worker ID or --count N");
       }
       const [, , { ShrinkResponseSchema }] = await clusterModules();
-      const response = await clusterCall(flags.address, flags.token ?? process.env.KEYWAY_TOKEN, "Shrink", { workerIds: flags.worker, count }, ShrinkResponseSchema);
+      const response = await clusterCall(flags.address, flags, "Shrink", { workerIds: flags.worker, count }, ShrinkResponseSchema);
       process.stdout.write(`removed ${response.removed.join(", ")}\n`);
       setExitCode(0);
     });

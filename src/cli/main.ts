@@ -12,7 +12,7 @@ import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
 import { STREAM_RETENTION_MS_DEFAULT } from "../protocol/source/retention.ts";
 import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
-import { serverTlsFromFlags } from "../rpc/tls.ts";
+import { clusterTlsFromFlags, serverTlsFromFlags } from "../rpc/tls.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
@@ -57,6 +57,9 @@ interface RunFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  clusterTlsCert?: string;
+  clusterTlsKey?: string;
+  clusterTlsCa?: string;
   maxBatchRecords?: number;
   maxMessageBytes?: number;
   idempotencyWindow?: number;
@@ -84,6 +87,10 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   checkSlotCount(flags.slots);
   // Certificate files are read and checked before anything starts: a wrong path is a USAGE error at once.
   serverTlsFromFlags(flags);
+  const clusterTls = clusterTlsFromFlags(flags);
+  if (clusterTls !== undefined && flags.workers === 1 && flags.clusterListen === undefined && flags.coordinator === undefined) {
+    throw new KeywayError(ErrorCode.USAGE, "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca protect a cluster's links: give --workers N or --cluster-listen too");
+  }
   const app = await loadApp(appPath);
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
@@ -148,11 +155,12 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
   }
   const token = flags.token ?? process.env.KEYWAY_TOKEN;
-  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }, { startEtcdControl }] = await Promise.all([
+  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }, { startEtcdControl }, { clusterTransport }] = await Promise.all([
     import("../cluster/worker.ts"),
     import("../cluster/launcher.ts"),
     import("./worker-connectors.ts"),
     import("./etcd-coordinator.ts"),
+    import("../cluster/control-rpc.ts"),
   ]);
   const replicas = replicasFor(app, flags.replicas, log);
   const failureTimeoutMs = flags.failureTimeoutMs ?? (flags.coordinator === undefined ? FAILURE_TIMEOUT_MS_DEFAULT : ETCD_FAILURE_TIMEOUT_MS_DEFAULT);
@@ -169,6 +177,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     app,
     log,
     token,
+    transport: clusterTransport(clusterTlsFromFlags(flags)),
     listen: flags.clusterListen ?? "127.0.0.1:0",
     role: {
       first: {
@@ -238,6 +247,9 @@ function localWorkerArgs(flags: RunFlags): string[] {
   pass("--tls-cert", flags.tlsCert);
   pass("--tls-key", flags.tlsKey);
   pass("--tls-client-ca", flags.tlsClientCa);
+  pass("--cluster-tls-cert", flags.clusterTlsCert);
+  pass("--cluster-tls-key", flags.clusterTlsKey);
+  pass("--cluster-tls-ca", flags.clusterTlsCa);
   return args;
 }
 
@@ -325,6 +337,9 @@ function buildProgram(): Command {
     .option("--stream-retention-ms <ms>", `a connector source stream that no session has open and whose records are all committed is retired after this long: forgotten, so its next open starts it afresh at resume_after 0 (default ${STREAM_RETENTION_MS_DEFAULT}, an hour; not in a cluster)`, positiveInt("--stream-retention-ms"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")
+    .option("--cluster-tls-cert <file>", "mutual TLS between workers: this worker's certificate (PEM; with --cluster-tls-key and --cluster-tls-ca)")
+    .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
+    .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to: a peer without one is refused (PEM)")
     .option("--dead-letter <uri>", "send records a function of the app throws on to this sink (any sink URI) as JSON lines, and go on; without it such a record stops the run")
     .option("--replicas <n>", "copies of each slot's state in a cluster, on distinct workers (default 2; fewer while there are fewer workers): the cluster survives losing replicas - 1 workers at once", positiveInt("--replicas"))
     .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))

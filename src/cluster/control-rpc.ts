@@ -5,12 +5,14 @@
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, grpcDial, type Dial, type Exchange } from "../exchange/grpc-exchange.ts";
+import { CHANNEL_OPTIONS, CLUSTER_MESSAGE_BYTES_MAX, grpcDialer, type Dial, type Exchange } from "../exchange/grpc-exchange.ts";
 import { ControlService } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition } from "../rpc/grpc-adapter.ts";
 import { bindServer } from "../rpc/bind.ts";
 import { parseListenAddress } from "../rpc/listen-address.ts";
+import { clusterChannelCredentials, clusterServerCredentials } from "../rpc/tls-credentials.ts";
+import type { ClusterTls } from "../rpc/tls.ts";
 
 export type Handlers = grpc.UntypedServiceImplementation;
 export type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
@@ -44,18 +46,22 @@ export interface ClusterServer {
   forceShutdown(): void;
 }
 
-/** Binds the cluster server; a port in use is a PORT_IN_USE error naming the address. */
+/**
+ * Binds the cluster server; a port in use is a PORT_IN_USE error naming the address. With `tls`
+ * it serves mutual TLS: a peer without a certificate the cluster's CA signed never gets a call in.
+ */
 export async function serveCluster(
   listen: string,
   token: string | undefined,
   resolve: (method: string) => UnaryHandler | undefined,
   exchange: Exchange,
+  tls?: ClusterTls,
 ): Promise<ClusterServer> {
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(serverDefinition(ControlService, CLUSTER_MESSAGE_BYTES_MAX), guarded(token, resolve));
   server.addService(exchange.definition, exchange.service);
   return {
-    address: await bindServer(server, parseListenAddress(listen), "workers"),
+    address: await bindServer(server, parseListenAddress(listen), "workers", clusterServerCredentials(tls)),
     shutdown: () => new Promise<void>((done) => server.tryShutdown(() => done())),
     forceShutdown: () => server.forceShutdown(),
   };
@@ -76,13 +82,14 @@ export interface ControlClients {
   close(): void;
 }
 
-/** A client per peer address, kept for the life of the worker; every call carries the token. */
-export function createControlClients(token: string | undefined): ControlClients {
+/** A client per peer address, kept for the life of the worker; every call carries the token. Over mutual TLS with `tls`. */
+export function createControlClients(token: string | undefined, tls?: ClusterTls): ControlClients {
+  const credentials = clusterChannelCredentials(tls);
   const clients = new Map<string, UnaryClient>();
   const clientFor = (address: string): UnaryClient => {
     let client = clients.get(address);
     if (client === undefined) {
-      client = new Client(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as UnaryClient;
+      client = new Client(address, credentials, CHANNEL_OPTIONS) as unknown as UnaryClient;
       clients.set(address, client);
     }
     return client;
@@ -103,7 +110,16 @@ export function createControlClients(token: string | undefined): ControlClients 
   };
 }
 
-export const grpcTransport: ClusterTransport = { clients: (token) => createControlClients(token), serve: serveCluster, dial: grpcDial };
+/** The cluster over grpc-js; over mutual TLS, every worker presenting `tls.cert` and trusting only `tls.ca`, when given. */
+export function clusterTransport(tls?: ClusterTls): ClusterTransport {
+  return {
+    clients: (token) => createControlClients(token, tls),
+    serve: (listen, token, resolve, exchange) => serveCluster(listen, token, resolve, exchange, tls),
+    dial: grpcDialer(tls),
+  };
+}
+
+export const grpcTransport: ClusterTransport = clusterTransport();
 
 /** A unary handler from an async function: its result is the answer, a thrown grpc error its status. */
 export function unary<Req>(fn: (request: Req) => Promise<object> | object): UnaryHandler {

@@ -17,6 +17,8 @@ import {
 import type { Logger } from "../log/logger.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import { tokenMatches, tokenMetadata } from "../rpc/cluster-token.ts";
+import { clusterChannelCredentials } from "../rpc/tls-credentials.ts";
+import type { ClusterTls } from "../rpc/tls.ts";
 import { BACKOFF_DEFAULTS, backoffDelayMs, type BackoffOptions } from "../util/backoff.ts";
 import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkReceiver, type LinkSender, type LinkWindow } from "./link-state.ts";
 
@@ -116,14 +118,20 @@ export type Dial = (address: string, token: string | undefined) => LinkDialer;
 
 const LinkClient = grpc.makeGenericClientConstructor(clientDefinition(ExchangeService), "ExchangeService");
 
-/** Link calls over grpc-js: one channel per peer address. */
-export const grpcDial: Dial = (address, token) => {
-  const client = new LinkClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-  return {
-    open: () => (client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): LinkCall }).Link(tokenMetadata(token), {}),
-    close: () => client.close(),
+/** Link calls over grpc-js: one channel per peer address; over mutual TLS when given the cluster's certificates. */
+export function grpcDialer(tls?: ClusterTls): Dial {
+  const credentials = clusterChannelCredentials(tls);
+  return (address, token) => {
+    const client = new LinkClient(address, credentials, CHANNEL_OPTIONS);
+    return {
+      open: () => (client as unknown as { Link(meta: grpc.Metadata, opts: grpc.CallOptions): LinkCall }).Link(tokenMetadata(token), {}),
+      close: () => client.close(),
+    };
   };
-};
+}
+
+/** Link calls over plaintext grpc-js. */
+export const grpcDial: Dial = grpcDialer();
 
 export interface ExchangeOptions {
   self: () => string;

@@ -26,7 +26,7 @@ import { keepaliveOptions } from "../rpc/keepalive.ts";
 import { ConnectorError } from "./errors.ts";
 import { channelCredentials } from "../rpc/tls-credentials.ts";
 import type { ClientTls } from "../rpc/tls.ts";
-import { diagnoseTls, mayBeTlsFailure } from "./tls-probe.ts";
+import { diagnoseTls, mayBeTlsFailure } from "../rpc/tls-probe.ts";
 
 /** The protocol version this SDK speaks. */
 export const PROTOCOL_VERSION = { major: 1, minor: 0 } as const;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { resolveTls } from "../../src/sdk/session.ts";
 import { makeCerts, type TestCerts } from "../helpers/certs.ts";
-import { expectOneLineError, runKeyway, scratchDir, startKeyway, waitFor, type Finished, type Running } from "../helpers/process.ts";
+import { expectOneLineError, runKeyway, scratchDir, waitFor, type Finished, type Running } from "../helpers/process.ts";
 import { countWords, generateText } from "../helpers/text.ts";
 import { Processes, requirePython } from "../python/helpers.ts";
 
