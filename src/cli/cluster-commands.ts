@@ -110,6 +110,7 @@ interface WorkerFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  credentials?: string;
   clusterTlsCert?: string;
   clusterTlsKey?: string;
   clusterTlsCa?: string;
@@ -147,6 +148,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
+    .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP")
     .option("--cluster-tls-cert <file>", "mutual TLS between workers: this worker's certificate (PEM; with --cluster-tls-key and --cluster-tls-ca, as the cluster's other workers have them)")
     .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
     .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to (PEM)")
@@ -157,15 +159,19 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
       const { clusterTlsFromFlags, serverTlsFromFlags } = await import("../rpc/tls.ts");
       serverTlsFromFlags(flags);
       const clusterTls = clusterTlsFromFlags(flags);
-      const app = await loadApp(appPath);
+      const { loadCredentials, reloadOnSighup } = await import("./connector-server.ts");
+      const token = flags.token ?? process.env.KEYWAY_TOKEN;
+      const credentialStore = loadCredentials({ ...flags, token });
       const log = createLogger(flags.logLevel);
+      // At once: the first worker passes its SIGHUP on to local workers, which may still be starting.
+      const unhook = credentialStore === undefined ? undefined : reloadOnSighup(credentialStore, log);
+      const app = await loadApp(appPath);
       const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }, { clusterTransport }] = await Promise.all([
         import("../cluster/worker.ts"),
         import("./worker-connectors.ts"),
         import("./etcd-coordinator.ts"),
         import("../cluster/control-rpc.ts"),
       ]);
-      const token = flags.token ?? process.env.KEYWAY_TOKEN;
       const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
       let edgeClose: (() => Promise<void>) | undefined;
       const worker = await startClusterWorker({
@@ -177,7 +183,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         role: { join: etcd?.leader.address ?? flags.join! },
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
-          const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa };
+          const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa, credentialStore };
           const built = await buildWorkerConnectors(app, bindingsFromJson(json), connectorFlags, log, placement, false, etcd !== undefined);
           edgeClose = built.edge?.close;
           return built;
@@ -201,6 +207,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         throw err;
       } finally {
         process.off("SIGTERM", onSignal);
+        unhook?.();
         // A fenced worker's output may have nowhere to go: its stop is bounded.
         await Promise.race([worker.engine.stop().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, WORKER_STOP_MS).unref())]);
         await worker.close();

@@ -5,6 +5,7 @@ import type { ConnectorServer, ConnectorServerOptions } from "../protocol/index.
 import { partitionerNames } from "../runtime/dataflow.ts";
 import type { BindingTable } from "./bindings.ts";
 import { serverTlsFromFlags } from "../rpc/tls.ts";
+import { CredentialStore } from "../protocol/credentials.ts";
 
 /** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
 export const CONNECTOR_URI = "connector";
@@ -25,6 +26,34 @@ export interface ConnectorServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  /** --credentials FILE. */
+  credentials?: string;
+  /** The credentials, once loaded by loadCredentials (the same store a SIGHUP reloads). */
+  credentialStore?: CredentialStore;
+}
+
+/** Reads --credentials (a USAGE error naming the problem for a bad file) with --token among them; undefined without the flag. */
+export function loadCredentials(flags: ConnectorServerFlags): CredentialStore | undefined {
+  if (flags.credentials === undefined) return undefined;
+  const token = flags.token ?? process.env.KEYWAY_TOKEN;
+  return new CredentialStore({ path: flags.credentials, clientCertificates: flags.tlsClientCa !== undefined, ...(token === undefined || token === "" ? {} : { token }) });
+}
+
+/**
+ * SIGHUP reads the credentials file again, without a restart: new sessions get the new
+ * credentials, and live sessions they no longer allow end. A file that does not parse is logged
+ * and changes nothing. `also` runs after (to pass the signal on to local workers). Returns the
+ * uninstall.
+ */
+export function reloadOnSighup(store: CredentialStore, log: Logger, also?: () => void): () => void {
+  const onHangup = (): void => {
+    const result = store.reload();
+    if (result.ok) log.info({ file: store.path, credentials: result.credentials }, "credentials reloaded");
+    else log.error({ file: store.path, err: result.error.message }, "credentials not reloaded: the ones in force stay");
+    also?.();
+  };
+  process.on("SIGHUP", onHangup);
+  return () => process.off("SIGHUP", onHangup);
 }
 
 /** Serves the connector protocol when a binding or partitioner needs it, or flags.listen asks for it. */
@@ -53,6 +82,7 @@ export async function startConnectorServerFor(
     listen: flags.listen ?? cluster.listenDefault ?? LISTEN_DEFAULT,
     token: flags.token ?? process.env.KEYWAY_TOKEN,
     ...(tls === undefined ? {} : { tls }),
+    ...(flags.credentialStore === undefined ? {} : { credentials: flags.credentialStore }),
     limits: {
       maxBatchRecords: flags.maxBatchRecords,
       maxMessageBytes: flags.maxMessageBytes,

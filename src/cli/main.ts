@@ -20,7 +20,8 @@ import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEn
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
-import { CONNECTOR_URI, LISTEN_DEFAULT, startConnectorServerFor } from "./connector-server.ts";
+import { CONNECTOR_URI, LISTEN_DEFAULT, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
+import type { CredentialStore } from "../protocol/credentials.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
@@ -57,6 +58,8 @@ interface RunFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  credentials?: string;
+  credentialStore?: CredentialStore;
   clusterTlsCert?: string;
   clusterTlsKey?: string;
   clusterTlsCa?: string;
@@ -91,15 +94,19 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   if (clusterTls !== undefined && flags.workers === 1 && flags.clusterListen === undefined && flags.coordinator === undefined) {
     throw new KeywayError(ErrorCode.USAGE, "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca protect a cluster's links: give --workers N or --cluster-listen too");
   }
+  // So is the credentials file: a malformed one is a USAGE error naming the problem.
+  flags.credentialStore = loadCredentials(flags);
   const app = await loadApp(appPath);
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
   if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return runCluster(appPath, app, table, flags, log);
   const server = await startConnectorServerFor(app, table, flags, log);
+  const unhook = flags.credentialStore === undefined ? undefined : reloadOnSighup(flags.credentialStore, log);
   try {
     return await runEngine(app, table, flags, log, server);
   } finally {
+    unhook?.();
     await server?.close();
   }
 }
@@ -208,6 +215,8 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   log.info({ address: worker.address }, "serving workers");
   const join = flags.coordinator === undefined ? ["--join", worker.address] : ["--coordinator", flags.coordinator];
   const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel, localWorkerArgs(flags)) : undefined;
+  // SIGHUP reloads this worker's credentials and is passed on to the local workers, which reload theirs.
+  const unhook = flags.credentialStore === undefined ? undefined : reloadOnSighup(flags.credentialStore, log, () => locals?.signal("SIGHUP"));
   let startedAt = performance.now();
   let totals: EngineStats | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -228,6 +237,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   } catch (err) {
     if (err !== stateLost) throw err;
   } finally {
+    unhook?.();
     await worker.close();
     await locals?.stop(WORKERS_EXIT_GRACE_MS);
     await edgeClose?.();
@@ -250,6 +260,7 @@ function localWorkerArgs(flags: RunFlags): string[] {
   pass("--cluster-tls-cert", flags.clusterTlsCert);
   pass("--cluster-tls-key", flags.clusterTlsKey);
   pass("--cluster-tls-ca", flags.clusterTlsCa);
+  pass("--credentials", flags.credentials);
   return args;
 }
 
@@ -327,6 +338,7 @@ function buildProgram(): Command {
     .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
+    .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP (--token stays a credential with every scope)")
     .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))
     .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
     .option("--session-timeout-ms <ms>", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`, positiveInt("--session-timeout-ms"))

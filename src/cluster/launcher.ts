@@ -10,6 +10,8 @@ export interface LocalWorkers {
   readonly failed: Promise<never>;
   /** Waits for the workers to exit (they leave when told); kills those still running after graceMs. */
   stop(graceMs: number): Promise<void>;
+  /** Sends every running worker a signal (SIGHUP: reload the credentials). */
+  signal(signal: NodeJS.Signals): void;
 }
 
 /**
@@ -33,6 +35,9 @@ export function launchLocalWorkers(count: number, appPath: string, join: string[
   }
   return {
     failed,
+    signal(signal) {
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     async stop(graceMs) {
       stopping = true;
       await Promise.all(

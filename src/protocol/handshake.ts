@@ -1,23 +1,28 @@
 /**
- * Checks a session's Hello, in the order the spec fixes: version, then token, then target, so a
- * connector with a stale version learns that first and a wrong token reveals no target names.
+ * Checks a session's Hello, in the order the spec fixes: version, then authentication (the token,
+ * or the client certificate), then target, then the credential's scope, so a connector with a
+ * stale version learns that first and a wrong token reveals no target names.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import type { PeerCertificate } from "node:tls";
 import { ErrorCode, type Hello, type ProtocolVersion } from "./gen/keyway/v1/connector_pb.ts";
+import { allowsTarget, type Authenticator, type Credential, type Role } from "./credentials.ts";
 import { ProtocolError } from "./protocol-error.ts";
 import { ENGINE_PROTOCOL_VERSION, formatVersion, negotiateVersion } from "./version.ts";
 
-export type Role = "source" | "sink" | "partitioner";
+export type { Role } from "./credentials.ts";
 
 export interface HandshakePolicy {
-  /** When set, Hello.token must equal it. */
-  token: string | undefined;
+  /** Who may open sessions; undefined when anyone may (no token, no credentials, no client certificates). */
+  auth: Authenticator | undefined;
   /** The names a session of this role may target. */
   targets: readonly string[];
 }
 
-/** The negotiated version; throws the ProtocolError the session ends with. */
-export function checkHello(role: Role, hello: Hello, policy: HandshakePolicy): ProtocolVersion {
+/** What a session may do with no authentication configured. */
+export const ANYONE: Credential = { name: "anyone", all: true, grants: [] };
+
+/** The negotiated version and the session's credential; throws the ProtocolError the session ends with. */
+export function checkHello(role: Role, hello: Hello, policy: HandshakePolicy, peer?: PeerCertificate): { version: ProtocolVersion; credential: Credential } {
   const version = negotiateVersion(hello.version);
   if (version === undefined) {
     throw new ProtocolError(
@@ -25,9 +30,7 @@ export function checkHello(role: Role, hello: Hello, policy: HandshakePolicy): P
       `connector speaks protocol ${formatVersion(hello.version)}; this engine speaks ${ENGINE_PROTOCOL_VERSION.major}.x`,
     );
   }
-  if (policy.token !== undefined && !sameSecret(hello.token, policy.token)) {
-    throw new ProtocolError(ErrorCode.UNAUTHENTICATED, hello.token === "" ? "this engine requires a token" : "wrong token");
-  }
+  const credential = authenticate(policy.auth, hello.token, peer);
   if (!policy.targets.includes(hello.target)) {
     const known = policy.targets.length > 0 ? policy.targets.join(", ") : "none";
     throw new ProtocolError(
@@ -35,11 +38,24 @@ export function checkHello(role: Role, hello: Hello, policy: HandshakePolicy): P
       `no ${role} named "${hello.target}" is served over the protocol; ${role}s served: ${known}`,
     );
   }
-  return version;
+  checkScope(credential, role, hello.target);
+  return { version, credential };
 }
 
-/** Compares digests in constant time, so response timing does not leak how much of a guess matched. */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(digest(given), digest(expected));
+/** The credential a token or certificate stands for; throws UNAUTHENTICATED when none. */
+export function authenticate(auth: Authenticator | undefined, token: string, peer: PeerCertificate | undefined): Credential {
+  if (auth === undefined) return ANYONE;
+  const credential = auth.authenticate(token, peer);
+  if (credential !== undefined) return credential;
+  if (token !== "" && auth.hasTokens) throw new ProtocolError(ErrorCode.UNAUTHENTICATED, "wrong token");
+  if (peer === undefined) throw new ProtocolError(ErrorCode.UNAUTHENTICATED, auth.hasTokens ? "this engine requires a token" : "this engine requires a client certificate that its credentials name");
+  const subject = Object.entries(peer.subject ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(",");
+  throw new ProtocolError(ErrorCode.UNAUTHENTICATED, `no credential of this engine names the client certificate's subject (${subject})${auth.hasTokens ? ", and no token was given" : ""}`);
+}
+
+/** Throws PERMISSION_DENIED unless the credential may open a session of this role on this target. */
+export function checkScope(credential: Credential, role: Role, target: string): void {
+  if (!allowsTarget(credential, role, target)) {
+    throw new ProtocolError(ErrorCode.PERMISSION_DENIED, `credential "${credential.name}" may not open a ${role} session on "${target}"`);
+  }
 }

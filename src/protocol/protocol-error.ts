@@ -23,6 +23,7 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, GrpcStatus>> = {
   [ErrorCode.STREAM_OWNED]: GrpcStatus.FAILED_PRECONDITION,
   [ErrorCode.TOO_MANY_STREAMS]: GrpcStatus.RESOURCE_EXHAUSTED,
   [ErrorCode.SESSION_REPLACED]: GrpcStatus.ABORTED,
+  [ErrorCode.PERMISSION_DENIED]: GrpcStatus.PERMISSION_DENIED,
 };
 
 /** A connector broke the protocol (or the engine is going away): ends that one session. */

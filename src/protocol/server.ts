@@ -16,6 +16,8 @@ import { describeResponse } from "./describe.ts";
 import { ConnectorService, ErrorCode } from "./gen/keyway/v1/connector_pb.ts";
 import { isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
 import type { HandshakePolicy } from "./handshake.ts";
+import { allowsStream, credentialStoreFor, streamPrefixesOf, type Authenticator } from "./credentials.ts";
+import type { SourceRequest, SourceResponse } from "./gen/keyway/v1/connector_pb.ts";
 import { resolveLimits, type ProtocolLimits } from "./limits.ts";
 import { bindServer } from "../rpc/bind.ts";
 import { parseListenAddress } from "../rpc/listen-address.ts";
@@ -41,6 +43,12 @@ export interface ConnectorServerOptions {
   token?: string;
   /** Serve over TLS with this certificate; with a client CA, every connector must present a certificate it signed. Plaintext without. */
   tls?: ServerTls;
+  /**
+   * Who may open which sessions (`--credentials`; the token among them). Without it: the token
+   * alone, with every scope; or with neither, under mutual TLS, any certificate the client CA
+   * signed; or else anyone.
+   */
+  credentials?: Authenticator;
   limits?: Partial<ProtocolLimits>;
   /** App source names bound to `connector`. */
   sourceTargets: readonly string[];
@@ -109,7 +117,8 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   const listen = parseListenAddress(options.listen);
   const log = options.log.child({ component: "connector-server" });
   const token = options.token === "" ? undefined : options.token;
-  const policy = (targets: readonly string[]): HandshakePolicy => ({ token, targets });
+  const auth: Authenticator | undefined = options.credentials ?? credentialStoreFor({ ...(token === undefined ? {} : { token }), clientCertificates: options.tls?.clientCa !== undefined });
+  const policy = (targets: readonly string[]): HandshakePolicy => ({ auth, targets });
 
   const { streamClaim } = options;
   const streamRetentionMs = streamClaim === undefined ? (options.streamRetentionMs ?? STREAM_RETENTION_MS_DEFAULT) : undefined;
@@ -135,9 +144,9 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       // As a session answers the same bytes (BATCH_TOO_LARGE, MALFORMED), by status alone: a unary call has no Error.
       if (isDecodeFailure(call.request)) return callback({ code: call.request.decodeFailure === "too_large" ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INVALID_ARGUMENT, details: call.request.reason });
       const served = { app: options.app.name, sources: options.sourceTargets, sinks: options.sinkTargets, partitioners: options.partitioners };
-      callback(null, describeResponse(served, limits, token !== undefined, routing.addresses()));
+      callback(null, describeResponse(served, limits, auth?.tokenRequired ?? false, routing.addresses()));
     },
-    source: session(sourceRole(sources, policy(options.sourceTargets), limits)),
+    source: session(scopedStreams(sourceRole(sources, policy(options.sourceTargets), limits))),
     sink: session(sinkRole(sinks, policy(options.sinkTargets), limits)),
     partition: session(partitionerRole(pools, policy(options.partitioners), limits)),
   };
@@ -145,6 +154,10 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
   addHealth(server, new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }));
 
   address = await bindServer(server, listen, "connectors", serverCredentials(options.tls));
+  // A reload of the credentials applies to the live sessions too: a revoked or narrowed one ends.
+  const unsubscribe = auth?.onChange(() => {
+    for (const s of [...live]) s.reauthorize();
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -173,6 +186,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       return counts;
     },
     close() {
+      unsubscribe?.();
       closing ??= new Promise<void>((resolve) => {
         for (const s of [...live]) s.fail(new ProtocolError(ErrorCode.SHUTTING_DOWN, "the engine is shutting down"));
         // No session can ack their output any more: a flush waiting for acks fails rather than waits for ever.
@@ -196,6 +210,48 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
         server.tryShutdown(() => done("every session ended"));
       });
       return closing;
+    },
+  };
+}
+
+/** Characters of a stream name an error quotes: a name not yet checked may be megabytes long. */
+const QUOTED_NAME_MAX = 200;
+
+/**
+ * A source session may open only the streams its credential's prefixes allow: each OpenStream is
+ * checked before the source sees it (PERMISSION_DENIED), and again, with every stream it opened,
+ * when the credentials are reloaded.
+ */
+function scopedStreams(binding: RoleBinding<SourceRequest, SourceResponse["kind"]>): RoleBinding<SourceRequest, SourceResponse["kind"]> {
+  return {
+    ...binding,
+    attach(channel) {
+      const handler = binding.attach(channel);
+      const opened = new Set<string>();
+      const check = (stream: string): void => {
+        const { credential, target } = channel;
+        if (allowsStream(credential, target, stream)) return;
+        const quoted = JSON.stringify(stream.length <= QUOTED_NAME_MAX ? stream : `${stream.slice(0, QUOTED_NAME_MAX)}...`);
+        const prefixes = streamPrefixesOf(credential, target);
+        throw new ProtocolError(
+          ErrorCode.PERMISSION_DENIED,
+          `credential "${credential.name}" may not open stream ${quoted} on source "${target}": ${prefixes.length === 0 ? "it opens no streams there" : `its stream names start with ${prefixes.map((p) => JSON.stringify(p)).join(" or ")}`}`,
+        );
+      };
+      return {
+        onMessage(request) {
+          if (request.kind.case === "open") {
+            check(request.kind.value.stream);
+            opened.add(request.kind.value.stream);
+          }
+          handler.onMessage(request);
+        },
+        onEnd: () => handler.onEnd(),
+        reauthorized() {
+          for (const stream of opened) check(stream);
+          handler.reauthorized?.();
+        },
+      };
     },
   };
 }

@@ -21,7 +21,9 @@ import {
   type Welcome,
 } from "./gen/keyway/v1/connector_pb.ts";
 import { isDecodeFailure, type DecodeFailure } from "../rpc/grpc-adapter.ts";
-import { checkHello, type HandshakePolicy, type Role } from "./handshake.ts";
+import type { PeerCertificate } from "node:tls";
+import { ANYONE, authenticate, checkHello, checkScope, type HandshakePolicy, type Role } from "./handshake.ts";
+import type { Credential } from "./credentials.ts";
 import { limitsMessage, type ProtocolLimits } from "./limits.ts";
 import type { SessionIdentity, SessionRouting } from "./placement.ts";
 import { errorCodeName, GRPC_STATUS_OF, ProtocolError } from "./protocol-error.ts";
@@ -40,6 +42,8 @@ export interface SessionChannel<K> {
   readonly connectorName: string;
   /** The Hello's instance_id: a newer session of the same instance takes this one's streams. */
   readonly instanceId: string;
+  /** What the session authenticated as: its scope (roles, targets, stream prefixes). */
+  readonly credential: Credential;
   /** True once the session has ended, however it ended; sends are then dropped. */
   readonly ended: boolean;
   send(kind: K): void;
@@ -54,6 +58,11 @@ export interface RoleHandler<Req> {
   onMessage(request: Req): void;
   /** Called once when the session ends, however it ended. */
   onEnd(): void;
+  /**
+   * The credentials were reloaded and the session's credential (still valid for its role and
+   * target) may be narrower: throws a ProtocolError if what the session holds is now outside it.
+   */
+  reauthorized?(): void;
 }
 
 export interface RoleBinding<Req, K> {
@@ -80,6 +89,8 @@ export interface SessionControl {
   readonly welcomed: boolean;
   fail(error: ProtocolError): void;
   redirect(address: string, reason: string): void;
+  /** The credentials changed: a session whose credential no longer allows it ends (UNAUTHENTICATED or PERMISSION_DENIED). */
+  reauthorize(): void;
 }
 
 /** What every session of a server shares. */
@@ -99,6 +110,10 @@ export function runSession<Req, K>(
   let log = host.log.child({ session: id, role: binding.role });
   let identity: SessionIdentity | undefined;
   let connectorName = "";
+  let credential: Credential = ANYONE;
+  let token = "";
+  // The client certificate, under mutual TLS (grpc-js shows it only once verified).
+  const peer: PeerCertificate | undefined = call.getAuthContext?.()?.sslPeerCertificate;
   let helloSeen = false;
   let handler: RoleHandler<Req> | undefined;
   let ended = false;
@@ -128,6 +143,9 @@ export function runSession<Req, K>(
     get instanceId() {
       return identity?.instanceId ?? "";
     },
+    get credential() {
+      return credential;
+    },
     get identity() {
       return identity;
     },
@@ -147,6 +165,20 @@ export function runSession<Req, K>(
       else log.warn({ code: name, reason: error.message }, "connector session failed");
       const value = create(ErrorSchema, { code: error.code, message: error.message });
       endWith({ case: "error", value }, GRPC_STATUS_OF[error.code], `${name}: ${error.message}`);
+    },
+    reauthorize() {
+      // Before its Hello passed, a session has no credential yet: the new ones apply when it comes.
+      if (ended || identity === undefined) return;
+      const was = credential.name;
+      try {
+        credential = authenticate(binding.policy.auth, token, peer);
+        checkScope(credential, identity.role, identity.target);
+        handler?.reauthorized?.();
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        const why = err.code === ErrorCode.UNAUTHENTICATED ? `the credential "${was}" this session used is no longer in force (${err.message})` : err.message;
+        channel.fail(new ProtocolError(err.code, `the engine's credentials were reloaded: ${why}`));
+      }
     },
     redirect(address, reason) {
       log.info({ address, reason }, "connector session redirected");
@@ -171,10 +203,13 @@ export function runSession<Req, K>(
 
   const handshake = (hello: Hello): void => {
     helloSeen = true;
-    const version = checkHello(binding.role, hello, binding.policy);
+    const checked = checkHello(binding.role, hello, binding.policy, peer);
+    const version = checked.version;
+    credential = checked.credential;
+    token = hello.token;
     identity = { role: binding.role, target: hello.target, instanceId: hello.instanceId };
     connectorName = hello.connectorName;
-    log = log.child({ target: hello.target, connector: hello.connectorName, instance: hello.instanceId });
+    log = log.child({ target: hello.target, connector: hello.connectorName, instance: hello.instanceId, credential: credential.name });
     const elsewhere = routing.elsewhere(identity);
     if (elsewhere !== undefined) return channel.redirect(elsewhere, "the cluster serves this session on another worker");
     const ready = binding.ready?.(hello.target);

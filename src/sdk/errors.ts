@@ -14,6 +14,7 @@ export { ErrorCode as ProtocolErrorCode, GrpcStatus };
  * rejects instead of reconnecting (docs/protocol.md, R-ERROR-CONFIG-FATAL). STREAM_OWNED: another
  * connector (another connector_name) owns the stream name. SESSION_REPLACED: a newer session with
  * this instance_id took this one's place, so another running instance shares the id.
+ * PERMISSION_DENIED: the connector's credential does not allow its role, target or stream name.
  */
 const CONFIGURATION_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.UNAUTHENTICATED,
@@ -21,6 +22,7 @@ const CONFIGURATION_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.UNKNOWN_TARGET,
   ErrorCode.STREAM_OWNED,
   ErrorCode.SESSION_REPLACED,
+  ErrorCode.PERMISSION_DENIED,
 ]);
 
 export class ConnectorError extends Error {

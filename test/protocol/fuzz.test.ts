@@ -86,6 +86,7 @@ const STATUS_OF: Readonly<Record<string, grpc.status>> = {
   STREAM_OWNED: grpc.status.FAILED_PRECONDITION,
   TOO_MANY_STREAMS: grpc.status.RESOURCE_EXHAUSTED,
   SESSION_REPLACED: grpc.status.ABORTED,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
 };
 
 // ---- cases ----

@@ -21,7 +21,7 @@ describe("backoff", () => {
 
 describe("ConnectorError", () => {
   it("treats wrong version, token and target, another connector's stream, and a shared instance id, as configuration errors, and everything else as retryable", () => {
-    const fatal = [ProtocolErrorCode.UNSUPPORTED_VERSION, ProtocolErrorCode.UNAUTHENTICATED, ProtocolErrorCode.UNKNOWN_TARGET, ProtocolErrorCode.STREAM_OWNED, ProtocolErrorCode.SESSION_REPLACED];
+    const fatal = [ProtocolErrorCode.UNSUPPORTED_VERSION, ProtocolErrorCode.UNAUTHENTICATED, ProtocolErrorCode.UNKNOWN_TARGET, ProtocolErrorCode.STREAM_OWNED, ProtocolErrorCode.SESSION_REPLACED, ProtocolErrorCode.PERMISSION_DENIED];
     for (const code of fatal) expect(new ConnectorError(code, GrpcStatus.UNKNOWN, "x").isConfigurationError).toBe(true);
     for (const code of [ProtocolErrorCode.STREAM_BUSY, ProtocolErrorCode.SHUTTING_DOWN, ProtocolErrorCode.CREDITS_EXCEEDED, ProtocolErrorCode.TOO_MANY_STREAMS]) {
       expect(new ConnectorError(code, GrpcStatus.NOT_FOUND, "x").isConfigurationError).toBe(false);

@@ -45,6 +45,7 @@ const STATUS_OF_CODE: Record<ErrorCode, grpc.status> = {
   [ErrorCode.STREAM_OWNED]: grpc.status.FAILED_PRECONDITION,
   [ErrorCode.TOO_MANY_STREAMS]: grpc.status.RESOURCE_EXHAUSTED,
   [ErrorCode.SESSION_REPLACED]: grpc.status.ABORTED,
+  [ErrorCode.PERMISSION_DENIED]: grpc.status.PERMISSION_DENIED,
 };
 
 const RESPONSE_SCHEMAS = { Source: SourceResponseSchema, Sink: SinkResponseSchema, Partition: PartitionResponseSchema };

@@ -33,14 +33,17 @@ class ErrorCode(enum.IntEnum):
     STREAM_OWNED = pb.ERROR_CODE_STREAM_OWNED
     TOO_MANY_STREAMS = pb.ERROR_CODE_TOO_MANY_STREAMS
     SESSION_REPLACED = pb.ERROR_CODE_SESSION_REPLACED
+    PERMISSION_DENIED = pb.ERROR_CODE_PERMISSION_DENIED
 
 
 #: Configuration errors: reconnecting cannot help, so the SDK stops (R-ERROR-CONFIG-FATAL).
 #: STREAM_OWNED: another connector (another ``connector_name``) owns the stream name.
 #: SESSION_REPLACED: a newer session with this ``instance_id`` took this one's place, so another
 #: running instance shares the id.
+#: PERMISSION_DENIED: the connector's credential does not allow its role, target or stream name.
 CONFIGURATION_CODES = frozenset(
-    {ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET, ErrorCode.STREAM_OWNED, ErrorCode.SESSION_REPLACED}
+    {ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNAUTHENTICATED, ErrorCode.UNKNOWN_TARGET, ErrorCode.STREAM_OWNED,
+     ErrorCode.SESSION_REPLACED, ErrorCode.PERMISSION_DENIED}
 )
 
 #: The gRPC status the engine ends a call with after each code (docs/protocol.md §11).
@@ -60,6 +63,7 @@ STATUS_OF_CODE = {
     ErrorCode.STREAM_OWNED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.TOO_MANY_STREAMS: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.SESSION_REPLACED: grpc.StatusCode.ABORTED,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 # A call that ended with one of these statuses and no Error message (or an Error whose code this
@@ -117,7 +121,8 @@ class ConnectorError(Exception):
 class ConfigurationError(ConnectorError):
     """A ``ConnectorError`` that stopped the connector for good: the SDK does not reconnect after
     ``UNSUPPORTED_VERSION``, ``UNAUTHENTICATED``, ``UNKNOWN_TARGET``, ``STREAM_OWNED`` or
-    ``SESSION_REPLACED`` (R-ERROR-CONFIG-FATAL)."""
+    ``SESSION_REPLACED`` or ``PERMISSION_DENIED`` (R-ERROR-CONFIG-FATAL), nor after a TLS
+    misconfiguration it found itself."""
 
 
 class ConnectorStopped(Exception):

@@ -275,6 +275,7 @@ def test_end_stream_waits_for_stream_ended(engine):
     (ErrorCode.UNKNOWN_TARGET, grpc.StatusCode.NOT_FOUND),
     (ErrorCode.STREAM_OWNED, grpc.StatusCode.FAILED_PRECONDITION),
     (ErrorCode.SESSION_REPLACED, grpc.StatusCode.ABORTED),
+    (ErrorCode.PERMISSION_DENIED, grpc.StatusCode.PERMISSION_DENIED),
 ])
 def test_configuration_errors_stop_without_reconnecting(engine, code, status):
     src = make_source(engine).start()
