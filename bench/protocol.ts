@@ -155,15 +155,26 @@ interface ReceiverOptions {
   latency: boolean;
 }
 
+/** The engine's TLS (PEM paths) and what its connectors present; none: plaintext. */
+interface EngineTls {
+  server: { cert: string; key: string; clientCa?: string };
+  client: { ca: string; cert?: string; key?: string };
+}
+
 /** Source process -> engine -> sink process; resolves with both ends' reports. */
-async function runEngine(ctx: BenchContext, plan: SendPlan, receive: ReceiverOptions, problems: string[]): Promise<RunOutcome | null> {
+async function runEngine(ctx: BenchContext, plan: SendPlan, receive: ReceiverOptions, problems: string[], tls?: EngineTls): Promise<RunOutcome | null> {
   const port = await freePort();
+  const tlsArgs =
+    tls === undefined
+      ? []
+      : ["--tls-cert", tls.server.cert, "--tls-key", tls.server.key, ...(tls.server.clientCa === undefined ? [] : ["--tls-client-ca", tls.server.clientCa])];
+  const connectorTls = tls === undefined ? {} : { tls: tls.client };
   let enginePid: number | undefined;
   const engine = spawnNode(
     [
       "--import", PID_PRELOAD, "bin/keyway.js", "run", APP,
       "--source", "in=connector", "--sink", "out=connector", "--listen", `127.0.0.1:${port}`,
-      "--no-progress", "--log-level", "warn",
+      "--no-progress", "--log-level", "warn", ...tlsArgs,
     ],
     {
       cwd: ctx.root,
@@ -179,7 +190,7 @@ async function runEngine(ctx: BenchContext, plan: SendPlan, receive: ReceiverOpt
     const probe = await connectWhenListening(port, engine, READY_TIMEOUT_MS);
     probe.destroy();
     let sinkReady = false;
-    sink = spawnNode(["--import", "tsx", "bench/apps/protocol-sink.ts", JSON.stringify({ engine: `127.0.0.1:${port}`, ...receive })], {
+    sink = spawnNode(["--import", "tsx", "bench/apps/protocol-sink.ts", JSON.stringify({ engine: `127.0.0.1:${port}`, ...receive, ...connectorTls })], {
       cwd: ctx.root,
       onStderrLine: (line) => {
         if (line === "ready") sinkReady = true;
@@ -187,7 +198,7 @@ async function runEngine(ctx: BenchContext, plan: SendPlan, receive: ReceiverOpt
     });
     await waitUntil(() => sinkReady, sink, READY_TIMEOUT_MS, "welcomed by the engine");
     const engineCpuStart = enginePid === undefined ? null : procCpuSec(enginePid);
-    source = spawnNode(["--import", "tsx", "bench/apps/protocol-source.ts", JSON.stringify({ engine: `127.0.0.1:${port}`, ...plan })], { cwd: ctx.root });
+    source = spawnNode(["--import", "tsx", "bench/apps/protocol-source.ts", JSON.stringify({ engine: `127.0.0.1:${port}`, ...plan, ...connectorTls })], { cwd: ctx.root });
     const sourceResult = await awaitExit(source, SEND_TIMEOUT_MS, "source process", problems);
     const sinkResult = await awaitExit(sink, RECEIVE_TIMEOUT_MS, "sink process", problems);
     const engineCpuEnd = enginePid === undefined ? null : procCpuSec(enginePid);
@@ -414,4 +425,100 @@ function fmtCpu(value: number | null): string {
 
 function fmtMs(value: number | undefined): string {
   return value === undefined ? "n/a" : value.toFixed(2);
+}
+
+/**
+ * TLS on the connector protocol (issue 15): the same source process -> engine -> sink process path
+ * at 100 records per message, in plaintext, over TLS, and over mutual TLS, in the same run, the
+ * order rotating by round. Certificates (EC P-256) are made by openssl for the run. Every run must
+ * deliver every record exactly once, as in runProtocol.
+ */
+type Transport = "plaintext" | "tls" | "mtls";
+const TRANSPORTS: readonly Transport[] = ["plaintext", "tls", "mtls"];
+const TLS_BATCH = 100;
+const TLS_RATIO_TARGET = 0.8;
+
+export async function runProtocolTls(ctx: BenchContext): Promise<BenchResult> {
+  const startedAt = performance.now();
+  const profile = ctx.quick ? QUICK : FULL;
+  const records = profile.records[TLS_BATCH];
+  const errors: string[] = [];
+  const { makeCerts } = await import("../test/helpers/certs.ts");
+  const certs = makeCerts();
+  const client = certs.signed("bench-connector");
+  const tlsOf = (t: Transport): EngineTls | undefined =>
+    t === "plaintext"
+      ? undefined
+      : t === "tls"
+        ? { server: certs.server, client: { ca: certs.ca } }
+        : { server: { ...certs.server, clientCa: certs.ca }, client: { ca: certs.ca, cert: client.cert, key: client.key } };
+  const runs: Array<{ transport: Transport; round: number; recordsPerSec: number; cpuUsPerRecord: number | null; cpu: CpuSplit }> = [];
+  for (let round = 0; round < profile.rounds; round++) {
+    // Rotate the order so that no transport always runs first (cold page cache, a busy neighbour).
+    const order = TRANSPORTS.map((_, i) => TRANSPORTS[(i + round) % TRANSPORTS.length]!);
+    for (const transport of order) {
+      const problems: string[] = [];
+      const plan: SendPlan = { mode: "throughput", records, batch: TLS_BATCH };
+      const outcome = await runEngine(ctx, plan, { records, firstMeasured: records, latency: false }, problems, tlsOf(transport));
+      const delivered = outcome !== null && verify(outcome, records, problems);
+      for (const p of problems) errors.push(`${transport}: ${p}`);
+      if (!delivered) continue;
+      const r = outcome.receiver;
+      const cpuTotal = sumCpu(outcome.cpu);
+      const run = {
+        transport,
+        round,
+        recordsPerSec: (records - r.windowStartCount) / ((r.lastNs - r.windowStartNs) / 1e9),
+        cpuUsPerRecord: cpuTotal === null ? null : (cpuTotal * 1e6) / records,
+        cpu: outcome.cpu,
+      };
+      runs.push(run);
+      ctx.log(`protocol-tls: ${transport} ${TLS_BATCH}/msg round ${round}: ${fmtRate(run.recordsPerSec)} records/s, CPU s source ${fmtCpu(run.cpu.sender)} engine ${fmtCpu(run.cpu.engine)} sink ${fmtCpu(run.cpu.receiver)}`);
+    }
+  }
+  const medianOf = (transport: Transport, f: (r: (typeof runs)[number]) => number | null): number | null => {
+    const values = runs.filter((r) => r.transport === transport).map(f).filter((v): v is number => v !== null && Number.isFinite(v));
+    return values.length === 0 ? null : median(values);
+  };
+  const comparisons: Comparison[] = [];
+  for (const transport of ["tls", "mtls"] as const) {
+    const name = transport === "tls" ? "TLS" : "mutual TLS";
+    const e = medianOf(transport, (r) => r.recordsPerSec);
+    const b = medianOf("plaintext", (r) => r.recordsPerSec);
+    const c: Comparison = { metric: `records/s, ${TLS_BATCH}/message, ${name} (baseline: plaintext)`, unit: "", engine: e, baseline: b, ratio: ratio(e, b), better: "higher" };
+    if (c.ratio !== null) {
+      c.target = `>= ${TLS_RATIO_TARGET}x plaintext`;
+      c.targetMet = c.ratio >= TLS_RATIO_TARGET;
+    }
+    comparisons.push(c);
+  }
+  for (const transport of ["tls", "mtls"] as const) {
+    const e = medianOf(transport, (r) => r.cpuUsPerRecord);
+    const b = medianOf("plaintext", (r) => r.cpuUsPerRecord);
+    comparisons.push({ metric: `CPU per record, all processes, ${transport === "tls" ? "TLS" : "mutual TLS"} (baseline: plaintext)`, unit: "us", engine: e, baseline: b, ratio: ratio(e, b), better: "lower" });
+  }
+  const perProcess = (transport: Transport) => {
+    const f = (pick: (c: CpuSplit) => number | null) => {
+      const v = medianOf(transport, (r) => {
+        const cpu = pick(r.cpu);
+        return cpu === null ? null : (cpu * 1e6) / records;
+      });
+      return v === null ? "n/a" : v.toFixed(1);
+    };
+    return `${transport}: source ${f((c) => c.sender)} + engine ${f((c) => c.engine)} + sink ${f((c) => c.receiver)}`;
+  };
+  return {
+    name: "protocol-tls",
+    title: "Connector protocol over TLS: SDK source process -> engine -> SDK sink process, TLS and mutual TLS vs plaintext",
+    ok: errors.length === 0,
+    errors,
+    notes: [
+      `${records} records (~25 bytes) at ${TLS_BATCH} records/message per run, ${profile.rounds} round(s) per transport, the order rotating by round; figures are medians over rounds, records/s timed at the sink process from the arrival completing 10% of the records to the last. The "keyway" column is the TLS (or mutual TLS) run, "baseline" the plaintext run of the same path.`,
+      "TLS: --tls-cert/--tls-key on the engine, tlsCa on both SDK processes (source and sink each hold one TLS connection to the engine). Mutual TLS: --tls-client-ca too, and a client certificate on each. EC P-256 certificates made by openssl for the run; Node's default TLS 1.3 cipher (AES-GCM with the CPU's AES instructions when it has them).",
+      `CPU per record, microseconds, by process: ${TRANSPORTS.map(perProcess).join("; ")}.`,
+    ],
+    comparisons,
+    details: { records, batch: TLS_BATCH, rounds: profile.rounds, runs },
+    durationMs: performance.now() - startedAt,
+  };
 }

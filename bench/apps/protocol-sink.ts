@@ -13,6 +13,8 @@ interface Options {
   firstMeasured: number;
   latency: boolean;
   creditWindowRecords?: number;
+  /** Dial over TLS trusting `ca` (PEM paths); with cert and key, mutual TLS. */
+  tls?: { ca: string; cert?: string; key?: string };
 }
 
 const options = parseArg<Options>();
@@ -60,6 +62,7 @@ await runSink(
     creditWindowRecords: options.creditWindowRecords ?? 20_000,
     signal: stop.signal,
     log,
+    ...(options.tls === undefined ? {} : { tlsCa: options.tls.ca, ...(options.tls.cert === undefined ? {} : { tlsCert: options.tls.cert, tlsKey: options.tls.key! }) }),
   },
   async ({ records }) => {
     if (records.length > recordsPerBatchMax) recordsPerBatchMax = records.length;

@@ -6,7 +6,8 @@
 import { connectSource } from "../../src/sdk/index.ts";
 import { cpuSecSince, parseArg, printResult, sendAll, type SendPlan } from "../lib/protocol-records.ts";
 
-type Options = SendPlan & { engine: string; lingerMs?: number };
+/** tls: dial over TLS trusting `ca` (PEM paths); with cert and key, mutual TLS. */
+type Options = SendPlan & { engine: string; lingerMs?: number; tls?: { ca: string; cert?: string; key?: string } };
 
 const options = parseArg<Options>();
 const STREAM = "bench";
@@ -19,6 +20,7 @@ const client = await connectSource({
   // Throughput: a partial batch only ever waits at the very end. Rate: the SDK's lowest linger, so
   // each tick's records leave together as soon as Node's timers allow.
   lingerMs: options.lingerMs ?? (options.mode === "rate" ? 0 : 5),
+  ...(options.tls === undefined ? {} : { tlsCa: options.tls.ca, ...(options.tls.cert === undefined ? {} : { tlsCert: options.tls.cert, tlsKey: options.tls.key! }) }),
 });
 await client.open(STREAM);
 const cpuStart = process.cpuUsage();
