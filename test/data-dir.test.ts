@@ -93,7 +93,7 @@ describe("--data-dir checkpoints", () => {
     const dataDir = join(dir, "state");
     const text = driftingText(500_000, 3);
     writeFileSync(input, text);
-    // Paced to 40k lines a second (the run lasts over 10 s on any machine), and 65536 slots: an
+    // Paced to 20k lines a second (the run lasts over 20 s on any machine), and 65536 slots: an
     // interval touches a few thousand of the 60k words, a small part of the slots.
     const args = ["run", "test/fixtures/paced-word-count.ts", "--source", `lines=file:${input}`, "--sink", `counts=file:${output}`,
       "--data-dir", dataDir, "--checkpoint-interval-ms", "100", "--slots", "65536", "--log-level", "debug"];
@@ -111,6 +111,7 @@ describe("--data-dir checkpoints", () => {
     // a base and at least one delta, else let it go on and look again.
     let seen: string[] = [];
     await waitFor("a checkpoint chain with deltas", async () => {
+      if (first.child.exitCode !== null) throw new Error(`the run ended before a delta was on disk (files: ${chainFiles().join(", ")}): the machine is too slow for this test's pace`);
       if (!existsSync(dataDir) || !existsSync(output)) return undefined;
       first.child.kill("SIGSTOP");
       seen = chainFiles();
