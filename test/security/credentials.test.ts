@@ -8,11 +8,11 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { ErrorCode } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
 import { CredentialStore, parseCredentials } from "../../src/protocol/credentials.ts";
 import { makeCerts, type TestCerts } from "../helpers/certs.ts";
-import { expectOneLineError, scratchDir, waitFor, type Finished, type Running } from "../helpers/process.ts";
+import { expectOneLineError, runKeyway, scratchDir, waitFor, type Finished, type Running } from "../helpers/process.ts";
 import { Processes, requirePython } from "../python/helpers.ts";
 import { TestSink, TestSource } from "../protocol/helpers/connectors.ts";
 import { closeClients, failure, hello, openSink, openSource } from "../protocol/helpers/raw-session.ts";
@@ -184,6 +184,43 @@ describe("scoped credentials", () => {
     expect(wrongRole).toMatch(/\[PERMISSION_DENIED\]: .*credential "lines-cert" may not open a sink session on "counts"/);
     await expectOneLineError(["run", APP, "--source", "lines=connector", "--sink", "counts=file:/dev/null", "--listen", "127.0.0.1:0", "--credentials", file], 2,
       /\[USAGE\]: --credentials .*: "lines-cert" names a certificate subject, but the engine does not ask connectors for certificates: give --tls-client-ca \(mutual TLS\) too$/);
+  }, 120_000);
+
+  it("keyway run --workers 2 gives its local worker the credentials file and passes SIGHUP on: both reload, and both enforce the scopes", async () => {
+    const dir = scratchDir("credentials-cluster");
+    const file = join(dir, "credentials.json");
+    writeCredentials(file, [linesFeed, countsOut]);
+    const engine = procs.keyway(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--no-progress",
+      "--workers", "2", "--token", ADMIN_TOKEN, "--credentials", file]);
+    // The local worker's log lines come on the first worker's stderr.
+    await waitFor("the local worker to join", () => (engine.stderr().includes('"msg":"joined the cluster"') ? true : undefined), 60_000);
+    const addresses = engine.stderr().split("\n").filter((l) => l.includes("serving connectors on")).map((l) => (JSON.parse(l) as { address: string }).address);
+    expect(addresses).toHaveLength(2);
+    // Its pid, to end it should the test fail before the cluster is stopped (it would outlive a SIGKILLed first worker).
+    const clusterAddress = (JSON.parse(engine.stderr().split("\n").find((l) => l.includes('"msg":"serving workers"'))!) as { address: string }).address;
+    const status = await runKeyway(["cluster", "status", "--address", clusterAddress, "--token", ADMIN_TOKEN, "--json"]);
+    const localPid = (JSON.parse(status.stdout) as { workers: Array<{ pid: number }> }).workers.map((w) => w.pid).find((pid) => pid !== engine.child.pid);
+    onTestFinished(() => {
+      if (localPid === undefined) return;
+      try {
+        process.kill(localPid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    });
+    for (const address of addresses) {
+      const s = openSink(address);
+      s.send(hello("counts", { token: LINES_TOKEN }));
+      expect(ErrorCode[(await failure(s)).error.code], address).toBe("PERMISSION_DENIED");
+    }
+    writeCredentials(file, [countsOut]);
+    engine.child.kill("SIGHUP");
+    await waitFor("both workers reloading", () => ((engine.stderr().match(/"msg":"credentials reloaded"/g)?.length ?? 0) >= 2 ? true : undefined));
+    for (const address of addresses) expect((await refusedSource(address, LINES_TOKEN)).code, address).toBe("UNAUTHENTICATED");
+    // Stopped the way an operator would: the first worker stops its local worker too (a SIGKILL would orphan it).
+    engine.child.kill("SIGTERM");
+    const finished = await engine.finished;
+    expect(finished.code, finished.stderr).toBe(0);
   }, 120_000);
 
   it("a Python connector stops on PERMISSION_DENIED without reconnecting", async () => {
