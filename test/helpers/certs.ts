@@ -4,7 +4,7 @@
  * second CA nobody trusts with a certificate of its own. EC P-256 keys: fast to make.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -57,6 +57,8 @@ function makeLeaf(dir: string, ca: CertPair, name: string, cn: string): CertPair
 /** A fresh set in a temporary directory of its own. */
 export function makeCerts(): TestCerts {
   const dir = mkdtempSync(join(tmpdir(), "keyway-certs-"));
+  // Keys and all: gone when the process that made them ends.
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   const ca = makeCa(dir, "ca");
   const other = makeCa(dir, "untrusted-ca");
   const server = makeLeaf(dir, ca, "server", "localhost");
