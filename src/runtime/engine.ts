@@ -30,6 +30,7 @@ import { createCommitTracker } from "./commit-tracker.ts";
 import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { captureSlots, clearDirty, importSlot, type StageStore } from "./state-store.ts";
 import { deferred, type Deferred } from "../util/deferred.ts";
+import { Signal } from "../util/signal.ts";
 import { watchedWait, type WaitWatch } from "../util/watched-wait.ts";
 
 export const CHECKPOINT_INTERVAL_MS_DEFAULT = 1000;
@@ -289,12 +290,12 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const uncommittedOut: number[] = app.pipelines.map(() => 0);
   const flowed = app.pipelines.map(() => ({ in: 0, out: 0 }));
   const maxUncommitted = options.maxUncommittedRecords ?? MAX_UNCOMMITTED_RECORDS_DEFAULT;
-  let checkpointed = deferred<void>();
+  const checkpointDone = new Signal();
   const roomFor = async (pipeline: number): Promise<number | undefined> => {
     if (dataDir === undefined) return undefined;
     while (uncommittedOut[pipeline]! >= maxUncommitted && failure === undefined) {
       checkpointSoon();
-      await Promise.race([checkpointed.promise, failedPromise]);
+      await Promise.race([checkpointDone.wait(), failedPromise]);
     }
     const { in: read, out } = flowed[pipeline]!;
     const perRecord = read === 0 ? 1 : Math.max(out / read, 1 / maxUncommitted);
@@ -522,9 +523,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
     covered.forEach((n, i) => (uncommittedOut[i]! -= n));
-    const waiting = checkpointed;
-    checkpointed = deferred<void>();
-    waiting.resolve();
+    checkpointDone.notify();
     snapshot.sources.forEach((s, i) => {
       if (s === undefined) return;
       for (const entry of sources) if (entry.pipeline === i) entry.source.commit?.(s.progress);

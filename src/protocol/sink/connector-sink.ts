@@ -11,7 +11,7 @@ import { ErrorCode, KeywayError } from "../../errors.ts";
 import { SinkBatchSchema, SinkRecordSchema, type SinkBatch, type SinkRecord } from "../gen/keyway/v1/connector_pb.ts";
 import { Fifo } from "../../util/fifo.ts";
 import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, SINK_BUFFER_BATCHES, type ProtocolLimits } from "../limits.ts";
-import { Signal } from "../signal.ts";
+import { Signal } from "../../util/signal.ts";
 
 /** What the sink needs of a session to send it batches. */
 export interface SinkSessionPort {

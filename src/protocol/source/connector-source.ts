@@ -26,7 +26,7 @@ import { ErrorCode, type Record as WireRecord } from "../gen/keyway/v1/connector
 import type { ProtocolLimits } from "../limits.ts";
 import { Fifo } from "../../util/fifo.ts";
 import { ProtocolError } from "../protocol-error.ts";
-import { Signal } from "../signal.ts";
+import { Signal } from "../../util/signal.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
 import { parseProgress, type SourceProgress } from "./progress.ts";
 
