@@ -70,7 +70,8 @@ describe("cluster failover", () => {
     };
     await join(2);
     await join(3);
-    const load = await steadyLoad(tcpPort, 1000);
+    // 10k records/s: load enough to have records in flight at every kill, while 2 cores also run the rest of the suite.
+    const load = await steadyLoad(tcpPort, 1000, 50);
     const fenced: string[] = [];
     for (let cycle = 0; cycle < 10; cycle++) {
       const flowing = lineCount(output);
@@ -87,7 +88,7 @@ describe("cluster failover", () => {
     }
     await expectEveryWindowOnce(load, output);
     await expectCleanExit(engine);
-    // Ten worker starts and joins: about 80 s alone, more beside the rest of the suite on two cores.
+    // Ten worker starts and joins: about 75 s alone, more beside the rest of the suite on two cores.
   }, 240_000);
 
   it("a worker stopped past the failure timeout is fenced: once continued, it is refused and exits with a clear message; every window is right, once", async () => {

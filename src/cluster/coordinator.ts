@@ -550,8 +550,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     const { primary, to } = plan[0]!;
     const pair = plan.filter((c) => c.primary === primary && c.to === to);
     const keysPerSlot = Math.max(1, await averageKeysPerSlot(primary));
-    // A copy freezes nothing (the primary exports in slices while records flow): larger chunks than a move's.
-    const chunkSlots = Math.max(1, Math.min(MIGRATION_CHUNK_SLOTS_MAX, Math.floor((COPY_CHUNK_FACTOR * chunkKeys) / keysPerSlot)));
+    // A copy freezes nothing (the primary exports in slices while records flow), so larger chunks than a
+    // move's and no cap on slots: each chunk waits for the primary's outputs in flight (~0.5 s under load).
+    const chunkSlots = Math.max(1, Math.floor((COPY_CHUNK_FACTOR * chunkKeys) / keysPerSlot));
     return pair.slice(0, chunkSlots);
   };
 
