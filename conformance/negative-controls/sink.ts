@@ -1,8 +1,10 @@
 // A small sink written on raw gRPC (no SDK), to show the conformance suite fails when it should.
 // Without --break it keeps every promise: it appends each value to --out as a line, once per
-// record id, and acks a batch once it is written. Each --break mode breaks exactly one promise:
+// record id (remembering the last 1000 ids, or more when Welcome says a restart may resend more),
+// and acks a batch once it is written. Each --break mode breaks exactly one promise:
 //   --break no-dedup          writes a redelivered record again (R-SINK-REDELIVERY, R-SINK-IDS)
 //   --break ack-before-write  acks a batch as it arrives and writes it 1.5 s later (R-SINK-ACK)
+//   --break fixed-window      keeps 1000 ids whatever max_replay_records says (R-SINK-REPLAY-WINDOW)
 //   node --import tsx conformance/negative-controls/sink.ts --out FILE [--break MODE]
 // The engine's address, token and target come from KEYWAY_ENGINE, KEYWAY_TOKEN and KEYWAY_TARGET.
 import { appendFileSync } from "node:fs";
@@ -11,13 +13,14 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectorService, SinkRequestSchema, type SinkBatch, type SinkRequest, type SinkResponse } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
 import { clientDefinition } from "../../src/rpc/grpc-adapter.ts";
+import { createIdWindow } from "../../src/sdk/id-window.ts";
 import { runWithReconnects, type SessionOutcome } from "./reconnect.ts";
 
 const { values: args } = parseArgs({ options: { out: { type: "string" }, break: { type: "string" } } });
 const broken = args.break ?? "none";
-if (!["none", "no-dedup", "ack-before-write"].includes(broken)) throw new Error(`unknown --break ${broken}`);
+if (!["none", "no-dedup", "ack-before-write", "fixed-window"].includes(broken)) throw new Error(`unknown --break ${broken}`);
 const method = clientDefinition(ConnectorService).Sink!;
-const written = new Set<string>();
+const written = createIdWindow(1000);
 const WRITE_DELAY_MS = 1_500;
 
 function write(batch: SinkBatch): void {
@@ -43,10 +46,13 @@ function session(address: string, learn: (clusterAddresses: readonly string[]) =
     call.on("data", (response: SinkResponse) => {
       const kind = response.kind;
       switch (kind.case) {
-        case "welcome":
+        case "welcome": {
           learn(kind.value.clusterAddresses);
           ending = { kind: "welcomed" };
-          return send({ case: "credits", value: { records: Math.max(1000, kind.value.limits?.maxBatchRecords ?? 0) } });
+          const credits = Math.max(1000, kind.value.limits?.maxBatchRecords ?? 0);
+          if (broken !== "fixed-window") written.grow(credits + (kind.value.limits?.maxReplayRecords ?? 0));
+          return send({ case: "credits", value: { records: credits } });
+        }
         case "batch": {
           const batch = kind.value;
           received.push(batch.sequence);

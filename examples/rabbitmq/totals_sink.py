@@ -9,8 +9,9 @@
   ``--dead-letter-queue`` (durable) with the original body, the reason in the header
   ``x-keyway-reason``, and the output's record id as ``message_id``, with publisher confirms: the
   batch is acked to the engine only after RabbitMQ confirmed the dead letters.
-- Each output is written once: record ids are stable across resends and engine replays, and a
-  window of recent ids drops the copies (``IdWindow``).
+- Each output is written once: record ids are stable across resends and engine replays, and the
+  SDK drops the copies with a window of recent ids (``Sink(dedup=IdWindow(...))``), grown to cover
+  what the engine says a restart may send again.
 """
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ class TotalsSink:
         if os.path.exists(args.totals):
             with open(args.totals, encoding="utf-8") as f:
                 self.totals = json.load(f)
-        self.seen = IdWindow(args.id_window)
         self.connection: Optional[pika.BlockingConnection] = None
         self.channel: Any = None
         self.dead_letters = 0
-        self.sink = Sink(target=args.target, connector_name="totals-sink", engine=args.engine, write=self.write)
+        self.sink = Sink(target=args.target, connector_name="totals-sink", engine=args.engine, write=self.write,
+                         dedup=IdWindow(args.id_window))
 
     def amqp(self) -> Any:
         """The confirm-mode channel for dead letters, (re)connected on demand with backoff."""
@@ -72,12 +73,11 @@ class TotalsSink:
                 time.sleep(delay_s)
 
     def write(self, batch: Any) -> None:
-        """Writes one batch durably; returns only when it is (then the SDK acks it)."""
+        """Writes one batch durably; returns only when it is (then the SDK acks it). The SDK's dedup
+        window already dropped the records written before."""
         changed = False
         dead: List[Any] = []
         for record in batch.records:
-            if record.id in self.seen:
-                continue  # a resend or a replay: written already
             out = json.loads(record.value)
             if "deadLetter" in out:
                 dead.append((record.id, out["deadLetter"]))
@@ -104,8 +104,6 @@ class TotalsSink:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.args.totals)
-        for record in batch.records:
-            self.seen.add(record.id)
 
     def run(self) -> int:
         try:
@@ -126,7 +124,7 @@ def main() -> int:
     parser.add_argument("--target", default="totals", help="the app's sink name")
     parser.add_argument("--totals", default="totals.json", help="where the per-user totals go")
     parser.add_argument("--dead-letter-queue", default="payments.dead-letter")
-    parser.add_argument("--id-window", type=int, default=200_000, help="output ids remembered (cover unacked batches and ~2 checkpoint intervals)")
+    parser.add_argument("--id-window", type=int, default=200_000, help="output ids remembered at least (grown to the credits plus the engine's max_replay_records)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

@@ -6,6 +6,7 @@ import { partitionerNames } from "../runtime/dataflow.ts";
 import type { BindingTable } from "./bindings.ts";
 import { serverTlsFromFlags } from "../rpc/tls.ts";
 import { CredentialStore } from "../protocol/credentials.ts";
+import { MAX_UNCOMMITTED_RECORDS_DEFAULT } from "../runtime/engine.ts";
 
 /** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
 export const CONNECTOR_URI = "connector";
@@ -30,6 +31,9 @@ export interface ConnectorServerFlags {
   credentials?: string;
   /** The credentials, once loaded by loadCredentials (the same store a SIGHUP reloads). */
   credentialStore?: CredentialStore;
+  /** With checkpoints, what a restart may send a sink again (sink sessions are told, R-SINK-REPLAY-WINDOW). */
+  dataDir?: string;
+  maxUncommittedRecords?: number;
 }
 
 /** Reads --credentials (a USAGE error naming the problem for a bad file) with --token among them; undefined without the flag. */
@@ -98,6 +102,7 @@ export async function startConnectorServerFor(
     ...(cluster.streamClaim === undefined ? {} : { streamClaim: cluster.streamClaim }),
     ...(flags.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: flags.sessionTimeoutMs }),
     ...(flags.streamRetentionMs === undefined ? {} : { streamRetentionMs: flags.streamRetentionMs }),
+    ...(flags.dataDir === undefined ? {} : { replayRecordsPerPipeline: flags.maxUncommittedRecords ?? MAX_UNCOMMITTED_RECORDS_DEFAULT }),
     log,
   });
   const transport = tls === undefined ? "plaintext" : tls.clientCa === undefined ? "tls" : "mutual-tls";

@@ -82,6 +82,6 @@ export function sourceCreditWindow(limits: ProtocolLimits): number {
   return SOURCE_CREDIT_WINDOW_BATCHES * limits.maxBatchRecords;
 }
 
-export function limitsMessage(limits: ProtocolLimits): Limits {
-  return create(LimitsSchema, limits);
+export function limitsMessage(limits: ProtocolLimits, maxReplayRecords = 0): Limits {
+  return create(LimitsSchema, { ...limits, maxReplayRecords });
 }

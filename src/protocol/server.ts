@@ -72,6 +72,11 @@ export interface ConnectorServerOptions {
    * a cluster does not retire streams (its registry and replicated slots remember their names).
    */
   streamRetentionMs?: number;
+  /**
+   * With checkpoints: the most outputs per pipeline a restart may send its sink again
+   * (--max-uncommitted-records). A sink session is told it, times the pipelines writing to its target.
+   */
+  replayRecordsPerPipeline?: number;
   log: Logger;
 }
 
@@ -147,7 +152,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       callback(null, describeResponse(served, limits, auth?.tokenRequired ?? false, routing.addresses()));
     },
     source: session(scopedStreams(sourceRole(sources, policy(options.sourceTargets), limits))),
-    sink: session(sinkRole(sinks, policy(options.sinkTargets), limits)),
+    sink: session(sinkRole(sinks, policy(options.sinkTargets), limits, replayRecords(options.app, options.replayRecordsPerPipeline))),
     partition: session(partitionerRole(pools, policy(options.partitioners), limits)),
   };
   server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
@@ -254,6 +259,12 @@ function scopedStreams(binding: RoleBinding<SourceRequest, SourceResponse["kind"
       };
     },
   };
+}
+
+/** Per sink target, the outputs a restart may send again: each pipeline writing there may resend its bound. */
+function replayRecords(app: AppSpec, perPipeline: number | undefined): ((target: string) => number) | undefined {
+  if (perPipeline === undefined) return undefined;
+  return (target) => perPipeline * app.pipelines.filter((p) => p.sink.name === target).length;
 }
 
 function known<T>(targets: ReadonlyMap<string, T>, kind: string, name: string): T {

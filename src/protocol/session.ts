@@ -71,6 +71,8 @@ export interface RoleBinding<Req, K> {
   limits: ProtocolLimits;
   /** Credits granted with Welcome. */
   initialCredits: number;
+  /** Welcome.limits.max_replay_records for a session of this target (0 when absent). */
+  maxReplayRecords?(target: string): number;
   /** The Hello a request holds, if it holds one. */
   helloOf(request: Req): Hello | undefined;
   /** Wraps a response kind in the role's response message. */
@@ -192,7 +194,7 @@ export function runSession<Req, K>(
       sessionId: id,
       version,
       initialCredits: binding.initialCredits,
-      limits: limitsMessage(binding.limits),
+      limits: limitsMessage(binding.limits, binding.maxReplayRecords?.(identity!.target)),
       capabilities: [],
       clusterAddresses: [...routing.addresses()],
     });

@@ -33,7 +33,8 @@ export interface SinkOptions extends ConnectOptions {
   creditWindowRecords?: number;
   /**
    * Drop records whose id is in this window, and remember the ids written. With a window the
-   * sink writes each output once across redeliveries; without one, at least once.
+   * sink writes each output once across redeliveries; without one, at least once. At each Welcome
+   * it is grown, if smaller, to the credit window plus limits.maxReplayRecords (R-SINK-REPLAY-WINDOW).
    */
   dedup?: IdWindow;
   /** On abort, how long to wait for the writes in progress before ending the session anyway. */
@@ -115,7 +116,17 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
     this.session = session;
     this.unsettled = [];
     if (this.stopping) return session.halfClose("the sink is stopping");
-    grant(session, Math.max(this.creditWindowRecords, welcome.limits?.maxBatchRecords ?? 0));
+    const credits = Math.max(this.creditWindowRecords, welcome.limits?.maxBatchRecords ?? 0);
+    this.coverReplay(credits + (welcome.limits?.maxReplayRecords ?? 0));
+    grant(session, credits);
+  }
+
+  /** A dedup window must hold every id the engine may send again: the unacked credits and a restart's replay. */
+  private coverReplay(ids: number): void {
+    const dedup = this.dedup;
+    if (dedup === undefined || dedup.capacity >= ids) return;
+    this.log.info({ from: dedup.capacity, to: ids }, "dedup window grown to cover what the engine may send again");
+    dedup.grow(ids);
   }
 
   message(session: Session<SinkRequest>, response: SinkResponse): void {

@@ -52,8 +52,9 @@ const CONTROLS: Control[] = [
     args: ["--out", "{workdir}/out.txt"],
     fixture: "negative-controls/sink.fixture.json",
     breaks: {
-      "no-dedup": ["sink.redelivery", "sink.ids-opaque"],
+      "no-dedup": ["sink.redelivery", "sink.ids-opaque", "sink.replay-window"],
       "ack-before-write": ["sink.ack-after-write", "sink.ack-out-of-order"],
+      "fixed-window": ["sink.replay-window"],
     },
   },
 ];

@@ -26,7 +26,7 @@ describe.concurrent("conformance of the Python connectors", () => {
   it("examples/rabbitmq/totals_sink.py", async () => {
     const summary = await runSuite(
       "sink",
-      [PYTHON, "examples/rabbitmq/totals_sink.py", "--engine", "{engine}", "--target", "{target}", "--totals", "{workdir}/totals.json", "--log-level", "WARNING"],
+      [PYTHON, "examples/rabbitmq/totals_sink.py", "--engine", "{engine}", "--target", "{target}", "--totals", "{workdir}/totals.json", "--id-window", "1000", "--log-level", "WARNING"],
       "fixtures/python-totals-sink.json",
     );
     expect(failures(summary)).toEqual([]);

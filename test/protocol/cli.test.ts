@@ -1,7 +1,7 @@
 /** `keyway run` with connectors attached over the protocol: a real CLI process, real sessions. */
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { expectOneLineError, runKeyway, startKeyway, waitFor, type Running } from "../helpers/process.ts";
+import { expectOneLineError, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "../helpers/process.ts";
 import { TestSink, TestSource } from "./helpers/connectors.ts";
 import { closeClients } from "./helpers/raw-session.ts";
 
@@ -46,6 +46,8 @@ describe("keyway run with connector bindings", () => {
     expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
 
     const sink = await TestSink.connect(address, "counts", { token: "t0ken" });
+    // Without checkpoints a restart sends nothing acked again.
+    expect(sink.welcome.limits?.maxReplayRecords).toBe(0);
     const source = await TestSource.connect(address, "lines", { token: "t0ken" });
     await source.open("book");
     await source.send("book", [
@@ -100,6 +102,21 @@ describe("keyway run with connector bindings", () => {
       return answer ? true : undefined;
     }, 10_000);
     expect(await second.open("a")).toMatchObject({ resumeAfter: 0n, committed: 0n });
+  });
+
+  it("with --data-dir tells a sink session how much a restart may send it again: --max-uncommitted-records per pipeline writing there", async () => {
+    running = startKeyway([
+      "run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--no-progress",
+      "--data-dir", scratchDir("replay-bound"), "--max-uncommitted-records", "1234",
+    ]);
+    const address = await waitFor("the serving address", () => {
+      const line = running!.stderr().split("\n").find((l) => l.includes("serving connectors on"));
+      return line === undefined ? undefined : (JSON.parse(line) as { address: string }).address;
+    });
+    const sink = await TestSink.connect(address, "counts");
+    expect(sink.welcome.limits?.maxReplayRecords).toBe(1234);
+    const source = await TestSource.connect(address, "lines");
+    expect(source.welcome.limits?.maxReplayRecords).toBe(0);
   });
 
   it("refuses --stream-retention-ms in a cluster", () =>

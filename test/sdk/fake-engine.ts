@@ -116,7 +116,7 @@ export class FakeSession<R extends Role> {
     this.call.write(create(RESPONSE_SCHEMAS[this.role] as never, { kind } as never) as ResponseOf[R]);
   }
 
-  welcome(initialCredits = 0, limits = LIMITS, clusterAddresses: string[] = []): void {
+  welcome(initialCredits = 0, limits: typeof LIMITS & { maxReplayRecords?: number } = LIMITS, clusterAddresses: string[] = []): void {
     this.send({ case: "welcome", value: { sessionId: `s-${Math.random()}`, version: { major: 1, minor: 0 }, initialCredits, limits, clusterAddresses } } as never);
   }
 

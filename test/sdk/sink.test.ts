@@ -116,6 +116,30 @@ describe("sink runner", () => {
     expect(writes.written.flatMap((b) => b.records.map((r) => r.id))).toEqual(["a", "b", "c", "d"]);
   });
 
+  it("grows a smaller id window at Welcome to the credits plus max_replay_records, so a restart's replay is still written once", async () => {
+    const written: string[] = [];
+    const window = createIdWindow(5);
+    running = runSink(options({ dedup: window, creditWindowRecords: 3 }), async (batch) => void written.push(...batch.records.map((r) => r.id)));
+    const first = await engine.nextSession("Sink");
+    first.welcome(0, { ...LIMITS, maxBatchRecords: 3, maxReplayRecords: 20 });
+    await first.nextOf("credits");
+    expect(window.capacity).toBe(23);
+    const ids = Array.from({ length: 20 }, (_, i) => `r${i}`);
+    for (let b = 0; b < 10; b++) {
+      sendBatch(first, BigInt(b + 1), ids.slice(2 * b, 2 * b + 2));
+      await waitUntil(() => acks(first).includes(BigInt(b + 1)));
+    }
+    first.drop();
+    // The engine restarted from a checkpoint before all of them: they come again, under new sequences.
+    const second = await engine.nextSession("Sink");
+    second.welcome(0, { ...LIMITS, maxBatchRecords: 3, maxReplayRecords: 20 });
+    await second.nextOf("credits");
+    for (let b = 0; b < 10; b++) sendBatch(second, BigInt(b + 1), ids.slice(2 * b, 2 * b + 2));
+    sendBatch(second, 11n, ["new"]);
+    await waitUntil(() => acks(second).includes(11n));
+    expect(written).toEqual([...ids, "new"]);
+  });
+
   it("keeps serving after the engine drops the session, granting credits again on the new one", async () => {
     const written: string[] = [];
     running = runSink(options({ backoff: { initialMs: 10, maxMs: 20 } }), async (batch) => {
@@ -176,6 +200,19 @@ describe("id window", () => {
     expect(window.has("d")).toBe(true);
     expect(window.size).toBe(3);
     expect(() => createIdWindow(0)).toThrow(RangeError);
+  });
+
+  it("grows keeping what it remembers, in order; a smaller capacity changes nothing", () => {
+    const window = createIdWindow(3);
+    for (const id of ["a", "b", "c", "d"]) window.add(id);
+    window.grow(2);
+    expect(window.capacity).toBe(3);
+    window.grow(5);
+    expect(window.capacity).toBe(5);
+    expect([...window.ids()]).toEqual(["b", "c", "d"]);
+    for (const id of ["e", "f", "g"]) window.add(id);
+    expect([...window.ids()]).toEqual(["c", "d", "e", "f", "g"]);
+    expect(window.has("b")).toBe(false);
   });
 });
 

@@ -1,8 +1,9 @@
 """A bounded window of recently seen ids: the simplest way for a sink to write each output once
 (docs/protocol.md §8.5). Record ids are stable across resends and replays, so an id seen again
-is a duplicate. Bounded: the oldest ids are forgotten first, so size it to cover the unacked
-batches (the credits you grant) plus, with the engine's --data-dir, about two checkpoint intervals
-of output."""
+is a duplicate. Bounded: the oldest ids are forgotten first, so it must cover every output the
+engine may send again: the unacked batches (the credits you grant) plus what a restart from the
+engine's last checkpoint sends again (the Welcome's ``limits.max_replay_records``). Given to
+``Sink(dedup=...)``, the window is grown to that at each Welcome."""
 from __future__ import annotations
 
 import collections
@@ -34,3 +35,9 @@ class IdWindow:
         if len(self._order) > self.capacity:
             self._ids.discard(self._order.popleft())
         return True
+
+    def grow(self, capacity: int) -> None:
+        """Raises the capacity to ``capacity``, keeping the remembered ids and their order; a
+        capacity not above the current one changes nothing."""
+        if capacity > self.capacity:
+            self.capacity = capacity

@@ -35,6 +35,29 @@ def test_id_window_drops_ids_it_remembers_and_forgets_the_oldest():
         IdWindow(0)
 
 
+def test_id_window_grow_keeps_the_ids_in_order_and_raises_the_capacity():
+    w = IdWindow(3)
+    for i in ["a", "b", "c"]:
+        w.add(i)
+    w.grow(5)
+    assert w.capacity == 5 and len(w) == 3 and all(i in w for i in "abc")
+    assert [w.add(i) for i in ["d", "e"]] == [True, True]  # room for two more: nothing forgotten
+    assert "a" in w
+    w.add("f")  # full at 5: the oldest, "a", goes first
+    assert "a" not in w and "b" in w and len(w) == 5
+
+
+def test_id_window_grow_to_a_smaller_or_equal_capacity_changes_nothing():
+    w = IdWindow(3)
+    for i in ["a", "b", "c"]:
+        w.add(i)
+    w.grow(2)
+    w.grow(3)
+    assert w.capacity == 3 and len(w) == 3
+    w.add("d")
+    assert "a" not in w and all(i in w for i in "bcd")
+
+
 def test_ack_tracker_in_order():
     t = AckTracker()
     t.received(1)

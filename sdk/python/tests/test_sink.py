@@ -1,4 +1,6 @@
 """Sink role against a scripted engine: credits, acks (R-SINK-ACK), resends and dedup by id."""
+import logging
+
 import grpc
 import pytest
 
@@ -77,6 +79,42 @@ def test_a_failed_write_is_not_acked_and_the_resend_is_deduplicated(engine):
     assert s2.recv_kind("ack").sequence == 3
     assert out == ["x:1", "x:2", "x:3", "x:4", "x:5"]
     assert sink.write_failures == 1
+    sink.close()
+
+
+def test_dedup_window_grows_to_cover_the_replay_and_drops_duplicates_before_write(engine, caplog):
+    caplog.set_level(logging.INFO, logger="keyway_connector")
+    window = IdWindow(10)
+    written = []
+    sink = Sink(engine=engine.address, target="totals", credits_window=50, dedup=window, backoff=FAST,
+                write=lambda b: written.append((b.sequence, [r.id for r in b.records])))
+    assert sink.max_replay_records == 0  # nothing advertised before the first Welcome
+    sink.start()
+    limits = pb.Limits(max_batch_records=50, max_message_bytes=16 << 20, max_replay_records=1000)
+    s1 = engine.next_session()
+    s1.welcome(limits=limits)
+    assert s1.recv_kind("credits").records == 50
+    assert sink.max_replay_records == 1000
+    assert window.capacity == 1050  # the credits granted plus what a restart may send again
+    s1.send(batch=batch(1, "a", "b"))
+    assert s1.recv_kind("ack").sequence == 1
+    assert s1.recv_kind("credits").records == 2
+    s1.send(batch=batch(2, "b", "c"))  # "b" again: dropped, the rest written
+    assert s1.recv_kind("ack").sequence == 2
+    assert s1.recv_kind("credits").records == 2  # every record received is granted back
+    s1.send(batch=batch(3, "a"))  # nothing new: acked without calling write
+    assert s1.recv_kind("ack").sequence == 3
+    assert s1.recv_kind("credits").records == 1
+    s1.end(grpc.StatusCode.UNAVAILABLE, "engine restarting")
+    s2 = engine.next_session()
+    s2.welcome(limits=limits)
+    s2.recv_kind("credits")
+    s2.send(batch=batch(1, "a", "d"))  # the restarted engine replays "a"
+    assert s2.recv_kind("ack").sequence == 1
+    assert written == [(1, ["a", "b"]), (2, ["c"]), (1, ["d"])]
+    assert sink.records_written == 4
+    grown = [r.getMessage() for r in caplog.records if "dedup window grown" in r.getMessage()]
+    assert len(grown) == 1 and "from 10 to 1050" in grown[0]  # the second Welcome needs no growth
     sink.close()
 
 

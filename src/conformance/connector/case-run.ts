@@ -403,7 +403,8 @@ export class ConnectorCaseRun {
       case "await_credits":
         return this.awaitCredits(p, where);
       case "send_batch":
-        return this.sendSinkBatch(p, where);
+        for (let i = 0; i < (p.optionalNumber("repeat") ?? 1); i++) await this.sendSinkBatch(p, where, i);
+        return;
       case "await_ack":
         return this.awaitAck(p, where);
       // partitioner
@@ -457,6 +458,7 @@ export class ConnectorCaseRun {
       max_batch_records?: number;
       max_message_bytes?: number;
       idempotency_window?: number;
+      max_replay_records?: number;
       version?: { major: number; minor: number };
       capabilities?: string[];
       unknown_fields?: boolean;
@@ -475,6 +477,7 @@ export class ConnectorCaseRun {
           maxBatchRecords: welcome.max_batch_records ?? DEFAULT_LIMITS.maxBatchRecords,
           maxMessageBytes: welcome.max_message_bytes ?? DEFAULT_LIMITS.maxMessageBytes,
           idempotencyWindow: welcome.idempotency_window ?? DEFAULT_LIMITS.idempotencyWindow,
+          maxReplayRecords: welcome.max_replay_records ?? 0,
         },
         capabilities: welcome.capabilities ?? [],
         // An engine lists at least its own address (R-CLUSTER-ADDRESSES).
@@ -618,11 +621,13 @@ export class ConnectorCaseRun {
     await this.until(`${count} credits on ${session.describe()} to send ${what}`, timeoutMs, () => (this.balance(session) >= count ? true : undefined));
   }
 
-  private async sendSinkBatch(p: Params, where: string): Promise<void> {
+  /** The step's batch, or with `repeat` its `offset`-th: sequence (and same_as) moved on by the offset. */
+  private async sendSinkBatch(p: Params, where: string, offset: number): Promise<void> {
     const session = this.requireCurrent(where);
-    const sequence = BigInt(p.number("sequence"));
+    const sequence = BigInt(p.number("sequence") + offset);
     let batch = this.sinkBatches.get(sequence);
-    const sameAs = p.optionalNumber("same_as");
+    const from = p.optionalNumber("same_as");
+    const sameAs = from === undefined ? undefined : from + offset;
     if (p.boolean("resend", false)) {
       if (batch === undefined) throw new Error(`${where}: batch ${sequence} was never sent, so it cannot be resent`);
     } else {

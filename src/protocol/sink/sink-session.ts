@@ -87,6 +87,7 @@ export function sinkRole(
   sinks: ReadonlyMap<string, ConnectorSink>,
   policy: HandshakePolicy,
   limits: ProtocolLimits,
+  maxReplayRecords?: (target: string) => number,
 ): RoleBinding<SinkRequest, SinkKind> {
   return {
     role: "sink",
@@ -94,6 +95,7 @@ export function sinkRole(
     limits,
     // A sink grants the engine credits, not the other way round.
     initialCredits: 0,
+    ...(maxReplayRecords === undefined ? {} : { maxReplayRecords }),
     helloOf: (request) => (request.kind.case === "hello" ? request.kind.value : undefined),
     respond: (kind) => create(SinkResponseSchema, { kind }),
     attach: (channel) => new SinkSession(channel, sinks.get(channel.target)!),

@@ -98,20 +98,22 @@ class Hello(_message.Message):
     def __init__(self, version: _Optional[_Union[ProtocolVersion, _Mapping]] = ..., connector_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., target: _Optional[str] = ..., token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ["idempotency_window", "max_batch_records", "max_message_bytes", "max_stream_name_bytes", "max_streams_per_session", "max_streams_per_source"]
+    __slots__ = ["idempotency_window", "max_batch_records", "max_message_bytes", "max_replay_records", "max_stream_name_bytes", "max_streams_per_session", "max_streams_per_source"]
     IDEMPOTENCY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLAY_RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_PER_SESSION_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_PER_SOURCE_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAM_NAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     idempotency_window: int
     max_batch_records: int
     max_message_bytes: int
+    max_replay_records: int
     max_stream_name_bytes: int
     max_streams_per_session: int
     max_streams_per_source: int
-    def __init__(self, max_batch_records: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., idempotency_window: _Optional[int] = ..., max_streams_per_session: _Optional[int] = ..., max_streams_per_source: _Optional[int] = ..., max_stream_name_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, max_batch_records: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., idempotency_window: _Optional[int] = ..., max_streams_per_session: _Optional[int] = ..., max_streams_per_source: _Optional[int] = ..., max_stream_name_bytes: _Optional[int] = ..., max_replay_records: _Optional[int] = ...) -> None: ...
 
 class OpenStream(_message.Message):
     __slots__ = ["stream"]
