@@ -4,7 +4,7 @@
  */
 import type { Payload } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
-import type { AppSpec, Key, PipelineSpec, SinkSpec, SourceSpec, StateCodec, Step } from "./spec.ts";
+import type { AppSpec, Key, OutputRecord, PipelineSpec, SinkSpec, SourceRecord, SourceSpec, StateCodec, Step } from "./spec.ts";
 
 /** What a state update may return: nothing, one output, or several as an array. */
 export type Outputs<O> = O | readonly O[] | undefined | void;
@@ -38,9 +38,37 @@ export interface KeyedStream<T, K extends Key> {
   ): Stream<O>;
 }
 
+export interface SourceOptions<T> {
+  /** Absent: bytes are decoded as UTF-8 text. */
+  decode?: (bytes: Uint8Array) => T;
+  /** The steps see each record as a SourceRecord: its value with the key, event time and headers the source sent. */
+  records: true;
+}
+
 export interface PipelineStart {
   source(name: string): Stream<string>;
   source<T>(name: string, decode: (bytes: Uint8Array) => T): Stream<T>;
+  source(name: string, options: { records: true }): Stream<SourceRecord<string>>;
+  source<T>(name: string, options: SourceOptions<T> & { decode: (bytes: Uint8Array) => T }): Stream<SourceRecord<T>>;
+}
+
+/**
+ * An output carrying a key, an event time or headers to its sink (a connector sink passes them on
+ * in SinkRecord; file and TCP sinks write the value alone). Return it from any step.
+ */
+export function output<T>(value: T, meta: { key?: Payload; eventTimeMs?: number; headers?: Record<string, string> } = {}): OutputRecord<T> {
+  const { key, eventTimeMs, headers } = meta;
+  const bad = (what: string) => new KeywayError(ErrorCode.BAD_APP, `output(): ${what}`);
+  if (key !== undefined && typeof key !== "string" && !(key instanceof Uint8Array)) throw bad(`a key must be a string or bytes, got ${typeof key}`);
+  if (eventTimeMs !== undefined && !Number.isFinite(eventTimeMs)) throw bad(`eventTimeMs must be a finite number of milliseconds, got ${String(eventTimeMs)}`);
+  for (const [name, text] of Object.entries(headers ?? {})) {
+    if (typeof text !== "string") throw bad(`header ${JSON.stringify(name)} must be a string, got ${typeof text}`);
+  }
+  const record: OutputRecord<T> = { kind: "keyway.output", value };
+  if (key !== undefined) record.key = key;
+  if (eventTimeMs !== undefined) record.eventTimeMs = eventTimeMs;
+  if (headers !== undefined) record.headers = headers;
+  return record;
 }
 
 /** A partition function served over gRPC, bound by name when the app runs. */
@@ -72,9 +100,10 @@ function checkName(what: string, name: string): void {
 export function pipeline(name: string): PipelineStart {
   checkName("pipeline", name);
   return {
-    source(sourceName: string, decode?: (bytes: Uint8Array) => unknown) {
+    source(sourceName: string, how?: ((bytes: Uint8Array) => unknown) | SourceOptions<unknown>) {
       checkName("source", sourceName);
-      return stream(name, { name: sourceName, decode }, []) as Stream<never>;
+      const spec: SourceSpec = typeof how === "object" ? { name: sourceName, decode: how.decode, records: how.records === true } : { name: sourceName, decode: how };
+      return stream(name, spec, []) as Stream<never>;
     },
   };
 }

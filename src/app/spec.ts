@@ -31,6 +31,28 @@ export interface SourceSpec {
   name: string;
   /** Absent: bytes are decoded as UTF-8 text. */
   decode?: (bytes: Uint8Array) => unknown;
+  /** The steps see each record as a SourceRecord (value and metadata), not the value alone. */
+  records?: boolean;
+}
+
+/** A source's record with its metadata, as steps see it with `source(name, { records: true })`. */
+export interface SourceRecord<T> {
+  value: T;
+  /** The key the source sent, as its bytes (keyBy may return them: bytes route as their text would); absent when none. */
+  key?: Uint8Array;
+  /** Milliseconds since the Unix epoch; absent when the source did not say. */
+  eventTimeMs?: number;
+  /** Always present; empty when the source sent none. */
+  headers: Record<string, string>;
+}
+
+/** An output with metadata for its sink, made by output(): the sink encodes `value` as usual. */
+export interface OutputRecord<T = unknown> {
+  readonly kind: "keyway.output";
+  value: T;
+  key?: Payload;
+  eventTimeMs?: number;
+  headers?: Record<string, string>;
 }
 
 export interface SinkSpec {

@@ -5,7 +5,7 @@
  * produced (the outbox) until the primary says they left; a backup promoted after its primary
  * died sends them again (with their ids, so sinks that keep ids write each once).
  */
-import type { Payload } from "../connector/types.ts";
+import type { Payload, RecordMeta } from "../connector/types.ts";
 import type { BatchOut } from "../exchange/grpc-exchange.ts";
 import { encodeRecords } from "../exchange/payload.ts";
 import type { KeyedBatch, Replica } from "../runtime/dataflow.ts";
@@ -18,6 +18,7 @@ export interface OutboxEntry {
   outputSeq: number;
   values: Payload[];
   ids: string[] | undefined;
+  meta?: (RecordMeta | undefined)[];
   /** The slot each value came from. */
   slots: number[];
 }
@@ -165,5 +166,6 @@ export function mergeWritten(written: OutputsWritten[], fresh: readonly OutputsW
 export function entryForSlots(entry: OutboxEntry, keep: (slot: number) => boolean): OutboxEntry {
   if (entry.slots.every(keep)) return entry;
   const picked = entry.slots.flatMap((slot, i) => (keep(slot) ? [i] : []));
-  return { ...entry, values: picked.map((i) => entry.values[i]!), ids: entry.ids === undefined ? undefined : picked.map((i) => entry.ids![i]!), slots: picked.map((i) => entry.slots[i]!) };
+  const meta = entry.meta === undefined ? {} : { meta: picked.map((i) => entry.meta![i]) };
+  return { ...entry, values: picked.map((i) => entry.values[i]!), ids: entry.ids === undefined ? undefined : picked.map((i) => entry.ids![i]!), ...meta, slots: picked.map((i) => entry.slots[i]!) };
 }

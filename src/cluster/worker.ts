@@ -257,7 +257,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     }
     const held = keep === undefined ? records : pickRecords(records, keep);
     const run = engine!.flows[batch.pipeline]!.applyReplica(batch.stage, held);
-    const kept = records.quiet === true ? { values: [], ids: undefined, slots: [] } : { values: run.values, ids: run.ids, slots: run.slots! };
+    const kept = records.quiet === true ? { values: [], ids: undefined, slots: [] } : { values: run.values, ids: run.ids, ...(run.meta === undefined ? {} : { meta: run.meta }), slots: run.slots! };
     replication.received(batch.from, batch.replica!.seq, batch.replica!.deliveredThrough, { pipeline: batch.pipeline, outputSeq: batch.outputSeq ?? 0, ...kept });
     return Promise.resolve();
   };
@@ -467,7 +467,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
           resent += entry.values.length;
           const origin = { worker: id, outputSeq: entry.outputSeq, slots: [...new Set(entry.slots)] };
           if (sinksHere) ledger.record(id, entry.pipeline, entry.outputSeq, origin.slots);
-          engine!.deliverOutput(entry.pipeline, entry.values, entry.ids, ahead, origin).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
+          engine!.deliverOutput(entry.pipeline, entry, ahead, origin).catch((err: Error) => log.error({ err: err.message }, "resending a dead worker's outputs failed"));
         }
         if (kept.length > 0) orphaned.set(id, kept);
         else orphaned.delete(id);
@@ -710,12 +710,12 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         const epoch = placement.map.epoch;
         return settled(encodeRecords(batch).map(({ records, payload }) => exchange.send(to, { epoch, pipeline, stage, toSink: false, hops, records, payload })));
       },
-      sendOutput: (pipeline, values, ids, outputSeq, resent, origin) => {
+      sendOutput: (pipeline, output, outputSeq, resent, origin) => {
         const to = home();
         if (to === undefined) return Promise.reject(new KeywayError(ErrorCode.WORKER_LOST, "no worker holds the sinks"));
         const epoch = placement.map.epoch;
         // A replicated run's output goes whole: the sinks' worker then has all of a run or none of it.
-        const pieces = encodeSinkRecords({ values, ids }, outputSeq === undefined ? undefined : Infinity);
+        const pieces = encodeSinkRecords(output, outputSeq === undefined ? undefined : Infinity);
         return settled(pieces.map(({ records, payload }) => exchange.send(to.id, { epoch, pipeline, stage: 0, toSink: true, hops: 0, records, payload, ...(outputSeq === undefined ? {} : { outputSeq }), ...(resent === true ? { resent } : {}), ...(origin === undefined ? {} : { origin }) })));
       },
       ready: () => exchange.ready(),

@@ -7,9 +7,32 @@ import type { Logger } from "../log/logger.ts";
 /** A record value as it crosses a connector: text, or raw bytes. */
 export type Payload = string | Uint8Array;
 
+/**
+ * What a record carries beside its value (the protocol's key, event_time_ms and headers): on a
+ * source's records, and on outputs an app made with output().
+ */
+export interface RecordMeta {
+  key?: Payload;
+  /** Milliseconds since the Unix epoch; absent when unknown. */
+  eventTimeMs?: number;
+  headers?: Record<string, string>;
+}
+
+/** Output on its way to a sink: values, and (each when present) one id and one metadata entry per value. */
+export interface SinkOutput {
+  values: Payload[];
+  ids?: string[];
+  meta?: (RecordMeta | undefined)[];
+}
+
 export interface SourceBatch {
   /** Record values in source order; never empty. */
   values: Payload[];
+  /**
+   * Optional, one per value (undefined for a record with none): for sources whose records carry
+   * metadata, given when SourceContext.wantsMeta asked for it.
+   */
+  meta?: (RecordMeta | undefined)[];
   /**
    * The position just after the batch's last record (for a file, its byte offset). Strictly
    * increasing across batches; resuming from it yields exactly the records after this batch.
@@ -38,6 +61,8 @@ export interface SourceContext {
   resumeState?: unknown;
   /** True when commit() comes only after checkpoint files (--data-dir), false when after each batch. */
   checkpointed?: boolean;
+  /** The app reads this source's records with their metadata: fill SourceBatch.meta. */
+  wantsMeta?: boolean;
   log: Logger;
 }
 
@@ -85,9 +110,11 @@ export interface Sink {
   open(ctx: SinkContext): Promise<void>;
   /**
    * Takes ownership of a batch. Resolves once the sink has room for more; until then the engine
-   * writes nothing else to it and reads nothing more from the sources that feed it.
+   * writes nothing else to it and reads nothing more from the sources that feed it. `meta`, when
+   * given, holds one entry per value: the metadata the app set with output() (sinks without a place
+   * for it, files and sockets, ignore it).
    */
-  write(values: Payload[], recordIds?: string[]): Promise<void>;
+  write(values: Payload[], recordIds?: string[], meta?: readonly (RecordMeta | undefined)[]): Promise<void>;
   /** True when the sink needs a stable id per record (it dedups, or forwards them over the protocol). */
   readonly wantsRecordIds?: boolean;
   /** Resolves once every record written so far has left the engine (file written, socket sent). */

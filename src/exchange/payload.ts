@@ -1,6 +1,6 @@
 /** Records cross an exchange link as one node:v8 buffer of parallel arrays: values are whatever the app's stages produce. */
 import { deserialize, serialize } from "node:v8";
-import type { Payload } from "../connector/types.ts";
+import type { SinkOutput } from "../connector/types.ts";
 import type { KeyedBatch } from "../runtime/dataflow.ts";
 
 /**
@@ -67,22 +67,20 @@ export function decodeRecords(bytes: Uint8Array): KeyedBatch {
   return { ...rest, upstreams };
 }
 
-export interface SinkRecords {
-  values: Payload[];
-  ids?: string[];
-}
-
 /** Sink output as payloads of at most `maxRecords` records each, in order. */
-export function encodeSinkRecords({ values, ids }: SinkRecords, maxRecords = EXCHANGE_BATCH_RECORDS_MAX): Array<{ records: number; payload: Uint8Array }> {
+export function encodeSinkRecords({ values, ids, meta }: SinkOutput, maxRecords = EXCHANGE_BATCH_RECORDS_MAX): Array<{ records: number; payload: Uint8Array }> {
   const pieces: Array<{ records: number; payload: Uint8Array }> = [];
   for (let from = 0; from < values.length; from += maxRecords) {
     const to = Math.min(values.length, from + maxRecords);
-    const piece = values.length <= maxRecords ? { values, ids } : { values: values.slice(from, to), ids: ids?.slice(from, to) };
-    pieces.push({ records: to - from, payload: serialize(ids === undefined ? { values: piece.values } : piece) });
+    const whole = values.length <= maxRecords;
+    const piece: SinkOutput = { values: whole ? values : values.slice(from, to) };
+    if (ids !== undefined) piece.ids = whole ? ids : ids.slice(from, to);
+    if (meta !== undefined) piece.meta = whole ? meta : meta.slice(from, to);
+    pieces.push({ records: to - from, payload: serialize(piece) });
   }
   return pieces;
 }
 
-export function decodeSinkRecords(bytes: Uint8Array): SinkRecords {
-  return deserialize(bytes) as SinkRecords;
+export function decodeSinkRecords(bytes: Uint8Array): SinkOutput {
+  return deserialize(bytes) as SinkOutput;
 }

@@ -11,8 +11,8 @@
  * drops replays it has applied, and what a keyed stage applies here is sent on to the slot's
  * backups before its output may leave.
  */
-import type { Key, PipelineSpec, SinkSpec, SourceSpec, Step } from "../app/spec.ts";
-import type { Payload, SourceBatch } from "../connector/types.ts";
+import type { Key, OutputRecord, PipelineSpec, SinkSpec, SourceRecord, SourceSpec, Step } from "../app/spec.ts";
+import type { Payload, RecordMeta, SourceBatch } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
 import { createStageStore, passMark, stateFor, type StageStore } from "./state-store.ts";
@@ -114,6 +114,8 @@ export interface StageRun {
   values: Payload[];
   /** Present when asked for: one stable id per output value. */
   ids?: string[];
+  /** Present once an output carries metadata (output()): one entry per output value, undefined for those without. */
+  meta?: (RecordMeta | undefined)[];
   /** A backup's run: the slot each output value came from (a promoted backup resends only its slots'). */
   slots?: number[];
   pending: Promise<void>[];
@@ -160,6 +162,26 @@ function decoderOf(source: SourceSpec): (payload: Payload) => unknown {
   const decode = source.decode;
   if (decode === undefined) return (p) => (typeof p === "string" ? p : utf8.decode(p));
   return (p) => decode(typeof p === "string" ? Buffer.from(p) : p);
+}
+
+/** A source record as the app's steps see it with `source(name, { records: true })`. */
+function sourceRecord(value: unknown, meta: RecordMeta | undefined): SourceRecord<unknown> {
+  const record: SourceRecord<unknown> = { value, headers: meta?.headers ?? {} };
+  if (meta?.key !== undefined) record.key = typeof meta.key === "string" ? Buffer.from(meta.key) : meta.key;
+  if (meta?.eventTimeMs !== undefined) record.eventTimeMs = meta.eventTimeMs;
+  return record;
+}
+
+function isOutputRecord(value: unknown): value is OutputRecord {
+  return typeof value === "object" && value !== null && (value as OutputRecord).kind === "keyway.output";
+}
+
+function metaOf(record: OutputRecord): RecordMeta {
+  const meta: RecordMeta = {};
+  if (record.key !== undefined) meta.key = record.key;
+  if (record.eventTimeMs !== undefined) meta.eventTimeMs = record.eventTimeMs;
+  if (record.headers !== undefined) meta.headers = record.headers;
+  return meta;
 }
 
 /** The default encoding of a value leaving the app: text and bytes as they are, the rest as JSON. */
@@ -287,7 +309,14 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   let subBase = 0;
   let recordsRun = 0;
   const toSink: Emit = (v) => {
-    sinkOut.values.push(encode(v));
+    if (isOutputRecord(v)) {
+      sinkOut.meta ??= new Array<RecordMeta | undefined>(sinkOut.values.length).fill(undefined);
+      sinkOut.meta.push(metaOf(v));
+      sinkOut.values.push(encode(v.value));
+    } else {
+      sinkOut.values.push(encode(v));
+      sinkOut.meta?.push(undefined);
+    }
     if (tracking) sinkOut.ids!.push(`${idPrefix}${lineage}${separator}${emitted++}`);
   };
 
@@ -328,6 +357,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     terminal = router(keying);
   }
   const decode = decoderOf(pipeline.source);
+  const records = pipeline.source.records === true;
   const headEmit = fuse(pipeline.name, head, terminal);
 
   // Where the batch being run came from, for a failure's message when a record carries no id.
@@ -400,6 +430,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       } catch (err) {
         sinkOut.values.length = outputs;
         if (sinkOut.ids !== undefined) sinkOut.ids.length = ids;
+        if (sinkOut.meta !== undefined) sinkOut.meta.length = outputs;
         truncate(stageIn, onward);
         const position = tracking ? input.lineage[i]! : input.upstreams.length > 0 ? `${input.upstreams[i]}@${input.seqs[i]}` : batchPlace;
         failed(run, err, stageName, position, key, values[i]);
@@ -542,10 +573,11 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         const outputs = run.values.length;
         const onward = first.values.length;
         try {
-          headEmit(decode(values[i]!));
+          headEmit(records ? sourceRecord(decode(values[i]!), batch.meta?.[i]) : decode(values[i]!));
         } catch (err) {
           run.values.length = outputs;
           if (run.ids !== undefined) run.ids.length = outputs;
+          if (run.meta !== undefined) run.meta.length = outputs;
           truncate(first, onward);
           failed(run, err, "head (the steps before the first keyBy)", batch.recordIds?.[i] ?? `${batch.position}#${i}`, undefined, values[i]);
         }

@@ -19,7 +19,7 @@
  */
 import { toAppSpec } from "../app/pipeline.ts";
 import type { AppSpec, PipelineSpec } from "../app/spec.ts";
-import type { Payload, Sink, Source } from "../connector/types.ts";
+import type { Sink, SinkOutput, Source } from "../connector/types.ts";
 import { openCheckpointChain, type Checkpoint, type CheckpointChain, type RestoredCheckpoint } from "../durability/checkpoint-chain.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
@@ -62,7 +62,7 @@ export interface PeerLinks {
    * `resent`: output sent again after the sinks' worker died (it goes ahead of records).
    * `origin`: a dead primary whose run `outputSeq` this output is, sent again by a promoted backup.
    */
-  sendOutput(pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void>;
+  sendOutput(pipeline: number, output: SinkOutput, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void>;
   /** Resolves once the links have room for more (the sources' backpressure). */
   ready(): Promise<void>;
   /** Records applied here as their slots' primary by run `outputSeq` of the pipeline, to the backup at index `target` of the map. */
@@ -125,7 +125,7 @@ export interface InboundBatch {
   toSink: boolean;
   hops: number;
   records?: KeyedBatch;
-  output?: { values: Payload[]; ids?: string[] };
+  output?: SinkOutput;
 }
 
 export interface Engine {
@@ -155,7 +155,7 @@ export interface Engine {
   /** Routes records again under the current map (their owner died before finishing them). */
   reroute(pipeline: number, stage: number, batch: KeyedBatch, hops: number): Promise<void>;
   /** Hands output to its pipeline's sink, here or on a peer (a promoted backup resending its outbox: the dead primary's run). */
-  deliverOutput(pipeline: number, values: Payload[], ids: string[] | undefined, resent?: boolean, origin?: OutputOrigin & { outputSeq: number }): Promise<void>;
+  deliverOutput(pipeline: number, output: SinkOutput, resent?: boolean, origin?: OutputOrigin & { outputSeq: number }): Promise<void>;
   /**
    * Holds this worker's new output (not output sent again) until `until` settles, then sends it in
    * order: the sinks moved, and what this worker sends them again must reach them first.
@@ -208,6 +208,7 @@ async function openAll(app: AppSpec, connectors: Connectors, restored: RestoredC
         ...(typeof progress === "bigint" ? { resumeFrom: progress } : {}),
         ...(progress !== undefined && typeof progress !== "bigint" ? { resumeState: progress } : {}),
         checkpointed,
+        wantsMeta: p.source.records === true,
       });
       opened.push(source);
     }
@@ -252,7 +253,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       placement,
       partition: options.partition,
       marking: options.replicated === true,
-      ...(options.deadLetter === undefined ? {} : { deadLetter: (failed: FailedRecord) => writeSink(options.deadLetter!, [deadLetterLine(failed)], undefined) }),
+      ...(options.deadLetter === undefined ? {} : { deadLetter: (failed: FailedRecord) => writeSink(options.deadLetter!, { values: [deadLetterLine(failed)] }) }),
       outputSeq: () => nextOutputSeq[i]!++,
       out:
         peers === undefined
@@ -312,23 +313,23 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
 
   // Writes to one sink are serialised: local pipelines and other workers' output share it.
   const sinkChains = new Map<Sink, Promise<void>>();
-  const writeSink = (sink: Sink, values: Payload[], ids: string[] | undefined): Promise<void> => {
+  const writeSink = (sink: Sink, { values, ids, meta }: SinkOutput): Promise<void> => {
     const previous = sinkChains.get(sink) ?? Promise.resolve();
-    const next = previous.then(() => sink.write(values, ids));
+    const next = previous.then(() => sink.write(values, ids, meta));
     sinkChains.set(sink, next.catch(() => undefined));
     return options.outputAcked === true && sink.delivered !== undefined ? next.then(() => sink.delivered!()) : next;
   };
 
-  const sendOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void> => {
+  const sendOutput = (pipeline: number, output: SinkOutput, outputSeq?: number, resent?: boolean, origin?: OutputOrigin): Promise<void> => {
     const sink = localSink(pipeline);
-    return sink !== undefined ? writeSink(sink, values, ids) : peers!.sendOutput(pipeline, values, ids, outputSeq, resent, origin);
+    return sink !== undefined ? writeSink(sink, output) : peers!.sendOutput(pipeline, output, outputSeq, resent, origin);
   };
   // While output is held: the sends waiting, in order, and how many holds are on.
   const heldOutputs: Array<() => void> = [];
   let holds = 0;
-  const sendNewOutput = (pipeline: number, values: Payload[], ids: string[] | undefined, outputSeq?: number): Promise<void> => {
-    if (holds === 0) return sendOutput(pipeline, values, ids, outputSeq);
-    return new Promise((resolve, reject) => heldOutputs.push(() => sendOutput(pipeline, values, ids, outputSeq).then(resolve, reject)));
+  const sendNewOutput = (pipeline: number, output: SinkOutput, outputSeq?: number): Promise<void> => {
+    if (holds === 0) return sendOutput(pipeline, output, outputSeq);
+    return new Promise((resolve, reject) => heldOutputs.push(() => sendOutput(pipeline, output, outputSeq).then(resolve, reject)));
   };
 
   // Replicated, every run's output leaves in the order the run applied its records (its output
@@ -358,7 +359,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       const turn = turnOf(pipeline, outputSeq)
         .then(() => acked)
         .then(() => {
-          const write = run.values.length === 0 ? Promise.resolve() : sendNewOutput(pipeline, run.values, run.ids, outputSeq);
+          const write = run.values.length === 0 ? Promise.resolve() : sendNewOutput(pipeline, run, outputSeq);
           passTurn(pipeline, outputSeq);
           return { write };
         });
@@ -366,7 +367,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     } else if (run.values.length > 0) {
       // Output of stateless steps alone: no state, no order to keep with a keyed run.
       stats.recordsOut += run.values.length;
-      written = sendNewOutput(pipeline, run.values, run.ids);
+      written = sendNewOutput(pipeline, run);
     }
     const left = written.then(() => {
       for (const r of replicas) r.delivered();
@@ -388,8 +389,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     if (run.values.length > 0) {
       stats.recordsOut += run.values.length;
       const sink = localSink(pipeline);
-      if (sink !== undefined) written = writeSink(sink, run.values, run.ids);
-      else pending.push(peers!.sendOutput(pipeline, run.values, run.ids));
+      if (sink !== undefined) written = writeSink(sink, run);
+      else pending.push(peers!.sendOutput(pipeline, run));
     }
     // Alone, a batch is done when its sink has it: no promise more than that per batch.
     const done = pending.length === 0 ? written : Promise.all([written, ...pending]).then(() => undefined);
@@ -638,7 +639,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
           const err = new KeywayError(ErrorCode.INTERNAL, `output of pipeline ${batch.pipeline} arrived, but its sink is not on this worker`);
           return { applied: Promise.resolve(), done: Promise.reject(err) };
         }
-        const written = writeSink(sink, batch.output!.values, batch.output!.ids);
+        const written = writeSink(sink, batch.output!);
         return { applied: Promise.resolve(), done: written };
       }
       const flow = flows[batch.pipeline];
@@ -656,7 +657,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       for (const h of held.splice(0)) reroute(h.pipeline, h.stage, h.batch, 0).then(h.resolve, h.reject);
     },
     reroute,
-    deliverOutput: (pipeline, values, ids, resent, origin) => sendOutput(pipeline, values, ids, origin?.outputSeq, resent, origin === undefined ? undefined : { worker: origin.worker, slots: origin.slots }),
+    deliverOutput: (pipeline, output, resent, origin) => sendOutput(pipeline, output, origin?.outputSeq, resent, origin === undefined ? undefined : { worker: origin.worker, slots: origin.slots }),
     holdOutput(until) {
       holds++;
       void until
@@ -675,8 +676,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       return releasedThrough(through) ? Promise.resolve() : new Promise((resolve) => releaseWaiters.push({ through, resolve }));
     },
     async addSource(pipeline, source, resumeFrom, label) {
-      const name = app.pipelines[pipeline]!.source.name;
-      await source.open({ name, log: log.child({ source: name }), ...(resumeFrom === undefined ? {} : { resumeFrom }) });
+      const { name, records } = app.pipelines[pipeline]!.source;
+      await source.open({ name, log: log.child({ source: name }), wantsMeta: records === true, ...(resumeFrom === undefined ? {} : { resumeFrom }) });
       const standing: SourceStanding = { pipeline, source, progress: resumeFrom, ended: false, label };
       sources.push(standing);
       pumps.push(pump(standing));

@@ -6,7 +6,7 @@
  * write() waits while it is full, which stops the pipelines that feed it.
  */
 import { create } from "@bufbuild/protobuf";
-import type { Payload, Sink, SinkContext } from "../../connector/types.ts";
+import type { Payload, RecordMeta, Sink, SinkContext } from "../../connector/types.ts";
 import { ErrorCode, KeywayError } from "../../errors.ts";
 import { SinkBatchSchema, SinkRecordSchema, type SinkBatch, type SinkRecord } from "../gen/keyway/v1/connector_pb.ts";
 import { Fifo } from "../../util/fifo.ts";
@@ -63,7 +63,7 @@ export class ConnectorSink implements Sink {
 
   async open(_ctx: SinkContext): Promise<void> {}
 
-  async write(values: Payload[], recordIds?: string[]): Promise<void> {
+  async write(values: Payload[], recordIds?: string[], meta?: readonly (RecordMeta | undefined)[]): Promise<void> {
     if (this.closed) throw new KeywayError(ErrorCode.INTERNAL, `write to connector sink "${this.name}" after close`);
     if (recordIds === undefined || recordIds.length !== values.length) {
       throw new KeywayError(ErrorCode.INTERNAL, `connector sink "${this.name}" needs one record id per value`);
@@ -72,14 +72,16 @@ export class ConnectorSink implements Sink {
     const pending = values.map((value, i) => {
       const bytes = typeof value === "string" ? Buffer.from(value) : value;
       const id = recordIds[i]!;
-      const size = bytes.byteLength + Buffer.byteLength(id) + RECORD_OVERHEAD_BYTES;
+      const record = create(SinkRecordSchema, { id, value: bytes });
+      const extra = meta?.[i] === undefined ? 0 : withMeta(record, meta[i]!);
+      const size = bytes.byteLength + Buffer.byteLength(id) + extra + RECORD_OVERHEAD_BYTES;
       if (size > roomBytes) {
         throw new KeywayError(
           ErrorCode.FRAME_TOO_LARGE,
           `connector sink "${this.name}": output record ${id} takes ${size} bytes; a message holds at most ${this.limits.maxMessageBytes} (--max-message-bytes)`,
         );
       }
-      return { record: create(SinkRecordSchema, { id, value: bytes }), bytes: size };
+      return { record, bytes: size };
     });
     for (const p of pending) this.unsent.push(p);
     this.recordsWritten += pending.length;
@@ -200,4 +202,20 @@ export class ConnectorSink implements Sink {
     this.recordsCut += records.length;
     return create(SinkBatchSchema, { sequence: this.nextSequence++, records });
   }
+}
+
+/** Sets an output's key, event time and headers on its SinkRecord; returns the bytes they add (conservatively). */
+function withMeta(record: SinkRecord, meta: RecordMeta): number {
+  let bytes = 0;
+  if (meta.key !== undefined) {
+    const key = typeof meta.key === "string" ? Buffer.from(meta.key) : meta.key;
+    record.key = key;
+    bytes += key.byteLength + RECORD_OVERHEAD_BYTES;
+  }
+  if (meta.eventTimeMs !== undefined) record.eventTimeMs = BigInt(Math.trunc(meta.eventTimeMs));
+  for (const [name, text] of Object.entries(meta.headers ?? {}) as Array<[string, string]>) {
+    record.headers[name] = text;
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(text) + RECORD_OVERHEAD_BYTES;
+  }
+  return bytes;
 }

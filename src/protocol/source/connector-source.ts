@@ -20,7 +20,7 @@
  * restore could bring its old position back under a name a new stream already uses); until then
  * it is "retiring", and an open of it waits.
  */
-import type { Source, SourceBatch, SourceContext } from "../../connector/types.ts";
+import type { RecordMeta, Source, SourceBatch, SourceContext } from "../../connector/types.ts";
 import type { Logger } from "../../log/logger.ts";
 import { ErrorCode, type Record as WireRecord } from "../gen/keyway/v1/connector_pb.ts";
 import type { ProtocolLimits } from "../limits.ts";
@@ -89,6 +89,8 @@ interface QueuedRecord {
   /** The idempotency id that entered the window with this record; "" when none did. */
   windowedId: string;
   session: SourceSessionPort;
+  /** Its key, event time and headers, when the app reads them and the record has any. */
+  meta?: RecordMeta;
 }
 
 export interface ConnectorSourceOptions {
@@ -109,6 +111,7 @@ export class ConnectorSource implements Source {
   private readonly retentionMs: number | undefined;
   /** Progress is committed only through checkpoint files (--data-dir): retirement waits for one. */
   private checkpointed = false;
+  private wantsMeta = false;
   private log: Logger | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   /** Progress values handed out (checkpoint(), prune()), each tagged with its capture number. */
@@ -142,6 +145,7 @@ export class ConnectorSource implements Source {
   async open(ctx: SourceContext): Promise<void> {
     this.log = ctx.log;
     this.checkpointed = ctx.checkpointed === true;
+    this.wantsMeta = ctx.wantsMeta === true;
     if (ctx.resumeState !== undefined) {
       const progress = parseProgress(this.name, ctx.resumeState);
       for (const [name, position] of Object.entries(progress.streams)) {
@@ -335,13 +339,12 @@ export class ConnectorSource implements Source {
       const id = record.idempotencyId;
       const duplicate = id !== "" && this.window.has(id);
       if (id !== "" && !duplicate) this.window.accept(id);
-      this.queue.push({
-        stream,
-        position: record.position,
-        value: duplicate ? undefined : record.value,
-        windowedId: duplicate ? "" : id,
-        session,
-      });
+      const queued: QueuedRecord = { stream, position: record.position, value: duplicate ? undefined : record.value, windowedId: duplicate ? "" : id, session };
+      if (this.wantsMeta) {
+        const meta = recordMeta(record);
+        if (meta !== undefined) queued.meta = meta;
+      }
+      this.queue.push(queued);
     }
     if (replays < records.length) this.arrived.notify();
     return replays;
@@ -436,6 +439,8 @@ export class ConnectorSource implements Source {
   /** Up to maxBatchRecords queued records as a batch; undefined when none of them had a value. */
   private take(most: number): SourceBatch | undefined {
     const values: Uint8Array[] = [];
+    const meta: (RecordMeta | undefined)[] = [];
+    let anyMeta = false;
     const recordIds: string[] = [];
     const upstreams: string[] = [];
     const seqs: number[] = [];
@@ -450,6 +455,8 @@ export class ConnectorSource implements Source {
       } else {
         stream.lastValue = position;
         values.push(record.value);
+        meta.push(record.meta);
+        anyMeta ||= record.meta !== undefined;
         recordIds.push(`${stream.name}@${position}`);
         upstreams.push(stream.name);
         seqs.push(Number(position));
@@ -462,7 +469,7 @@ export class ConnectorSource implements Source {
     for (const stream of passedDrops) this.settle(stream, 0n);
     if (values.length === 0) return undefined;
     this.batchesRead++;
-    return { values, position: this.batchesRead, recordIds, upstreams, seqs };
+    return { values, position: this.batchesRead, recordIds, upstreams, seqs, ...(anyMeta ? { meta } : {}) };
   }
 
   /**
@@ -488,4 +495,15 @@ export class ConnectorSource implements Source {
     }
     if (this.retentionMs !== undefined) this.checkIdle(stream);
   }
+}
+
+/** A record's key, event time and headers; undefined when it has none of them. */
+function recordMeta(record: WireRecord): RecordMeta | undefined {
+  const hasHeaders = Object.keys(record.headers).length > 0;
+  if (record.key === undefined && record.eventTimeMs === 0n && !hasHeaders) return undefined;
+  const meta: RecordMeta = {};
+  if (record.key !== undefined) meta.key = record.key;
+  if (record.eventTimeMs !== 0n) meta.eventTimeMs = Number(record.eventTimeMs);
+  if (hasHeaders) meta.headers = { ...record.headers };
+  return meta;
 }
