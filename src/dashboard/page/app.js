@@ -66,8 +66,11 @@ function renderPairs(id, entries, empty) {
   list.replaceChildren(...(entries.length === 0 ? [text("dd", empty)] : entries.flatMap(([k, v]) => [text("dt", k), text("dd", String(v))])));
 }
 
-function renderEvents(events, mode) {
-  $("events-scope").textContent = mode === "cluster" ? "(this worker's; the coordinator's page shows the cluster's)" : "";
+function renderEvents(snapshot) {
+  const coordinator = snapshot.workers.find((w) => w.coordinator)?.id;
+  $("events-scope").textContent =
+    snapshot.mode !== "cluster" ? "" : coordinator === snapshot.servedBy ? "(the cluster's: this worker holds the coordinator)" : `(this worker's; ${coordinator ?? "the coordinator"}'s page shows the cluster's)`;
+  const events = snapshot.events;
   $("events").replaceChildren(
     ...events
       .slice()
@@ -134,7 +137,7 @@ function render(snapshot) {
   const s = snapshot.sessions;
   renderPairs("sessions", s ? [["source", s.source], ["sink", s.sink], ["partitioner", s.partitioner]] : [], "no connector server on this worker");
   renderPairs("commit-lag", (snapshot.commitLag ?? []).map((c) => [c.pipeline, c.uncommitted]), "0 (no --data-dir: output commits as it leaves)");
-  renderEvents(snapshot.events, snapshot.mode);
+  renderEvents(snapshot);
   if (snapshot.workers.length > 0) {
     record(snapshot);
     drawChart("keys", $("keys-chart"), history.keys);
