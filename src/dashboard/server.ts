@@ -111,7 +111,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
   const timer = setInterval(() => void push(), PUSH_INTERVAL_MS);
   let soon: NodeJS.Timeout | undefined;
-  const unsubscribe = events.subscribe(() => {
+  const unsubscribe = events.subscribe((event) => {
+    // Checkpoints come every second anyway: pushing early for them would only double the pushes.
+    if (event.kind === "checkpoint") return;
     soon ??= setTimeout(() => {
       soon = undefined;
       void push();
