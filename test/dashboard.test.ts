@@ -3,12 +3,12 @@
  * against real keyway processes, on one process and on a cluster that grows.
  */
 import { existsSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { clusterStatus } from "./helpers/cluster.ts";
-import { freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
+import { expectOneLineError, freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const APP = "examples/word-count/app.ts";
@@ -80,6 +80,20 @@ async function feed(port: number) {
 }
 
 describe("dashboard", () => {
+  it("refuses a port in use and a bad address with the one-line errors --listen gives", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const run = ["run", APP, "--source", "lines=file:examples/word-count/sample.txt", "--sink", "counts=file:/dev/null"];
+      await expectOneLineError([...run, "--http-listen", `127.0.0.1:${port}`], 1, new RegExp(`^keyway: error \\[PORT_IN_USE\\]: cannot listen on 127.0.0.1:${port} for the dashboard: address in use$`));
+      await expectOneLineError([...run, "--http-listen", "127.0.0.1"], 2, /^keyway: error \[USAGE\]: --http-listen expects HOST:PORT .*missing port$/);
+      await expectOneLineError(["worker", APP, "--join", "127.0.0.1:1", "--http-listen", `127.0.0.1:${port}`], 1, /\[PORT_IN_USE\]: cannot listen on .* for the dashboard/);
+    } finally {
+      taken.close();
+    }
+  });
+
   it("shows one process's worker and its changing numbers, shows a stop as disconnected, and reconnects after a restart", async () => {
     const dir = scratchDir("dashboard-one");
     const [sourcePort, httpPort] = [await freePort(), await freePort()];
