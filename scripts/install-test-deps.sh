@@ -4,12 +4,14 @@
 # query and nothing else. etcd-server and etcd-client give /usr/bin/etcd and /usr/bin/etcdctl (3.4);
 # the tests start private etcd instances of their own (test/helpers/etcd.ts), never the package's.
 # iproute2 gives `ip` and `bridge`, with which the partition test makes its network namespaces.
+# chromium is the browser the dashboard test drives through playwright-core (test/dashboard.test.ts,
+# /usr/bin/chromium): Debian's package, so no test downloads a browser of its own.
 # There is no PyPI here: Debian's python3 (/usr/bin/python3) and its python3-* packages are the
 # whole Python toolchain.
 set -euo pipefail
 
 packages=(python3-grpcio python3-protobuf python3-pika python3-pytest protobuf-compiler rabbitmq-server
-  etcd-server etcd-client iproute2)
+  etcd-server etcd-client iproute2 chromium)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -7,6 +7,8 @@ import { ErrorCode, KeywayError } from "../errors.ts";
 import { createLogger, type LogLevel } from "../log/logger.ts";
 import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import type { ClusterTls } from "../rpc/tls.ts";
+import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
+import { showCluster, startDashboardFor } from "./dashboard.ts";
 import { positiveInt } from "./flags.ts";
 import { loadApp } from "./load-app.ts";
 
@@ -114,6 +116,7 @@ interface WorkerFlags {
   clusterTlsCert?: string;
   clusterTlsKey?: string;
   clusterTlsCa?: string;
+  httpListen?: string;
   logLevel: LogLevel;
 }
 
@@ -152,6 +155,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--cluster-tls-cert <file>", "mutual TLS between workers: this worker's certificate (PEM; with --cluster-tls-key and --cluster-tls-ca, as the cluster's other workers have them)")
     .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
     .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to (PEM)")
+    .option("--http-listen <host:port>", "serve a live dashboard of the cluster here (a page over HTTP, pushed over a WebSocket)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
     .action(async (appPath: string, flags: WorkerFlags) => {
@@ -173,7 +177,11 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         import("../cluster/control-rpc.ts"),
       ]);
       const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
-      let edgeClose: (() => Promise<void>) | undefined;
+      let edge: BuiltWorkerConnectors["edge"];
+      const dashboard = await startDashboardFor(flags.httpListen, log).catch(async (err: unknown) => {
+        await etcd?.control.close();
+        throw err;
+      });
       const worker = await startClusterWorker({
         app,
         log,
@@ -185,13 +193,15 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         connectors: async (json, placement) => {
           const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa, credentialStore };
           const built = await buildWorkerConnectors(app, bindingsFromJson(json), connectorFlags, log, placement, false, etcd !== undefined);
-          edgeClose = built.edge?.close;
+          edge = built.edge;
           return built;
         },
       }).catch(async (err: unknown) => {
+        await dashboard?.close();
         await etcd?.control.close();
         throw await explainJoinFailure(err, etcd?.leader.address ?? flags.join!, clusterTls);
       });
+      await showCluster(dashboard, app, worker, () => clusterTransport(clusterTls).clients(token), () => edge?.sessionCounts());
       // A worker holding the coordinator role ends the run on SIGTERM, as `keyway run` does.
       const onSignal = () => {
         if (worker.coordinator === undefined) process.exit(143);
@@ -211,7 +221,8 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         // A fenced worker's output may have nowhere to go: its stop is bounded.
         await Promise.race([worker.engine.stop().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, WORKER_STOP_MS).unref())]);
         await worker.close();
-        await edgeClose?.();
+        await dashboard?.close();
+        await edge?.close();
         await etcd?.control.close();
         // Connections to peers it cannot reach may never close: once its error is out, the process ends regardless.
         if (failed) setTimeout(() => process.exit(1), 1000).unref();

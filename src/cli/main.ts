@@ -20,6 +20,7 @@ import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEn
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
+import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
 import { CONNECTOR_URI, LISTEN_DEFAULT, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
 import type { CredentialStore } from "../protocol/credentials.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
@@ -28,6 +29,8 @@ import { loadApp } from "./load-app.ts";
 import { positiveInt } from "./flags.ts";
 import { formatSummary, startProgress } from "./progress.ts";
 import { deferred } from "../util/deferred.ts";
+import type { Dashboard } from "../dashboard/server.ts";
+import { showCluster, showEngine, startDashboardFor } from "./dashboard.ts";
 
 const WORKERS_JOIN_MS_MAX = 60_000;
 const WORKERS_EXIT_GRACE_MS = 5_000;
@@ -78,6 +81,7 @@ interface RunFlags {
   failureTimeoutMs?: number;
   coordinator?: string;
   deadLetter?: string;
+  httpListen?: string;
   progress: boolean;
   verbose: boolean;
 }
@@ -100,18 +104,23 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   const table = collectBindings(flags.source, flags.sink, flags.config);
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
-  if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return runCluster(appPath, app, table, flags, log);
-  const server = await startConnectorServerFor(app, table, flags, log);
-  const unhook = flags.credentialStore === undefined ? undefined : reloadOnSighup(flags.credentialStore, log);
+  const dashboard = await startDashboardFor(flags.httpListen, log);
   try {
-    return await runEngine(app, table, flags, log, server);
+    if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return await runCluster(appPath, app, table, flags, log, dashboard);
+    const server = await startConnectorServerFor(app, table, flags, log);
+    const unhook = flags.credentialStore === undefined ? undefined : reloadOnSighup(flags.credentialStore, log);
+    try {
+      return await runEngine(app, table, flags, log, server, dashboard);
+    } finally {
+      unhook?.();
+      await server?.close();
+    }
   } finally {
-    unhook?.();
-    await server?.close();
+    await dashboard?.close();
   }
 }
 
-async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined): Promise<number> {
+async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined, dashboard: Dashboard | undefined): Promise<number> {
   const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();
@@ -132,6 +141,7 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
       ...(server === undefined ? {} : { partition: server.partition }),
     },
   );
+  await showEngine(dashboard, app, engine, flags.slots, server);
   await runToEnd(engine, () => engine.stop(), flags);
   process.stderr.write(`keyway: ${formatSummary(engine.stats(), performance.now() - startedAt)}\n`);
   return 0;
@@ -149,7 +159,7 @@ function replicasFor(app: AppSpec, requested: number | undefined, log: Logger): 
 }
 
 /** With --workers or --cluster-listen this process is the cluster's first worker, holding the coordinator. */
-async function runCluster(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger): Promise<number> {
+async function runCluster(appPath: string, app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, dashboard: Dashboard | undefined): Promise<number> {
   if (flags.dataDir !== undefined) {
     throw new KeywayError(ErrorCode.USAGE, "--data-dir cannot be combined with a cluster yet: a cluster's state will survive through replication, not checkpoints");
   }
@@ -179,7 +189,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   const losing = deferred<never>();
   const abandonRun = (err: Error): void => losing.reject(err);
   const lost = losing.promise;
-  let edgeClose: (() => Promise<void>) | undefined;
+  let edge: BuiltWorkerConnectors["edge"];
   const worker = await startClusterWorker({
     app,
     log,
@@ -200,7 +210,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     ...(etcd === undefined ? {} : { etcd }),
     connectors: async (_json, placement) => {
       const built = await buildWorkerConnectors(app, table, flags, log, placement, true, etcd !== undefined);
-      edgeClose = built.edge?.close;
+      edge = built.edge;
       return built;
     },
     spreadSources: () => directoryFiles(app, table),
@@ -213,6 +223,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     },
   });
   log.info({ address: worker.address }, "serving workers");
+  await showCluster(dashboard, app, worker, () => clusterTransport(clusterTlsFromFlags(flags)).clients(token), () => edge?.sessionCounts());
   const join = flags.coordinator === undefined ? ["--join", worker.address] : ["--coordinator", flags.coordinator];
   const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel, localWorkerArgs(flags)) : undefined;
   // SIGHUP reloads this worker's credentials and is passed on to the local workers, which reload theirs.
@@ -240,7 +251,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     unhook?.();
     await worker.close();
     await locals?.stop(WORKERS_EXIT_GRACE_MS);
-    await edgeClose?.();
+    await edge?.close();
     await etcd?.control.close();
   }
   if (stateLost !== undefined) throw stateLost;
@@ -352,6 +363,7 @@ function buildProgram(): Command {
     .option("--cluster-tls-cert <file>", "mutual TLS between workers: this worker's certificate (PEM; with --cluster-tls-key and --cluster-tls-ca)")
     .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
     .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to: a peer without one is refused (PEM)")
+    .option("--http-listen <host:port>", "serve a live dashboard here: workers, the slot map, keys and records/s, sessions, commit lag, recent events (a page over HTTP, pushed over a WebSocket)")
     .option("--dead-letter <uri>", "send records a function of the app throws on to this sink (any sink URI) as JSON lines, and go on; without it such a record stops the run")
     .option("--replicas <n>", "copies of each slot's state in a cluster, on distinct workers (default 2; fewer while there are fewer workers): the cluster survives losing replicas - 1 workers at once", positiveInt("--replicas"))
     .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))

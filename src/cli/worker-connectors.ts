@@ -10,6 +10,7 @@ import type { ConnectorEdge, ClusterSessionPlacement, WorkerConnectors } from ".
 import { ErrorCode, KeywayError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
+import type { SessionCounts } from "../protocol/server.ts";
 import type { PartitionFn } from "../runtime/dataflow.ts";
 import type { BindingTable } from "./bindings.ts";
 import { CONNECTOR_URI, startConnectorServerFor, type ConnectorServerFlags } from "./connector-server.ts";
@@ -49,7 +50,7 @@ export function directoryFiles(app: AppSpec, table: BindingTable): Array<{ pipel
 
 export interface BuiltWorkerConnectors {
   connectors: WorkerConnectors;
-  edge?: ConnectorEdge & { close(): Promise<void> };
+  edge?: ConnectorEdge & { close(): Promise<void>; sessionCounts(): SessionCounts };
   partition?: PartitionFn;
 }
 
@@ -92,6 +93,7 @@ export async function buildWorkerConnectors(
             },
             releaseStream: (source, stream) => server.releaseStream(source, stream),
             close: () => server.close(),
+            sessionCounts: () => server.sessionCounts(),
           },
         }),
   };

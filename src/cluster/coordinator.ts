@@ -25,6 +25,7 @@ import type { CoordinatorState } from "./coordinator-state.ts";
 import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membership.ts";
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
 import { mergeWritten, type OutputsWritten } from "./replication.ts";
+import { events } from "../observe/events.ts";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, reindex, underReplicated, type CopyPlan } from "./replicas.ts";
 
 /**
@@ -364,11 +365,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     await publish(final, undefined, members);
     const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
     log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
+    events.record("move", `${moves.length} slots moved, epoch ${final.epoch}, in ${Math.round(performance.now() - startedAt)} ms`);
   };
 
   /** A failed move: if state went with it, the run is over; otherwise the cluster goes on as it was. */
   const failMove = async (what: string, err: unknown, survivors: readonly Worker[]): Promise<never> => {
     const reason = err instanceof Error ? err.message : String(err);
+    events.record("error", `${what} failed: ${reason}`);
     if (replicas > 1) {
       // Copies elsewhere cover what moved: a worker that died is fenced by the failure detector, and its
       // slots' backups lead them. The members stay; whatever was frozen thaws.
@@ -440,6 +443,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       for (const id of fenced) mergeWritten(written, options.outputsWritten?.(id) ?? []);
       const startedAt = performance.now();
       log.warn({ workers: dead, reason }, "workers declared dead and fenced");
+      events.record("failover", `${dead.join(", ")} declared dead and fenced: ${reason}`);
       const lost = lostSlots(map, new Set(dead));
       if (lost.length > 0) {
         const err = new KeywayError(
@@ -461,6 +465,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       const heirs = members.filter((m) => m.data);
       if (orphans.length > 0 && heirs.length > 0) await Promise.all(orphans.map((s, i) => place(heirs[i % heirs.length]!, [s]).catch(() => undefined)));
       log.info({ dead, epoch: next.epoch, promotedIn: Math.round(performance.now() - startedAt), sourcesMoved: orphans.length, underReplicated: underReplicated(next, heirs.length) }, "failover done: backups lead the dead workers' slots");
+      events.record("failover", `backups lead ${dead.join(", ")}'s slots, epoch ${next.epoch}`);
       checkDone();
       restoreCopies();
     };
@@ -538,7 +543,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           if (result === "retry") await new Promise((r) => setTimeout(r, COPY_RETRY_MS));
         }
       } while (rebuildAgain);
-      if (copied > 0) log.info({ slotsCopied: copied, elapsedMs: Math.round(performance.now() - startedAt), epoch: map.epoch, replicas }, "copies restored: every slot has its replicas");
+      if (copied > 0) {
+        log.info({ slotsCopied: copied, elapsedMs: Math.round(performance.now() - startedAt), epoch: map.epoch, replicas }, "copies restored: every slot has its replicas");
+        events.record("copies", `${copied} slot copies restored, epoch ${map.epoch}`);
+      }
     })().finally(() => {
       rebuilding = undefined;
       if (fullyReplicated()) for (const w of replicatedWaiters.splice(0)) w();
@@ -563,6 +571,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     async takeOver(live) {
       const gone = members.filter((m) => m.id !== self.id && !live.has(m.id)).map((m) => m.id);
       log.info({ epoch: map.epoch, members: members.map((m) => m.id), gone }, "took over the coordinator role");
+      events.record("coordinator", `${self.id} took over the coordinator role`);
       // The previous coordinator may have shown one worker a map (an import) it had not saved yet: skip its epoch.
       map = { ...map, epoch: map.epoch + 1 };
       if (gone.length > 0) await declareDead(gone, "its etcd lease ended while the coordinator role changed hands");
@@ -597,6 +606,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // It heartbeats once it has joined: until then a failed step of the move says it is gone.
         joiningIds.add(id);
         log.info({ worker: id, address: req.address }, "worker joining");
+        events.record("join", `${id} joining from ${req.address}`);
         try {
           // Everyone learns the member first (links open), then slots move to it.
           await publish({ ...map, epoch: nextEpoch() }, joining, members);
@@ -628,6 +638,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         if (remainingData.length === 0) throw refused(ErrorCode.USAGE, `removing ${chosen.join(", ")} would leave no worker to hold the slots`);
         const leaving = members.filter((m) => chosen.includes(m.id) && m.id !== self.id);
         log.info({ workers: chosen }, "workers leaving");
+        events.record("leave", `${chosen.join(", ")} leaving`);
         const before = members;
         // The coordinator's own process stays; only its data role goes.
         members = members.map((m) => (chosen.includes(m.id) ? { ...m, data: false } : m));

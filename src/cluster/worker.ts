@@ -63,6 +63,7 @@ import { grpcError, grpcTransport, unary, type ClusterTransport, type UnaryHandl
 import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
 import { coordinatorHandlers } from "./coordinator-service.ts";
 import { createWorkerPort } from "./worker-port.ts";
+import { events } from "../observe/events.ts";
 import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./membership.ts";
 
 const RATE_WINDOW_MS = 2000;
@@ -809,6 +810,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         selfId = response.workerId;
         if (map.epoch >= placement.map.epoch) await applyMap(map, { ...context, fenced: [], written: [] });
         log.info({ worker: selfId, address, slots: map.owners.filter((o) => o === placement.self).length }, "joined the cluster");
+        events.record("join", `joined the cluster as ${selfId}`);
       } else log.warn({ worker: selfId, coordinator: coordinatorId }, "the coordinator changed during this worker's join: it goes on as the member its map names");
     } catch (err) {
       if (!member()) {

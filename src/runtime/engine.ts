@@ -30,6 +30,7 @@ import { createCommitTracker } from "./commit-tracker.ts";
 import { compileDataflow, defaultEncode, type Dataflow, type FailedRecord, type KeyedBatch, type PartitionFn, type Placement, type Replica, type StageRun } from "./dataflow.ts";
 import { captureSlots, clearDirty, importSlot, type StageStore } from "./state-store.ts";
 import { deferred, type Deferred } from "../util/deferred.ts";
+import { events } from "../observe/events.ts";
 import { Signal } from "../util/signal.ts";
 import { watchedWait, type WaitWatch } from "../util/watched-wait.ts";
 
@@ -116,6 +117,8 @@ export interface EngineStats {
   checkpointsAbandoned: number;
   /** Records that reached this worker for a slot it does not own, forwarded to the owner. */
   recordsForwarded: number;
+  /** With --data-dir: each pipeline's outputs since the last checkpoint (its commit lag). */
+  uncommittedOut?: number[];
 }
 
 /** A batch another worker sent here: records for a stage, or output for a sink. */
@@ -523,6 +526,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     }, checkpointWatch);
     await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
+    events.record("checkpoint", `checkpoint ${stats.checkpoints} written`, { fold: true });
     covered.forEach((n, i) => (uncommittedOut[i]! -= n));
     checkpointDone.notify();
     snapshot.sources.forEach((s, i) => {
@@ -556,6 +560,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       // The records it would have covered stay uncommitted; the next checkpoint covers them.
       stats.checkpointsAbandoned++;
       log.error({ err: err.message }, "checkpoint given up; the pipelines go on and the next checkpoint tries again");
+      events.record("error", `checkpoint given up: ${err.message}`);
       scheduleCheckpoint();
     });
   };
@@ -619,6 +624,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       ...stats,
       keys: stores().reduce((n, s) => n + s.keyCount, 0),
       bufferedRecords: sinks.reduce((n, s) => n + s.bufferedRecords(), 0),
+      ...(dataDir === undefined ? {} : { uncommittedOut: uncommittedOut.slice() }),
     }),
     stores,
     flows,
