@@ -90,6 +90,8 @@ export async function buildWorkerConnectors(
               const counts = server.sessionCounts();
               return counts.source + counts.sink + counts.partitioner;
             },
+            sessionCounts: () => server.sessionCounts(),
+            credits: () => server.credits(),
             releaseStream: (source, stream) => server.releaseStream(source, stream),
             close: () => server.close(),
           },
