@@ -3,8 +3,7 @@
  * resolve or is not this machine's is bad usage (USAGE): either way one error naming the purpose.
  */
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
-import { ErrorCode, KeywayError } from "../errors.ts";
-import { formatListenAddress, type ListenAddress } from "./listen-address.ts";
+import { formatListenAddress, listenError, type ListenAddress } from "./listen-address.ts";
 
 /** Resolves with the bound HOST:PORT (the real port when asked for port 0); plaintext unless given TLS credentials. */
 export function bindServer(server: Server, listen: ListenAddress, purpose: string, credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<string> {
@@ -13,12 +12,7 @@ export function bindServer(server: Server, listen: ListenAddress, purpose: strin
     server.bindAsync(requested, credentials, (err, port) => {
       if (err === null) return resolve(formatListenAddress({ host: listen.host, port }));
       server.forceShutdown();
-      if (/Name resolution failed|ENOTFOUND|EADDRNOTAVAIL/.test(err.message)) {
-        reject(new KeywayError(ErrorCode.USAGE, `cannot listen on ${requested} for ${purpose}: the host is not an address of this machine (${err.message})`));
-        return;
-      }
-      const reason = err.message.includes("EADDRINUSE") ? "address in use" : err.message;
-      reject(new KeywayError(ErrorCode.PORT_IN_USE, `cannot listen on ${requested} for ${purpose}: ${reason}`));
+      reject(listenError(requested, purpose, err.message));
     });
   });
 }
