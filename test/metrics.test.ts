@@ -118,6 +118,35 @@ describe("metrics", () => {
     await expectCleanExit(engine);
   });
 
+  it("counts connector sessions and their outstanding credits by role", async () => {
+    const dir = scratchDir("metrics-connectors");
+    const engineAt = `127.0.0.1:${await freePort()}`;
+    const address = `127.0.0.1:${await freePort()}`;
+    const engine = startKeyway(["run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", engineAt, "--metrics-listen", address]);
+    running.push(engine);
+    const feedPort = await freePort();
+    const source = startKeyway(["connector", "tcp-source", "--engine", engineAt, "--target", "lines", "--listen", `127.0.0.1:${feedPort}`, "--instance-id", "feed"]);
+    const sink = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", join(dir, "out.txt"), "--instance-id", "out"]);
+    running.push(source, sink);
+    const s = await waitFor("a source and a sink session", async () => {
+      const scraped = await scrape(address).catch(() => undefined);
+      const both = scraped !== undefined && sample(scraped, 'keyway_connector_sessions{role="source"}') === 1 && sample(scraped, 'keyway_connector_sessions{role="sink"}') === 1;
+      return both ? scraped : undefined;
+    });
+    expect(sample(s, 'keyway_connector_sessions{role="partitioner"}')).toBe(0);
+    // The sink session's credits wait unspent: nothing has been output yet.
+    expect(sample(s, 'keyway_connector_credits{role="sink"}')).toBeGreaterThan(0);
+
+    // A client of the TCP connector opens a stream: its session's credits now count.
+    const socket = await connectWhenUp(feedPort);
+    socket.write(lines(0, 10));
+    await waitFor("records through, the source session's credits counted", async () => {
+      const scraped = await scrape(address);
+      return sample(scraped, 'keyway_sink_records_total{sink="counts"}') >= 30 && sample(scraped, 'keyway_connector_credits{role="source"}') > 0 ? true : undefined;
+    });
+    socket.end();
+  });
+
   it("serves /metrics on every worker of a local cluster, their slots owned and backed up summing to the slot count", async () => {
     const dir = scratchDir("metrics-cluster");
     const address = `127.0.0.1:${await freePort()}`;
