@@ -128,14 +128,13 @@ describe("metrics", () => {
     const source = startKeyway(["connector", "tcp-source", "--engine", engineAt, "--target", "lines", "--listen", `127.0.0.1:${feedPort}`, "--instance-id", "feed"]);
     const sink = startKeyway(["connector", "file-sink", "--engine", engineAt, "--target", "counts", "--path", join(dir, "out.txt"), "--instance-id", "out"]);
     running.push(source, sink);
-    const s = await waitFor("a source and a sink session", async () => {
+    // The sink session's credits (granted just after its Welcome) wait unspent: nothing has been output yet.
+    const s = await waitFor("a source and a sink session, the sink's credits held", async () => {
       const scraped = await scrape(address).catch(() => undefined);
       const both = scraped !== undefined && sample(scraped, 'keyway_connector_sessions{role="source"}') === 1 && sample(scraped, 'keyway_connector_sessions{role="sink"}') === 1;
-      return both ? scraped : undefined;
+      return both && sample(scraped, 'keyway_connector_credits{role="sink"}') > 0 ? scraped : undefined;
     });
     expect(sample(s, 'keyway_connector_sessions{role="partitioner"}')).toBe(0);
-    // The sink session's credits wait unspent: nothing has been output yet.
-    expect(sample(s, 'keyway_connector_credits{role="sink"}')).toBeGreaterThan(0);
 
     // A client of the TCP connector opens a stream: its session's credits now count.
     const socket = await connectWhenUp(feedPort);
@@ -171,7 +170,7 @@ describe("metrics", () => {
       expect(s.samples.has('keyway_exchange_backlog_records{direction="in"}')).toBe(true);
     }
     // The first worker holds the coordinator: it saw the moves that gave the others their slots.
-    expect(sample(scrapes[0]!, "keyway_slot_move_duration_seconds_count")).toBeGreaterThan(0);
+    await waitFor("the first worker's slot moves observed", async () => (sample(await scrape(address), "keyway_slot_move_duration_seconds_count") > 0 ? true : undefined));
     await expectCleanExit(engine);
   });
 });

@@ -103,7 +103,7 @@ export interface Routing {
   deadLetter?: (failed: FailedRecord) => Promise<void>;
   /**
    * Times each stage per batch: called once per stage at compile time (HEAD_STAGE, keyedStageName),
-   * so a batch costs two clock reads and one call, never a lookup.
+   * so a batch costs two clock reads and one call, and a record nothing.
    */
   observeStage?: (stage: string) => (seconds: number) => void;
 }
