@@ -120,6 +120,10 @@ class TcpListenSource implements TcpSource {
     ctx.log.info({ source: this.name, ...this.address() }, "tcp source listening");
   }
 
+  queuedRecords(): number {
+    return this.frames.length;
+  }
+
   address(): { host: string; port: number } {
     const bound = this.server?.address();
     if (bound === null || bound === undefined || typeof bound === "string") {

@@ -117,6 +117,7 @@ interface WorkerFlags {
   clusterTlsKey?: string;
   clusterTlsCa?: string;
   httpListen?: string;
+  metricsListen?: string;
   logLevel: LogLevel;
 }
 
@@ -156,6 +157,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
     .option("--cluster-tls-key <file>", "the private key of --cluster-tls-cert (PEM)")
     .option("--cluster-tls-ca <file>", "the CA every worker's certificate must chain to (PEM)")
     .option("--http-listen <host:port>", "serve a live dashboard of the cluster here (a page over HTTP, pushed over a WebSocket)")
+    .option("--metrics-listen <host:port>", "serve Prometheus metrics over HTTP here, at /metrics")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--verbose", "print stack traces with errors", false)
     .action(async (appPath: string, flags: WorkerFlags) => {
@@ -170,12 +172,14 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
       // At once: the first worker passes its SIGHUP on to local workers, which may still be starting.
       const unhook = credentialStore === undefined ? undefined : reloadOnSighup(credentialStore, log);
       const app = await loadApp(appPath);
-      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }, { clusterTransport }] = await Promise.all([
+      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }, { clusterTransport }, { startMetrics }] = await Promise.all([
         import("../cluster/worker.ts"),
         import("./worker-connectors.ts"),
         import("./etcd-coordinator.ts"),
         import("../cluster/control-rpc.ts"),
+        import("../metrics/server.ts"),
       ]);
+      const metrics = await startMetrics(flags.metricsListen, log);
       const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
       let edge: BuiltWorkerConnectors["edge"];
       const dashboard = await startDashboardFor(flags.httpListen, log).catch(async (err: unknown) => {
@@ -189,6 +193,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         transport: clusterTransport(clusterTls),
         listen: flags.listen,
         role: { join: etcd?.leader.address ?? flags.join! },
+        observe: metrics?.workerObservers,
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
           const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa, credentialStore };
@@ -202,6 +207,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         throw await explainJoinFailure(err, etcd?.leader.address ?? flags.join!, clusterTls);
       });
       await showCluster(dashboard, app, worker, () => clusterTransport(clusterTls).clients(token), () => edge?.sessionCounts());
+      metrics?.bindWorker(worker);
       // A worker holding the coordinator role ends the run on SIGTERM, as `keyway run` does.
       const onSignal = () => {
         if (worker.coordinator === undefined) process.exit(143);

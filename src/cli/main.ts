@@ -28,6 +28,7 @@ import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
 import { positiveInt } from "./flags.ts";
 import { formatSummary, startProgress } from "./progress.ts";
+import { startMetrics, type ServedMetrics } from "../metrics/server.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Dashboard } from "../dashboard/server.ts";
 import { showCluster, showEngine, startDashboardFor } from "./dashboard.ts";
@@ -82,6 +83,8 @@ interface RunFlags {
   coordinator?: string;
   deadLetter?: string;
   httpListen?: string;
+  metricsListen?: string;
+  metrics?: ServedMetrics;
   progress: boolean;
   verbose: boolean;
 }
@@ -105,6 +108,7 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
   const dashboard = await startDashboardFor(flags.httpListen, log);
+  flags.metrics = await startMetrics(flags.metricsListen, log);
   try {
     if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return await runCluster(appPath, app, table, flags, log, dashboard);
     const server = await startConnectorServerFor(app, table, flags, log);
@@ -139,9 +143,11 @@ async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log
       ...(flags.maxUncommittedRecords === undefined ? {} : { maxUncommittedRecords: flags.maxUncommittedRecords }),
       ...(flags.deadLetter === undefined ? {} : { deadLetter: sinkFromUri(flags.deadLetter, connectorOptions) }),
       ...(server === undefined ? {} : { partition: server.partition }),
+      ...flags.metrics?.engineOptions,
     },
   );
   await showEngine(dashboard, app, engine, flags.slots, server);
+  flags.metrics?.bindEngine(engine, server, flags.slots);
   await runToEnd(engine, () => engine.stop(), flags);
   process.stderr.write(`keyway: ${formatSummary(engine.stats(), performance.now() - startedAt)}\n`);
   return 0;
@@ -214,6 +220,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
       return built;
     },
     spreadSources: () => directoryFiles(app, table),
+    observe: flags.metrics?.workerObservers,
     onStateLost: (err) => {
       // Records sent to the lost slots will never finish: the run ends now, without waiting for them.
       stateLost = err;
@@ -224,6 +231,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   });
   log.info({ address: worker.address }, "serving workers");
   await showCluster(dashboard, app, worker, () => clusterTransport(clusterTlsFromFlags(flags)).clients(token), () => edge?.sessionCounts());
+  flags.metrics?.bindWorker(worker);
   const join = flags.coordinator === undefined ? ["--join", worker.address] : ["--coordinator", flags.coordinator];
   const locals = flags.workers > 1 ? launchLocalWorkers(flags.workers - 1, appPath, join, token, flags.logLevel, localWorkerArgs(flags)) : undefined;
   // SIGHUP reloads this worker's credentials and is passed on to the local workers, which reload theirs.
@@ -272,6 +280,8 @@ function localWorkerArgs(flags: RunFlags): string[] {
   pass("--cluster-tls-key", flags.clusterTlsKey);
   pass("--cluster-tls-ca", flags.clusterTlsCa);
   pass("--credentials", flags.credentials);
+  // Each local worker serves its own metrics, on any free port of the same host; each logs where.
+  if (flags.metrics !== undefined) args.push("--metrics-listen", `${flags.metrics.address.replace(/:\d+$/, "")}:0`);
   return args;
 }
 
@@ -369,6 +379,7 @@ function buildProgram(): Command {
     .option("--failure-timeout-ms <ms>", `a worker silent this long is declared dead, fenced, and its slots led by their backups (default ${FAILURE_TIMEOUT_MS_DEFAULT})`, positiveInt("--failure-timeout-ms"))
     .option("--coordinator <uri>", "the control plane: embedded in the first worker (default), or etcd://HOST:PORT[,HOST:PORT...] so that any worker can hold the coordinator role and any worker may die")
     .option("--migration-chunk-keys <n>", "keys moved per step when slots move between workers (default 5000): fewer hold the moving slots for less time, and the move takes longer", positiveInt("--migration-chunk-keys"))
+    .option("--metrics-listen <host:port>", "serve Prometheus metrics over HTTP here, at /metrics (local workers of --workers serve theirs on any free port of the same host, and log where)")
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error", "silent"]).default("info"))
     .option("--no-progress", "no live status line on a terminal")
     .option("--verbose", "print stack traces with errors", false)

@@ -91,9 +91,10 @@ export async function buildWorkerConnectors(
               const counts = server.sessionCounts();
               return counts.source + counts.sink + counts.partitioner;
             },
+            sessionCounts: () => server.sessionCounts(),
+            credits: () => server.credits(),
             releaseStream: (source, stream) => server.releaseStream(source, stream),
             close: () => server.close(),
-            sessionCounts: () => server.sessionCounts(),
           },
         }),
   };

@@ -108,6 +108,13 @@ export interface CoordinatorOptions {
   restored?: CoordinatorState;
   /** Saves the state where a successor finds it (etcd); every map is saved before any worker sees it. */
   persist?: (state: CoordinatorState) => Promise<void>;
+  /** Told how long each completed move and failover took (metrics), as the log says it. */
+  timings?: CoordinatorTimings;
+}
+
+export interface CoordinatorTimings {
+  slotsMoved?(seconds: number): void;
+  failover?(seconds: number): void;
 }
 
 export interface ClusterView {
@@ -364,8 +371,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     const final = reindex(pruneBackups(map, data), data, nextEpoch());
     await publish(final, undefined, members);
     const longestSteps = Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Math.round(v)]));
-    log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(performance.now() - startedAt), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
-    events.record("move", `${moves.length} slots moved, epoch ${final.epoch}, in ${Math.round(performance.now() - startedAt)} ms`);
+    const elapsedMs = performance.now() - startedAt;
+    options.timings?.slotsMoved?.(elapsedMs / 1000);
+    log.info({ slotsMoved: moves.length, epoch: final.epoch, workers: final.workers, elapsedMs: Math.round(elapsedMs), longestPauseMs: Math.round(longestPauseMs), longestSteps }, "slots moved");
+    events.record("move", `${moves.length} slots moved, epoch ${final.epoch}, in ${Math.round(elapsedMs)} ms`);
   };
 
   /** A failed move: if state went with it, the run is over; otherwise the cluster goes on as it was. */
@@ -464,7 +473,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       for (const id of dead) sourcesOf.delete(id);
       const heirs = members.filter((m) => m.data);
       if (orphans.length > 0 && heirs.length > 0) await Promise.all(orphans.map((s, i) => place(heirs[i % heirs.length]!, [s]).catch(() => undefined)));
-      log.info({ dead, epoch: next.epoch, promotedIn: Math.round(performance.now() - startedAt), sourcesMoved: orphans.length, underReplicated: underReplicated(next, heirs.length) }, "failover done: backups lead the dead workers' slots");
+      const promotedIn = performance.now() - startedAt;
+      options.timings?.failover?.(promotedIn / 1000);
+      log.info({ dead, epoch: next.epoch, promotedIn: Math.round(promotedIn), sourcesMoved: orphans.length, underReplicated: underReplicated(next, heirs.length) }, "failover done: backups lead the dead workers' slots");
       events.record("failover", `backups lead ${dead.join(", ")}'s slots, epoch ${next.epoch}`);
       checkDone();
       restoreCopies();

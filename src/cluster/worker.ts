@@ -50,9 +50,9 @@ import {
   type WorkerStatsResponse,
 } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import { backupsOf, equalRanges, type PartitionMap } from "../routing/partition-map.ts";
-import type { SessionPlacement } from "../protocol/index.ts";
+import type { SessionCounts, SessionPlacement } from "../protocol/index.ts";
 import { partitionerNames, pickRecords, type PartitionFn, type Placement } from "../runtime/dataflow.ts";
-import { startEngine, type Engine } from "../runtime/engine.ts";
+import { startEngine, type Engine, type EngineOptions } from "../runtime/engine.ts";
 import { dropSlot, exportSlot, importSlot } from "../runtime/state-store.ts";
 import { deferred } from "../util/deferred.ts";
 import { createOutputLedger, createReplication, entryForSlots, unwritten, type OutboxEntry, type OutputsWritten } from "./replication.ts";
@@ -60,7 +60,7 @@ import { FIRST_WORKER, mapFromMessage, type MapContext } from "./codec.ts";
 import { decodeState, encodeState, type CoordinatorState } from "./coordinator-state.ts";
 import type { ClusterConfig, EtcdControl } from "./etcd-control.ts";
 import { grpcError, grpcTransport, unary, type ClusterTransport, type UnaryHandler } from "./control-rpc.ts";
-import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator } from "./coordinator.ts";
+import { createCoordinator, HEARTBEAT_INTERVAL_MS, type Coordinator, type CoordinatorTimings } from "./coordinator.ts";
 import { coordinatorHandlers } from "./coordinator-service.ts";
 import { createWorkerPort } from "./worker-port.ts";
 import { events } from "../observe/events.ts";
@@ -89,6 +89,8 @@ export interface ConnectorEdge {
   readonly address: string;
   rebalance(reason: string): number;
   sessionCount(): number;
+  sessionCounts(): SessionCounts;
+  credits(): { source: number; sink: number };
   /** Gives up a connector source's stream once its records are committed; false while a session has it open. */
   releaseStream(source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
 }
@@ -117,6 +119,8 @@ export interface ClusterWorkerOptions {
   transport?: ClusterTransport;
   /** The exchange links' window (the simulator makes it small, so backpressure comes into play). */
   exchangeWindow?: LinkWindow;
+  /** Metrics' observers: the engine's stage timings, and the coordinator's moves and failovers while this worker holds it. */
+  observe?: { stage?: EngineOptions["observeStage"]; coordinator?: CoordinatorTimings };
 }
 
 /** Where connector sessions belong, and where connector sources ask to open a stream (the coordinator's registry). */
@@ -160,6 +164,10 @@ export interface ClusterWorker {
   /** The partition map this worker routes by. */
   readonly map: () => PartitionMap;
   readonly coordinator: Coordinator | undefined;
+  /** The connector server on this worker, when the run binds any connector. */
+  readonly edge: () => ConnectorEdge | undefined;
+  /** Records on the exchange: sent to peers and not done there (out), received and not finished here (in). */
+  readonly backlog: () => { out: number; in: number };
   /** First worker: resolves once the run is over everywhere. Others: once told to leave, with the reason. */
   readonly finished: Promise<string>;
   /** First worker: stops every source in the cluster, waits for their records, and ends the run. */
@@ -673,6 +681,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       outputsWritten: (id) => ledger.of(id),
       onStateLost: options.onStateLost ?? ((err) => lose(err)),
       ...(control === undefined ? {} : { persist, restored }),
+      ...(options.observe?.coordinator === undefined ? {} : { timings: options.observe.coordinator }),
     });
     handlers = { ...workerHandlers, ...coordinatorHandlers(started, { appName: app.name, bindingsJson, log }) };
     return started;
@@ -722,6 +731,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       ready: () => exchange.ready(),
     },
     remoteSinkWantsIds: (sink) => built.connectorSinks.has(sink),
+    ...(options.observe?.stage === undefined ? {} : { observeStage: options.observe.stage }),
   });
 
   // A worker tells the coordinator when its sources, those just placed here too, have ended (a finite run's end).
@@ -869,6 +879,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     address,
     engine,
     map: () => placement.map,
+    edge: () => edge,
+    backlog: () => exchange.backlog(),
     get coordinator() {
       return coordinator;
     },

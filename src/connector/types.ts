@@ -96,6 +96,8 @@ export interface Source {
    * A source may acknowledge its upstream up to it.
    */
   commit?(upTo: unknown): void;
+  /** Records received and held for read(), for metrics. Optional: sources that hold none omit it. */
+  queuedRecords?(): number;
   /** Stops the source; a pending read() resolves null. Idempotent. */
   close(): Promise<void>;
 }

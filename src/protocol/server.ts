@@ -105,6 +105,8 @@ export interface ConnectorServer {
    */
   rebalance(reason: string): number;
   sessionCounts(): SessionCounts;
+  /** Credits outstanding: granted to source connectors and not spent, and granted by sink connectors and not used. */
+  credits(): { source: number; sink: number };
   /** In a cluster: gives a source's stream up to another worker once its records here are committed. */
   releaseStream(source: string, stream: string): Promise<{ released: boolean; position: bigint }>;
   /** Every live session gets Error SHUTTING_DOWN (status UNAVAILABLE); then the server stops. */
@@ -189,6 +191,13 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
       const counts: SessionCounts = { source: 0, sink: 0, partitioner: 0 };
       for (const s of live) if (s.welcomed) counts[s.identity!.role]++;
       return counts;
+    },
+    credits() {
+      let source = 0;
+      let sink = 0;
+      for (const s of sources.values()) source += s.creditsOutstanding();
+      for (const s of sinks.values()) sink += s.creditsHeld();
+      return { source, sink };
     },
     close() {
       unsubscribe?.();

@@ -104,6 +104,10 @@ export interface EngineOptions {
    * settles (the whole cluster's sources are done), not only this worker's.
    */
   holdOpen?: Promise<void>;
+  /** Times each stage of each pipeline per batch (metrics): called once per stage when the pipelines compile. */
+  observeStage?: (pipeline: string, stage: string) => (seconds: number) => void;
+  /** With a data dir: how long each completed checkpoint took, barrier to durable file (metrics). */
+  observeCheckpoint?: (seconds: number) => void;
 }
 
 export interface EngineStats {
@@ -119,6 +123,21 @@ export interface EngineStats {
   recordsForwarded: number;
   /** With --data-dir: each pipeline's outputs since the last checkpoint (its commit lag). */
   uncommittedOut?: number[];
+}
+
+/** One pipeline's records on this worker: read from its source here, and output for its sink by the runs here. */
+export interface PipelineStats {
+  pipeline: string;
+  source: string;
+  sink: string;
+  recordsIn: number;
+  recordsOut: number;
+}
+
+/** Records held inside the engine, by app name: sources' queues not read yet, sinks' not yet left. */
+export interface EngineBuffers {
+  sources: Map<string, number>;
+  sinks: Map<string, number>;
 }
 
 /** A batch another worker sent here: records for a stage, or output for a sink. */
@@ -143,6 +162,8 @@ export interface Engine {
   closeSources(): Promise<SourceStanding[]>;
   readonly finite: boolean;
   stats(): EngineStats;
+  pipelineStats(): PipelineStats[];
+  buffers(): EngineBuffers;
   /** Every state stage's store, per pipeline, in pipeline order. */
   stores(): StageStore[];
   /** Closes the sources, flushes and closes the sinks; resolves with done. */
@@ -258,6 +279,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       marking: options.replicated === true,
       ...(options.deadLetter === undefined ? {} : { deadLetter: (failed: FailedRecord) => writeSink(options.deadLetter!, { values: [deadLetterLine(failed)] }) }),
       outputSeq: () => nextOutputSeq[i]!++,
+      ...(options.observeStage === undefined ? {} : { observeStage: (stage: string) => options.observeStage!(p.name, stage) }),
       out:
         peers === undefined
           ? undefined
@@ -293,6 +315,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   // covers it), and asked for no more records than fit, at the outputs per record seen so far.
   const uncommittedOut: number[] = app.pipelines.map(() => 0);
   const flowed = app.pipelines.map(() => ({ in: 0, out: 0 }));
+  // Per pipeline, output of every run here (inbound records' too): flowed counts only what its source's batches output.
+  const outputs: number[] = app.pipelines.map(() => 0);
   const maxUncommitted = options.maxUncommittedRecords ?? MAX_UNCOMMITTED_RECORDS_DEFAULT;
   const checkpointDone = new Signal();
   const roomFor = async (pipeline: number): Promise<number | undefined> => {
@@ -359,6 +383,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     let written: Promise<unknown> = acked;
     if (outputSeq > 0) {
       stats.recordsOut += run.values.length;
+      outputs[pipeline]! += run.values.length;
       const turn = turnOf(pipeline, outputSeq)
         .then(() => acked)
         .then(() => {
@@ -370,6 +395,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     } else if (run.values.length > 0) {
       // Output of stateless steps alone: no state, no order to keep with a keyed run.
       stats.recordsOut += run.values.length;
+      outputs[pipeline]! += run.values.length;
       written = sendNewOutput(pipeline, run);
     }
     const left = written.then(() => {
@@ -391,6 +417,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     const pending = run.pending;
     if (run.values.length > 0) {
       stats.recordsOut += run.values.length;
+      outputs[pipeline]! += run.values.length;
       const sink = localSink(pipeline);
       if (sink !== undefined) written = writeSink(sink, run);
       else pending.push(peers!.sendOutput(pipeline, run));
@@ -500,6 +527,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     timeout: (ms) => new KeywayError(ErrorCode.TIMED_OUT, `a checkpoint waited ${ms} ms for ${busy} batches in hand and sinks ${JSON.stringify(waitingSinks())}`),
   };
   const checkpoint = async (): Promise<void> => {
+    const startedAt = performance.now();
     let covered: number[] = [];
     const snapshot = await quiesce(async (abandoned): Promise<Checkpoint> => {
       // Outputs of every batch the checkpoint covers must have left the engine before it counts.
@@ -527,6 +555,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     await chain!.write(snapshot, { final: stopping });
     stats.checkpoints++;
     events.record("checkpoint", `checkpoint ${stats.checkpoints} written`, { fold: true });
+    options.observeCheckpoint?.((performance.now() - startedAt) / 1000);
     covered.forEach((n, i) => (uncommittedOut[i]! -= n));
     checkpointDone.notify();
     snapshot.sources.forEach((s, i) => {
@@ -626,6 +655,19 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       bufferedRecords: sinks.reduce((n, s) => n + s.bufferedRecords(), 0),
       ...(dataDir === undefined ? {} : { uncommittedOut: uncommittedOut.slice() }),
     }),
+    pipelineStats: () =>
+      app.pipelines.map((p, i) => ({ pipeline: p.name, source: p.source.name, sink: p.sink.name, recordsIn: flowed[i]!.in, recordsOut: outputs[i]! })),
+    buffers() {
+      const sum = (into: Map<string, number>, name: string, n: number) => into.set(name, (into.get(name) ?? 0) + n);
+      const held: EngineBuffers = { sources: new Map(), sinks: new Map() };
+      for (const { pipeline, source } of sources) if (source.queuedRecords !== undefined) sum(held.sources, app.pipelines[pipeline]!.source.name, source.queuedRecords());
+      for (const name of sinkNames) {
+        const sink = connectors.sinks.get(name);
+        if (sink !== undefined) sum(held.sinks, name, sink.bufferedRecords());
+      }
+      if (options.deadLetter !== undefined) sum(held.sinks, "dead-letter", options.deadLetter.bufferedRecords());
+      return held;
+    },
     stores,
     flows,
     async stop() {

@@ -117,6 +117,13 @@ export class ConnectorSink implements Sink {
     return this.unsent.length + this.resendRecords + this.unackedRecords;
   }
 
+  /** Credits the live sessions granted that the engine has not spent: room downstream going unused. */
+  creditsHeld(): number {
+    let credits = 0;
+    for (const session of this.sessions) if (!session.ended) credits += session.creditsAvailable;
+    return credits;
+  }
+
   /** Stops waiting for acks: a waiting write() returns, a waiting flush() fails. Buffered output is not delivered. */
   async close(): Promise<void> {
     this.closed = true;

@@ -41,6 +41,8 @@ export interface SourceSessionPort {
   replace(by: SourceSessionPort, stream: string): void;
   /** Returns credits for records the pipeline has taken. */
   grant(records: number): void;
+  /** Credits granted to the connector and not yet spent by it. */
+  readonly credits: number;
   committed(stream: string, position: bigint): void;
   streamEnded(stream: string, position: bigint): void;
 }
@@ -177,6 +179,19 @@ export class ConnectorSource implements Source {
       const batch = this.take(Math.max(1, Math.min(maxRecords, this.limits.maxBatchRecords)));
       if (batch !== undefined) return batch;
     }
+  }
+
+  queuedRecords(): number {
+    return this.queue.length;
+  }
+
+  /** Credits its live sessions may still spend, counted over the sessions with a stream open (others cannot send). */
+  creditsOutstanding(): number {
+    const sessions = new Set<SourceSessionPort>();
+    for (const stream of this.streams.values()) if (stream.session !== undefined && !stream.session.ended) sessions.add(stream.session);
+    let credits = 0;
+    for (const session of sessions) credits += session.credits;
+    return credits;
   }
 
   checkpoint(): SourceProgress {

@@ -56,6 +56,10 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     return this.channel.ended;
   }
 
+  get credits(): number {
+    return this.creditsAvailable;
+  }
+
   onMessage(request: SourceRequest): void {
     const { kind } = request;
     switch (kind.case) {
