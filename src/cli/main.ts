@@ -4,7 +4,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import { Command, CommanderError, Option } from "commander";
-import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
+import { connectorForms, sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
@@ -323,8 +323,8 @@ function buildProgram(): Command {
     .command("run")
     .description("Run an app: on one process by default, or as the first worker of a cluster.")
     .argument("<app>", "a .ts or .js module whose default export is a pipeline or an app")
-    .option("--source <name=uri>", "bind a source: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
-    .option("--sink <name=uri>", "bind a sink: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
+    .option("--source <name=uri>", `bind a source: ${[...connectorForms(), CONNECTOR_URI].join(", ")} (repeatable)`, collect, [])
+    .option("--sink <name=uri>", `bind a sink: ${[...connectorForms(), CONNECTOR_URI].join(", ")} (repeatable)`, collect, [])
     .option("--config <file>", 'JSON bindings: {"sources": {"NAME": "URI"}, "sinks": {"NAME": "URI"}}')
     .option("--slots <n>", "routing slots, a power of two", positiveInt("--slots"), SLOT_COUNT_DEFAULT)
     .option("--max-frame-bytes <n>", "longest frame or line a connector accepts (default 16 MiB)", positiveInt("--max-frame-bytes"))

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
-import { parseConnectorUri } from "../../connectors/uri.ts";
+import { parseConnectorUri } from "../../connectors/registry.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 
 function parseError(uri: string): KeywayError {
