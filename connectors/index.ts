@@ -4,6 +4,7 @@
  * SDK does.
  */
 export { fileSink, type FileSinkOptions } from "./file/file-sink.ts";
+export { openExactlyOnceFileSink, type ExactlyOnceFileSink } from "./file/exactly-once-file-sink.ts";
 export { fileSource, type FileSourceOptions } from "./file/file-source.ts";
 export { directorySource, filesOf, isDirectory } from "./file/directory-source.ts";
 export type { FileUri } from "./file/scheme.ts";
