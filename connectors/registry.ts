@@ -10,8 +10,9 @@ import { fileScheme } from "./file/scheme.ts";
 import type { ConnectorOptions, ConnectorScheme } from "./scheme.ts";
 import { tcpScheme } from "./tcp/scheme.ts";
 import { badUri } from "./uri.ts";
+import { wsScheme } from "./ws/scheme.ts";
 
-export const CONNECTOR_SCHEMES = [fileScheme, tcpScheme] as const;
+export const CONNECTOR_SCHEMES = [fileScheme, tcpScheme, wsScheme] as const;
 
 /** Any parsed connector URI: the union of what the schemes' parsers return. */
 export type ConnectorUri = ReturnType<(typeof CONNECTOR_SCHEMES)[number]["parse"]>;

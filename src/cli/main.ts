@@ -20,7 +20,7 @@ import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEn
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
-import { CONNECTOR_URI, LISTEN_DEFAULT, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
+import { CONNECTOR_URI, LISTEN_DEFAULT, connectorOptionsFromFlags, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
 import type { CredentialStore } from "../protocol/credentials.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
@@ -112,7 +112,7 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
 }
 
 async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined): Promise<number> {
-  const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
+  const connectorOptions = connectorOptionsFromFlags(flags);
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();
   for (const [name, uri] of table.sources) sources.set(name, uri === CONNECTOR_URI ? server!.sourceFor(name) : sourceFromUri(uri, connectorOptions));
@@ -335,7 +335,7 @@ function buildProgram(): Command {
     .option("--shutdown-timeout-ms <ms>", `after SIGINT or SIGTERM, exit 1 if the sinks have not taken every record in this long (default ${SHUTDOWN_TIMEOUT_MS_DEFAULT})`, positiveInt("--shutdown-timeout-ms"))
     .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
-    .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
+    .option("--tls-cert <file>", "serve the connector protocol, and wss:// sources and sinks, over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
     .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP (--token stays a credential with every scope)")
