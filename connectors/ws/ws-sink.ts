@@ -4,9 +4,9 @@
  * (text for a string, binary for bytes). Outputs written while nobody subscribes are dropped.
  *
  * write() never waits for a subscriber: it hands each record to every subscriber's socket and
- * returns. A subscriber whose socket has not taken more than maxLagMessages of them (messages
- * sent but not yet handed to the OS: the peer stopped reading and the kernel's buffers are full)
- * is dropped: it gets no further output, is closed with code 4000 (sent after what it was already
+ * returns. A subscriber whose socket, when a batch comes, has still not taken more than
+ * maxLagMessages of the earlier ones (messages sent but not yet handed to the OS: the peer stopped
+ * reading and the kernel's buffers are full) is dropped instead: it gets no further output, is closed with code 4000 (sent after what it was already
  * sent, so a paused subscriber that resumes reads up to the drop and then the close), its socket
  * destroyed by ws if it does not answer the close within 30 s, and counted
  * (droppedSubscribers()). So each subscriber costs at most maxLagMessages plus one batch of
@@ -175,18 +175,20 @@ class WsFeedSink implements WsSink {
     });
   }
 
+  /**
+   * The lag is judged before the batch, on what earlier writes left untaken: send callbacks run
+   * only after the batch has been handed over, so counting within it would drop everyone.
+   */
   private send(sub: Subscriber, messages: Buffer[], binary: boolean[]): void {
+    if (sub.pending > this.settings.maxLagMessages) {
+      this.drop(sub);
+      return;
+    }
     const sent = () => {
       sub.pending -= 1;
     };
-    for (let i = 0; i < messages.length; i++) {
-      if (sub.pending >= this.settings.maxLagMessages) {
-        this.drop(sub);
-        return;
-      }
-      sub.pending += 1;
-      sub.ws.send(messages[i]!, { binary: binary[i]! }, sent);
-    }
+    sub.pending += messages.length;
+    for (let i = 0; i < messages.length; i++) sub.ws.send(messages[i]!, { binary: binary[i]! }, sent);
   }
 
   private drop(sub: Subscriber): void {
