@@ -25,7 +25,7 @@ const MAX_LAG_MESSAGES_LIMIT = 1_000_000_000;
 export const wsScheme: ConnectorScheme<WsUri> = {
   schemes: ["ws", "wss"],
   forms: ["ws://HOST:PORT/PATH", "wss://HOST:PORT/PATH"],
-  description: "WebSocket messages, over TLS with the engine's --tls-cert and --tls-key (wss)",
+  description: "WebSocket messages; wss over TLS with the engine's `--tls-cert` and `--tls-key`",
   asSource: "the engine **listens** on PATH; any number of clients send messages, each a record (text or binary); at most once",
   asSink: "the engine **listens** on PATH: a live feed, every output goes to each client connected then; a client that falls behind is dropped (close 4000)",
   parse(uri, scheme, rest) {
