@@ -2,16 +2,17 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { makeCerts } from "./helpers/certs.ts";
 import { freePort, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const CLIENTS = 4;
 const LINES_PER_CLIENT = 500;
 const MAX_FRAME_BYTES = 1024;
 
-function connectWhenUp(url: string): Promise<WebSocket> {
+function connectWhenUp(url: string, options: WebSocket.ClientOptions = {}): Promise<WebSocket> {
   return waitFor(`a WebSocket at ${url}`, () =>
     new Promise<WebSocket | undefined>((resolve) => {
-      const ws = new WebSocket(url);
+      const ws = new WebSocket(url, options);
       ws.once("open", () => resolve(ws));
       ws.once("error", () => resolve(undefined));
     }),
@@ -100,6 +101,30 @@ describe("WebSocket source and sink in a running engine", () => {
 
     engine.child.kill("SIGTERM");
     expect((await engine.finished).code).toBe(0);
+  });
+
+  it("serves wss:// sources and sinks with --tls-cert and --tls-key", async () => {
+    const certs = makeCerts();
+    const [inPort, outPort] = [await freePort(), await freePort()];
+    engine = startKeyway([
+      "run", "examples/word-count/app.ts",
+      "--source", `lines=wss://127.0.0.1:${inPort}/in`,
+      "--sink", `counts=wss://127.0.0.1:${outPort}/out`,
+      "--tls-cert", certs.server.cert, "--tls-key", certs.server.key,
+    ]);
+    const trust = { ca: readFileSync(certs.ca) };
+    const subscriber = await connectWhenUp(`wss://localhost:${outPort}/out`, trust);
+    const client = await connectWhenUp(`wss://localhost:${inPort}/in`, trust);
+    sockets.push(subscriber, client);
+    const got: string[] = [];
+    subscriber.on("message", (data: Buffer) => got.push(data.toString()));
+    client.send("tls tls");
+    await waitFor("two counts", () => (got.length >= 2 ? true : undefined));
+    expect(got).toEqual(["tls 1", "tls 2"]);
+    // The same port refuses plaintext: a ws:// client gets no upgrade.
+    const plain = new WebSocket(`ws://127.0.0.1:${inPort}/in`);
+    sockets.push(plain);
+    await new Promise<void>((resolve) => plain.once("error", () => resolve()));
   });
 
   it("stops reading its clients while the sink is stalled, so their send buffers grow and the engine's memory does not", async () => {
