@@ -14,7 +14,7 @@ export interface Authority {
   host: string;
   /** 0 asks a listening connector for any free port. */
   port: number;
-  /** The path after HOST:PORT, "/" when there is none; only given back when `withPath`. */
+  /** The path after HOST:PORT, "/" when there is none (always "/" without `withPath`). */
   path: string;
   query?: string;
 }

@@ -4,7 +4,7 @@
  * HTTP 404, so a client with a wrong URL hears why instead of a bare close; a plain HTTP request
  * for the path gets 426. ws's own `path` option would answer 400 to both.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
@@ -38,9 +38,10 @@ export async function listenWs(
   onConnection: (ws: WebSocket, remote: string) => void,
 ): Promise<WsListener> {
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
-  const onRequest = (req: IncomingMessage, res: import("node:http").ServerResponse) => {
-    res.writeHead(pathOf(req) === opts.path ? 426 : 404, { "content-type": "text/plain" });
-    res.end(pathOf(req) === opts.path ? "a WebSocket endpoint: connect with a WebSocket client\n" : "not found\n");
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const ours = pathOf(req) === opts.path;
+    res.writeHead(ours ? 426 : 404, { "content-type": "text/plain" });
+    res.end(ours ? "a WebSocket endpoint: connect with a WebSocket client\n" : "not found\n");
   };
   const server: Server = opts.tls === undefined ? createHttpServer(onRequest) : createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest);
   server.maxConnections = opts.connectionsMax;
