@@ -53,7 +53,7 @@ export function addConnectorCommand(program: Command): void {
     .option("--dedup-window <ids>", "how many recent record ids to remember", positiveInt("--dedup-window"), DEDUP_WINDOW_IDS_DEFAULT)
     .action((flags: CommonFlags & { path: string; dedupWindow: number }) =>
       run(program, flags, "file-sink", async (options, log, sdk) => {
-        const { openExactlyOnceFileSink } = await import("../sdk/exactly-once-file-sink.ts");
+        const { openExactlyOnceFileSink } = await import("../../connectors/file/exactly-once-file-sink.ts");
         const { sink, window } = await openExactlyOnceFileSink(flags.path, flags.dedupWindow, log);
         await sdk.runSink({ ...options, dedup: window }, sink);
       }),

@@ -7,6 +7,7 @@ import type { BindingTable } from "./bindings.ts";
 import { serverTlsFromFlags } from "../rpc/tls.ts";
 import { CredentialStore } from "../protocol/credentials.ts";
 import { MAX_UNCOMMITTED_RECORDS_DEFAULT } from "../runtime/engine.ts";
+import type { ConnectorOptions } from "../../connectors/index.ts";
 
 /** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
 export const CONNECTOR_URI = "connector";
@@ -34,6 +35,18 @@ export interface ConnectorServerFlags {
   /** With checkpoints, what a restart may send a sink again (sink sessions are told, R-SINK-REPLAY-WINDOW). */
   dataDir?: string;
   maxUncommittedRecords?: number;
+}
+
+/**
+ * What the bundled connectors a URI builds take from the run's flags: --max-frame-bytes, and the
+ * engine's certificate (--tls-cert, --tls-key) for the schemes that listen over TLS (wss://).
+ */
+export function connectorOptionsFromFlags(flags: ConnectorServerFlags): ConnectorOptions {
+  const tls = serverTlsFromFlags(flags);
+  return {
+    ...(flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes }),
+    ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key } }),
+  };
 }
 
 /** Reads --credentials (a USAGE error naming the problem for a bad file) with --token among them; undefined without the flag. */

@@ -4,7 +4,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import { Command, CommanderError, Option } from "commander";
-import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
+import { connectorForms, sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
 import type { AppSpec } from "../app/spec.ts";
 import type { Sink, Source } from "../connector/types.ts";
 import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
@@ -21,7 +21,7 @@ import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coord
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
-import { CONNECTOR_URI, LISTEN_DEFAULT, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
+import { CONNECTOR_URI, LISTEN_DEFAULT, connectorOptionsFromFlags, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
 import type { CredentialStore } from "../protocol/credentials.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
@@ -125,7 +125,7 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
 }
 
 async function runEngine(app: AppSpec, table: BindingTable, flags: RunFlags, log: Logger, server: ConnectorServer | undefined, dashboard: Dashboard | undefined): Promise<number> {
-  const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
+  const connectorOptions = connectorOptionsFromFlags(flags);
   const sources = new Map<string, Source>();
   const sinks = new Map<string, Sink>();
   for (const [name, uri] of table.sources) sources.set(name, uri === CONNECTOR_URI ? server!.sourceFor(name) : sourceFromUri(uri, connectorOptions));
@@ -344,8 +344,8 @@ function buildProgram(): Command {
     .command("run")
     .description("Run an app: on one process by default, or as the first worker of a cluster.")
     .argument("<app>", "a .ts or .js module whose default export is a pipeline or an app")
-    .option("--source <name=uri>", "bind a source: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
-    .option("--sink <name=uri>", "bind a sink: file:PATH, tcp://HOST:PORT, tcp+lp://HOST:PORT, connector (repeatable)", collect, [])
+    .option("--source <name=uri>", `bind a source: ${[...connectorForms(), CONNECTOR_URI].join(", ")} (repeatable)`, collect, [])
+    .option("--sink <name=uri>", `bind a sink: ${[...connectorForms(), CONNECTOR_URI].join(", ")} (repeatable)`, collect, [])
     .option("--config <file>", 'JSON bindings: {"sources": {"NAME": "URI"}, "sinks": {"NAME": "URI"}}')
     .option("--slots <n>", "routing slots, a power of two", positiveInt("--slots"), SLOT_COUNT_DEFAULT)
     .option("--max-frame-bytes <n>", "longest frame or line a connector accepts (default 16 MiB)", positiveInt("--max-frame-bytes"))
@@ -356,7 +356,7 @@ function buildProgram(): Command {
     .option("--shutdown-timeout-ms <ms>", `after SIGINT or SIGTERM, exit 1 if the sinks have not taken every record in this long (default ${SHUTDOWN_TIMEOUT_MS_DEFAULT})`, positiveInt("--shutdown-timeout-ms"))
     .option("--listen <host:port>", `serve the gRPC connector protocol here (default ${LISTEN_DEFAULT}; starts when a binding is "connector" or the app uses a partitioner)`)
     .option("--token <token>", "the token connector sessions must present (default: env KEYWAY_TOKEN)")
-    .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
+    .option("--tls-cert <file>", "serve the connector protocol, and wss:// sources and sinks, over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
     .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP (--token stays a credential with every scope)")

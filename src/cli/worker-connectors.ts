@@ -13,7 +13,7 @@ import type { ConnectorServer } from "../protocol/index.ts";
 import type { SessionCounts } from "../protocol/server.ts";
 import type { PartitionFn } from "../runtime/dataflow.ts";
 import type { BindingTable } from "./bindings.ts";
-import { CONNECTOR_URI, startConnectorServerFor, type ConnectorServerFlags } from "./connector-server.ts";
+import { CONNECTOR_URI, connectorOptionsFromFlags, startConnectorServerFor, type ConnectorServerFlags } from "./connector-server.ts";
 
 export function bindingsToJson(table: BindingTable): string {
   return JSON.stringify({ sources: Object.fromEntries(table.sources), sinks: Object.fromEntries(table.sinks) });
@@ -64,7 +64,7 @@ export async function buildWorkerConnectors(
   /** Sinks on every worker, used where the coordinator is (etcd); else on the first worker only. */
   sinksEverywhere = false,
 ): Promise<BuiltWorkerConnectors> {
-  const connectorOptions = flags.maxFrameBytes === undefined ? {} : { maxFrameBytes: flags.maxFrameBytes };
+  const connectorOptions = connectorOptionsFromFlags(flags);
   const server: ConnectorServer | undefined = await startConnectorServerFor(app, table, flags, log, {
     ...(first ? {} : { listenDefault: "127.0.0.1:0" }),
     placement,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { sinkFromUri, sourceFromUri } from "../../connectors/index.ts";
-import { parseConnectorUri } from "../../connectors/uri.ts";
+import { parseConnectorUri } from "../../connectors/registry.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 
 function parseError(uri: string): KeywayError {
@@ -33,6 +33,10 @@ describe("parseConnectorUri", () => {
       { scheme: "tcp+lp", framing: "length-prefixed", host: "10.0.0.1", port: 9000, maxFrameBytes: 1024 },
     ],
     ["tcp://h:1?", { scheme: "tcp", framing: "newline", host: "h", port: 1 }],
+    ["ws://127.0.0.1:9000/in", { scheme: "ws", host: "127.0.0.1", port: 9000, path: "/in" }],
+    ["ws://localhost:0", { scheme: "ws", host: "localhost", port: 0, path: "/" }],
+    ["WSS://[::1]:443/a/b?maxFrameBytes=64", { scheme: "wss", host: "::1", port: 443, path: "/a/b", maxFrameBytes: 64 }],
+    ["ws://h:1/out?maxLagMessages=5", { scheme: "ws", host: "h", port: 1, path: "/out", maxLagMessages: 5 }],
   ])("parses %s", (uri, expected) => {
     expect(parseConnectorUri(uri)).toEqual(expected);
   });
@@ -78,6 +82,11 @@ describe("parseConnectorUri", () => {
     ["tcp://host:9000?maxFrameBytes=268435457", 'got "268435457"'],
     ["tcp://host:9000?maxFrameBytes=1&maxFrameBytes=2", 'query parameter "maxFrameBytes" given twice'],
     ["tcp://host:9000?framing=lp", 'unknown query parameter "framing" (known: maxFrameBytes)'],
+    ["ws:host:9000/in", "expected ws://HOST:PORT/PATH"],
+    ["ws://host/in", "missing port"],
+    ["ws://host:9000/in#frag", "unexpected fragment"],
+    ["wss://host:9000/in?maxLagMessages=0", 'maxLagMessages must be an integer from 1 to 1000000000, got "0"'],
+    ["ws://host:9000/in?x=1", 'unknown query parameter "x" (known: maxFrameBytes, maxLagMessages)'],
   ])("rejects %j as BAD_URI: %s", (uri, why) => {
     const err = parseError(uri);
     expect(err.code).toBe(ErrorCode.BAD_URI);
@@ -91,7 +100,9 @@ describe("sourceFromUri and sinkFromUri", () => {
     expect(sourceFromUri("file:in.txt").finite).toBe(true);
     expect(sourceFromUri("tcp://127.0.0.1:0").finite).toBe(false);
     expect(sourceFromUri("tcp+lp://127.0.0.1:0?maxFrameBytes=64").finite).toBe(false);
+    expect(sourceFromUri("ws://127.0.0.1:0/in").finite).toBe(false);
     expect(typeof sinkFromUri("file:out.txt").write).toBe("function");
+    expect(sinkFromUri("ws://127.0.0.1:0/out").bufferedRecords()).toBe(0);
     expect(sinkFromUri("tcp+lp://127.0.0.1:9000").bufferedRecords()).toBe(0);
   });
 

@@ -2,8 +2,8 @@
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openExactlyOnceFileSink } from "../../src/sdk/exactly-once-file-sink.ts";
-import { makeTempDir, recordingLogger } from "../connectors/helpers.ts";
+import { openExactlyOnceFileSink } from "../../connectors/index.ts";
+import { makeTempDir, recordingLogger } from "./helpers.ts";
 
 let dir: string;
 let remove: () => Promise<void>;

@@ -20,11 +20,11 @@
 import { Buffer } from "node:buffer";
 import { mkdir, open as openFile, readFile, rename, stat, truncate, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
-import { fileSink } from "../../connectors/index.ts";
-import type { Payload, Sink, SinkContext } from "../connector/types.ts";
-import { ErrorCode, KeywayError } from "../errors.ts";
-import type { Logger } from "../log/logger.ts";
-import { createIdWindow, type IdWindow } from "./id-window.ts";
+import { fileSink } from "./file-sink.ts";
+import type { Payload, Sink, SinkContext } from "../../src/connector/types.ts";
+import { ErrorCode, KeywayError } from "../../src/errors.ts";
+import type { Logger } from "../../src/log/logger.ts";
+import { createIdWindow, type IdWindow } from "../../src/sdk/id-window.ts";
 
 export interface ExactlyOnceFileSink {
   sink: Sink;
