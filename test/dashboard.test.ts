@@ -113,6 +113,7 @@ describe("dashboard", () => {
     // The charts draw (uPlot makes a canvas per chart).
     await page.locator("#keys-chart canvas").waitFor();
     await page.locator("#rate-chart canvas").waitFor();
+    await page.screenshot({ path: join(dir, "dashboard-one-process.png"), fullPage: true });
     expect(errors).toEqual([]);
     await load.stop();
 
@@ -154,6 +155,7 @@ describe("dashboard", () => {
     expect(after.filter((owner, i) => owner !== before[i]).length).toBeGreaterThan(0);
     // The coordinator's page lists the join among its events.
     await page.locator('#events li[data-kind="join"]').first().waitFor();
+    await page.screenshot({ path: join(dir, "dashboard-cluster.png"), fullPage: true });
 
     // The joiner does not hold the coordinator: its page shows the whole cluster through the Status call.
     const joinerView = await openPage(`http://127.0.0.1:${joinerHttpPort}/`);

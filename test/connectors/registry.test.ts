@@ -8,6 +8,13 @@ import { runKeyway } from "../helpers/process.ts";
 const ALL_SCHEMES = CONNECTOR_SCHEMES.flatMap((s) => s.schemes);
 
 describe("the connector registry", () => {
+  it("is importable from the package as keyway/connectors", async () => {
+    const published = await import("keyway/connectors");
+    expect(published.CONNECTOR_SCHEMES).toBe(CONNECTOR_SCHEMES);
+    expect(typeof published.sourceFromUri).toBe("function");
+    expect(typeof published.sinkFromUri).toBe("function");
+  });
+
   it("gives each scheme to one module, with one form per scheme", () => {
     expect(new Set(ALL_SCHEMES).size).toBe(ALL_SCHEMES.length);
     for (const module of CONNECTOR_SCHEMES) {
