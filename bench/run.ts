@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [protocol-tls] [rabbitmq] [checkpoint]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [protocol-tls] [rabbitmq] [checkpoint] [ws-ingest] [metrics]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -15,11 +15,13 @@ import { consoleTable, markdown, type BenchResult, type RunReport } from "./lib/
 import { runCheckpoint } from "./checkpoint.ts";
 import { runCluster } from "./cluster.ts";
 import { runControlPlane } from "./control-plane.ts";
+import { runMetrics } from "./metrics.ts";
 import { runProtocol, runProtocolTls } from "./protocol.ts";
 import { runRabbitMQ } from "./rabbitmq.ts";
 import { runReplication } from "./replication.ts";
 import { runTcpLatency } from "./tcp-latency.ts";
 import { runWordCount } from "./word-count.ts";
+import { runWsIngest } from "./ws-ingest.ts";
 
 const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchContext) => Promise<BenchResult> }> = [
   { name: "word-count", title: "Word count", run: runWordCount },
@@ -31,6 +33,8 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "protocol-tls", title: "Connector protocol over TLS", run: runProtocolTls },
   { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
   { name: "checkpoint", title: "Checkpoints (--data-dir): incremental vs full", run: runCheckpoint },
+  { name: "ws-ingest", title: "WebSocket source ingest", run: runWsIngest },
+  { name: "metrics", title: "Prometheus metrics on vs off", run: runMetrics },
 ];
 
 const benchDir = dirname(fileURLToPath(import.meta.url));

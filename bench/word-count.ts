@@ -16,13 +16,17 @@ import { ensureCorpus, type CorpusSpec } from "./lib/text-gen.ts";
 
 const FULL_CORPUS: CorpusSpec = { seed: 42, vocabularySize: 50_000, minBytes: 50 * 2 ** 20, zipfExponent: 1 };
 const QUICK_CORPUS: CorpusSpec = { ...FULL_CORPUS, minBytes: 4 * 2 ** 20 };
+/** The word-count corpus (also the metrics benchmark's): 50 MiB, 4 MiB with --quick. */
+export function wordCountCorpus(quick: boolean): CorpusSpec {
+  return quick ? QUICK_CORPUS : FULL_CORPUS;
+}
 const RUNS_FULL = 3;
 const RUNS_QUICK = 1;
 /** The vocabulary's size (what the word-count run holds) and a larger population. */
 const STATE_KEY_COUNTS = [50_000, 1_000_000];
 const THROUGHPUT_TARGET_RATIO = 0.6;
 /** Far beyond any sane run on this corpus; a hung child must not hang the whole bench. */
-const CHILD_TIMEOUT_MS = 10 * 60_000;
+export const CHILD_TIMEOUT_MS = 10 * 60_000;
 
 type Side = "baseline" | "engine";
 
@@ -37,14 +41,20 @@ interface RunSample {
   wordsPerSec: number;
 }
 
-function commandFor(side: Side, input: string, output: string): string[] {
-  if (side === "baseline") return ["bench/baselines/naive-wordcount.mjs", input, output];
+/** `node` arguments of the engine's word count over input into output (appending); `extra` flags go last. */
+export function wordCountEngineArgs(input: string, output: string, extra: readonly string[] = [], logLevel = "warn"): string[] {
   return [
     "bin/keyway.js", "run", "examples/word-count/app.ts",
     "--source", `lines=file:${input}`,
     "--sink", `counts=file:${output}`,
-    "--no-progress", "--log-level", "warn",
+    "--no-progress", "--log-level", logLevel,
+    ...extra,
   ];
+}
+
+function commandFor(side: Side, input: string, output: string): string[] {
+  if (side === "baseline") return ["bench/baselines/naive-wordcount.mjs", input, output];
+  return wordCountEngineArgs(input, output);
 }
 
 async function runOnce(ctx: BenchContext, side: Side, input: string, output: string): Promise<{ child: ChildResult; digest: FileDigest | null; timedOut: boolean }> {
@@ -72,7 +82,7 @@ export async function runWordCount(ctx: BenchContext): Promise<BenchResult> {
   const startedAt = performance.now();
   const errors: string[] = [];
   const notes: string[] = [];
-  const spec = ctx.quick ? QUICK_CORPUS : FULL_CORPUS;
+  const spec = wordCountCorpus(ctx.quick);
   const runs = ctx.quick ? RUNS_QUICK : RUNS_FULL;
 
   ctx.log(`word-count: preparing a ${(spec.minBytes / 2 ** 20).toFixed(0)} MiB corpus`);
