@@ -84,6 +84,8 @@ class WsListenSource implements WsSource {
   private readonly clients = new Set<WebSocket>();
   private closed = false;
   private paused = false;
+  /** A read is waiting and an answer is queued behind the messages arriving now. */
+  private answering = false;
   /** Messages waiting for read(), and each one's size, so a partial take knows what it freed. */
   private frames: Payload[] = [];
   private frameSizes: number[] = [];
@@ -162,14 +164,25 @@ class WsListenSource implements WsSource {
     this.frames.push(value);
     this.frameSizes.push(bytes);
     this.framesBytes += bytes;
-    const waiting = this.waitingRead;
-    if (waiting !== null) {
-      this.waitingRead = null;
-      waiting.resolve(this.takeBatch(waiting.maxRecords));
+    if (this.waitingRead !== null) {
+      // ws emits every message of a socket chunk in one go: answering the read after them makes one
+      // batch of the chunk, not a batch per message.
+      if (!this.answering) {
+        this.answering = true;
+        queueMicrotask(this.answerRead);
+      }
     } else if (this.isFull()) {
       this.pauseAll();
     }
   }
+
+  private readonly answerRead = (): void => {
+    this.answering = false;
+    const waiting = this.waitingRead;
+    if (waiting === null || this.frames.length === 0) return;
+    this.waitingRead = null;
+    waiting.resolve(this.takeBatch(waiting.maxRecords));
+  };
 
   private takeBatch(maxRecords: number): SourceBatch {
     let values: Payload[];
