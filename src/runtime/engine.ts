@@ -292,7 +292,15 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   );
   const stats = { recordsIn: 0, recordsOut: 0, checkpoints: 0, checkpointsAbandoned: 0, recordsForwarded: 0 };
   const sinkNames = appSinkNames(app);
-  const sinks = [...sinkNames.flatMap((name) => connectors.sinks.get(name) ?? []), ...(options.deadLetter === undefined ? [] : [options.deadLetter])];
+  // By name: a cluster worker holds only some sinks, and the dead-letter sink has no app name.
+  const namedSinks: Array<[string, Sink]> = [
+    ...sinkNames.flatMap((name): Array<[string, Sink]> => {
+      const sink = connectors.sinks.get(name);
+      return sink === undefined ? [] : [[name, sink]];
+    }),
+    ...(options.deadLetter === undefined ? [] : [["dead-letter", options.deadLetter] as [string, Sink]]),
+  ];
+  const sinks = namedSinks.map(([, sink]) => sink);
   // Per pipeline: its sink when the sink lives here (else output goes to a peer), and whether it wants ids.
   const localSinks = app.pipelines.map((p) => connectors.sinks.get(p.sink.name));
   const { sinkHere } = options;
@@ -597,7 +605,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
 
   /** Sinks holding records that have not left: what a checkpoint or the end of a run waits for. */
   const waitingSinks = (): Record<string, number> =>
-    Object.fromEntries(sinks.flatMap((s, i) => (s.bufferedRecords() > 0 ? [[sinkNames[i]!, s.bufferedRecords()]] : [])));
+    Object.fromEntries(namedSinks.flatMap(([name, s]) => (s.bufferedRecords() > 0 ? [[name, s.bufferedRecords()]] : [])));
 
   // A sink whose peer is gone (a connector sink with no session) can hold the end of a run: say so.
   const flushLoudly = (): Promise<void> =>
@@ -661,11 +669,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       const sum = (into: Map<string, number>, name: string, n: number) => into.set(name, (into.get(name) ?? 0) + n);
       const held: EngineBuffers = { sources: new Map(), sinks: new Map() };
       for (const { pipeline, source } of sources) if (source.queuedRecords !== undefined) sum(held.sources, app.pipelines[pipeline]!.source.name, source.queuedRecords());
-      for (const name of sinkNames) {
-        const sink = connectors.sinks.get(name);
-        if (sink !== undefined) sum(held.sinks, name, sink.bufferedRecords());
-      }
-      if (options.deadLetter !== undefined) sum(held.sinks, "dead-letter", options.deadLetter.bufferedRecords());
+      for (const [name, sink] of namedSinks) sum(held.sinks, name, sink.bufferedRecords());
       return held;
     },
     stores,
