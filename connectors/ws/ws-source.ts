@@ -24,6 +24,9 @@ import type { Logger } from "../../src/log/logger.ts";
 import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes } from "../tcp/framing.ts";
 import { listenWs, type WsListener } from "./listener.ts";
 
+/** ws has checked a text message is valid UTF-8 (or closed its client with 1007). */
+const utf8 = new TextDecoder();
+
 export interface WsSourceOptions {
   host: string;
   /** 0 picks a free port; address() tells which. */
@@ -88,7 +91,6 @@ class WsListenSource implements WsSource {
   private answering = false;
   /** Messages waiting for read(), and each one's size, so a partial take knows what it freed. */
   private frames: Payload[] = [];
-  private frameSizes: number[] = [];
   private framesBytes = 0;
   private delivered = 0n;
   private waitingRead: { resolve: (batch: SourceBatch | null) => void; maxRecords: number } | null = null;
@@ -129,7 +131,6 @@ class WsListenSource implements WsSource {
     if (this.closed) return;
     this.closed = true;
     this.frames = [];
-    this.frameSizes = [];
     this.framesBytes = 0;
     const waiting = this.waitingRead;
     this.waitingRead = null;
@@ -151,7 +152,7 @@ class WsListenSource implements WsSource {
     this.log?.debug({ source: this.name, remote }, "ws source client connected");
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       // A copy, so a small message never pins the larger socket chunk it was cut from.
-      this.push(isBinary ? new Uint8Array(data) : data.toString("utf8"), data.length);
+      this.push(isBinary ? new Uint8Array(data) : utf8.decode(data), data.length);
     });
     ws.on("error", (err: Error & { code?: string }) =>
       // ws has already sent the close code that fits (1009 too big, 1002 protocol, 1007 bad UTF-8).
@@ -162,7 +163,6 @@ class WsListenSource implements WsSource {
 
   private push(value: Payload, bytes: number): void {
     this.frames.push(value);
-    this.frameSizes.push(bytes);
     this.framesBytes += bytes;
     if (this.waitingRead !== null) {
       // ws emits every message of a socket chunk in one go: answering the read after them makes one
@@ -189,12 +189,13 @@ class WsListenSource implements WsSource {
     if (this.frames.length <= maxRecords) {
       values = this.frames;
       this.frames = [];
-      this.frameSizes = [];
       this.framesBytes = 0;
     } else {
       const count = Math.max(1, Math.floor(maxRecords));
       values = this.frames.splice(0, count);
-      for (const size of this.frameSizes.splice(0, count)) this.framesBytes -= size;
+      // A text message's UTF-16 length stands for its bytes (exact for ASCII, less otherwise): the byte
+      // bound is a memory bound, and it is exact again whenever read() takes everything.
+      for (const v of values) this.framesBytes -= typeof v === "string" ? v.length : v.byteLength;
     }
     this.delivered += BigInt(values.length);
     if (this.paused && !this.isFull()) this.resumeAll();
