@@ -4,7 +4,12 @@ import { clusterStatus, corpus, expectCleanExit, expectEveryCountOnce, expectEve
 import { freePort, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
-afterEach(() => {
+afterEach((context) => {
+  // A rare stall (no output at all in the R=1 test, once in CI) left nothing to go on: on a failure,
+  // every process's last log lines go to the report.
+  if (context.task.result?.state === "fail") {
+    for (const r of running) process.stderr.write(`--- ${r.child.spawnargs.slice(2, 4).join(" ")} (pid ${r.child.pid}):\n${r.stderr().slice(-4000)}\n`);
+  }
   for (const r of running.splice(0)) r.child.kill("SIGKILL");
 });
 
