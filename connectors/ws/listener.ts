@@ -7,7 +7,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
+import type { WebSocket } from "ws";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
 
@@ -37,6 +37,8 @@ export async function listenWs(
   log: Logger,
   onConnection: (ws: WebSocket, remote: string) => void,
 ): Promise<WsListener> {
+  // Loaded here, not at the top: the CLI loads every connector module, most runs use none of ws.
+  const { WebSocketServer } = await import("ws");
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: false });
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const ours = pathOf(req) === opts.path;

@@ -17,7 +17,8 @@ import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
 import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
-import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT, type Coordinator } from "../cluster/coordinator.ts";
+import type { Coordinator } from "../cluster/coordinator.ts";
+import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT } from "../cluster/failure-timeouts.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
@@ -28,7 +29,7 @@ import { addConnectorCommand } from "./connector-command.ts";
 import { loadApp } from "./load-app.ts";
 import { positiveInt } from "./flags.ts";
 import { formatSummary, startProgress } from "./progress.ts";
-import { startMetrics, type ServedMetrics } from "../metrics/server.ts";
+import type { ServedMetrics } from "../metrics/server.ts";
 import { deferred } from "../util/deferred.ts";
 import type { Dashboard } from "../dashboard/server.ts";
 import { showCluster, showEngine, startDashboardFor } from "./dashboard.ts";
@@ -108,7 +109,7 @@ async function run(appPath: string, flags: RunFlags): Promise<number> {
   checkBindings(app, table.sources.keys(), table.sinks.keys());
   const log = createLogger(flags.logLevel);
   const dashboard = await startDashboardFor(flags.httpListen, log);
-  flags.metrics = await startMetrics(flags.metricsListen, log);
+  flags.metrics = flags.metricsListen === undefined ? undefined : await (await import("../metrics/server.ts")).startMetrics(flags.metricsListen, log);
   try {
     if (flags.workers > 1 || flags.clusterListen !== undefined || flags.coordinator !== undefined) return await runCluster(appPath, app, table, flags, log, dashboard);
     const server = await startConnectorServerFor(app, table, flags, log);

@@ -26,6 +26,7 @@ import { appDigest, CLUSTER_VERSION, dataRanges, type Worker } from "./membershi
 import { applyMoves, chunkMoves, planMoves, type SlotMove } from "./rebalance.ts";
 import { mergeWritten, type OutputsWritten } from "./replication.ts";
 import { events } from "../observe/events.ts";
+import { FAILURE_TIMEOUT_MS_DEFAULT } from "./failure-timeouts.ts";
 import { addBackups, copiesPerWorker, lostSlots, planCopies, promote, pruneBackups, reindex, underReplicated, type CopyPlan } from "./replicas.ts";
 
 /**
@@ -39,18 +40,6 @@ const MIGRATION_CHUNK_SLOTS_MAX = 512;
 export const HEARTBEAT_INTERVAL_MS = 500;
 /** A worker silent this long shows as unreachable: four missed heartbeats, to ride out a GC pause. */
 export const UNREACHABLE_AFTER_MS = 2000;
-/**
- * A worker silent this long is declared dead (--failure-timeout-ms): four missed heartbeats, so a
- * GC pause or a busy event loop (a large slot import takes ~1 s per million keys) does not fence
- * a live worker, while a crash costs its slots two seconds of stalled records.
- */
-export const FAILURE_TIMEOUT_MS_DEFAULT = 2000;
-/**
- * With etcd the failure timeout is the lease's TTL, and a worker that cannot renew its lease for
- * that long stops: long enough to ride out a short etcd outage (a restart, a leader election).
- * A worker whose process is gone is still found at once, by a refused connection.
- */
-export const ETCD_FAILURE_TIMEOUT_MS_DEFAULT = 10_000;
 const FAILURE_CHECK_MS = 100;
 /**
  * A worker this late with its heartbeat is probed: if its address refuses connections, its
