@@ -22,9 +22,13 @@ export function wordCountCorpus(quick: boolean): CorpusSpec {
 }
 const RUNS_FULL = 3;
 const RUNS_QUICK = 1;
-/** The vocabulary's size (what the word-count run holds) and a larger population. */
-const STATE_KEY_COUNTS = [50_000, 1_000_000];
-const THROUGHPUT_TARGET_RATIO = 0.6;
+/** The vocabulary's size (what the word-count run holds) and two larger populations. */
+const STATE_KEY_COUNTS = [50_000, 1_000_000, 10_000_000];
+/** Key counts whose state heap per key has a target, and whose peak RSS is measured side by side. */
+const STATE_TARGET_KEY_COUNTS = [1_000_000, 10_000_000];
+const THROUGHPUT_TARGET_RATIO = 0.7;
+const RSS_TARGET_RATIO = 1.3;
+const STATE_TARGET_RATIO = 1.2;
 /** Far beyond any sane run on this corpus; a hung child must not hang the whole bench. */
 export const CHILD_TIMEOUT_MS = 10 * 60_000;
 
@@ -76,6 +80,22 @@ async function measureStateSize(ctx: BenchContext, errors: string[]): Promise<St
     return [];
   }
   return JSON.parse(result.stdoutTail) as StateSizeSample[];
+}
+
+/** Peak RSS in MiB of a process holding n keys in the engine's store or in a plain Map (null if unmeasured). */
+async function keysRssMiB(ctx: BenchContext, side: "engine" | "map", n: number, errors: string[]): Promise<number | null> {
+  const child = spawnNode(["--expose-gc", "--import", "tsx", "bench/lib/state-size-probe.ts", "--only", side, String(n)], { cwd: ctx.root });
+  const { result, timedOut } = await waitOrKill(child, CHILD_TIMEOUT_MS);
+  if (timedOut || result.exitCode !== 0) {
+    errors.push(`state RSS probe (${side}, ${n} keys) failed: ${timedOut ? "timed out" : describeExit(result)}`);
+    return null;
+  }
+  return result.maxRssKiB === null ? null : result.maxRssKiB / 1024;
+}
+
+/** The row with a "lower is better" target: ratio <= target. */
+function withTarget(row: Comparison, target: number): Comparison {
+  return { ...row, target: `ratio <= ${target}`, ...(row.ratio === null ? {} : { targetMet: row.ratio <= target }) };
 }
 
 export async function runWordCount(ctx: BenchContext): Promise<BenchResult> {
@@ -152,20 +172,29 @@ export async function runWordCount(ctx: BenchContext): Promise<BenchResult> {
     },
     { metric: "wall time (median)", unit: "s", engine: msToSeconds(medianOf("engine", (s) => s.wallMs)), baseline: msToSeconds(medianOf("baseline", (s) => s.wallMs)), ratio: ratio(medianOf("engine", (s) => s.wallMs), medianOf("baseline", (s) => s.wallMs)), better: "lower" },
     { metric: "CPU time, all threads (median)", unit: "s", engine: medianOf("engine", (s) => s.cpuSec), baseline: medianOf("baseline", (s) => s.cpuSec), ratio: ratio(medianOf("engine", (s) => s.cpuSec), medianOf("baseline", (s) => s.cpuSec)), better: "lower" },
-    { metric: "peak RSS (median)", unit: "MiB", engine: engineRssMiB, baseline: baselineRssMiB, ratio: ratio(engineRssMiB, baselineRssMiB), better: "lower" },
+    withTarget({ metric: "peak RSS (median)", unit: "MiB", engine: engineRssMiB, baseline: baselineRssMiB, ratio: ratio(engineRssMiB, baselineRssMiB), better: "lower" }, RSS_TARGET_RATIO),
   ];
 
   ctx.log("word-count: measuring state bytes per key");
   const stateSizes = await measureStateSize(ctx, errors);
   for (const sample of stateSizes) {
-    comparisons.push({
+    const row: Comparison = {
       metric: `state heap per key, ${formatCount(sample.keys)} keys`,
       unit: "B",
       engine: sample.engineBytesPerKey,
       baseline: sample.mapBytesPerKey,
       ratio: ratio(sample.engineBytesPerKey, sample.mapBytesPerKey),
       better: "lower",
-    });
+    };
+    comparisons.push(STATE_TARGET_KEY_COUNTS.includes(sample.keys) ? withTarget(row, STATE_TARGET_RATIO) : row);
+  }
+  if (!ctx.quick) {
+    for (const n of STATE_TARGET_KEY_COUNTS) {
+      ctx.log(`word-count: peak RSS holding ${formatCount(n)} keys`);
+      const engine = await keysRssMiB(ctx, "engine", n, errors);
+      const baseline = await keysRssMiB(ctx, "map", n, errors);
+      comparisons.push({ metric: `peak RSS holding ${formatCount(n)} keys`, unit: "MiB", engine, baseline, ratio: ratio(engine, baseline), better: "lower" });
+    }
   }
 
   notes.push(

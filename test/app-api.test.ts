@@ -1,7 +1,7 @@
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { app, partitioner, pipeline, toAppSpec, type Stream } from "../src/index.ts";
 import { ErrorCode } from "../src/errors.ts";
-import { createSlotOf } from "../src/routing/hash.ts";
+import { createKeyHash } from "../src/routing/hash.ts";
 import { equalRanges } from "../src/routing/partition-map.ts";
 import { compileDataflow } from "../src/runtime/dataflow.ts";
 import type { PipelineSpec } from "../src/app/spec.ts";
@@ -13,7 +13,7 @@ async function run(flow: { process: ReturnType<typeof compileDataflow>["process"
 }
 
 async function compile(p: PipelineSpec, slotCount = 64) {
-  return compileDataflow(p, { slotOf: await createSlotOf(slotCount), placement: { map: equalRanges(slotCount, ["w0"], 1), self: 0 } });
+  return compileDataflow(p, { hashOf: await createKeyHash(), placement: { map: equalRanges(slotCount, ["w0"], 1), self: 0 } });
 }
 
 describe("application API", () => {
@@ -189,7 +189,7 @@ describe("record ids and partition functions in the dataflow", () => {
       .sink("out");
     const slotCount = 64;
     const flow = compileDataflow(p, {
-      slotOf: await createSlotOf(slotCount),
+      hashOf: await createKeyHash(),
       placement: { map: equalRanges(slotCount, ["w0"], 1), self: 0 },
       partition: async (name, values) => {
         const texts = values.map((v) => new TextDecoder().decode(v));

@@ -11,6 +11,8 @@ import { chainFileName, openCheckpointChain, type CheckpointChain, type Compacti
 import { LEGACY_FILE_NAME, writeLegacyCheckpoint } from "../src/durability/checkpoint-file.ts";
 import { ErrorCode } from "../src/errors.ts";
 import type { Logger } from "../src/log/logger.ts";
+import type { Key } from "../src/app/spec.ts";
+import { createKeyHash, hashShift } from "../src/routing/hash.ts";
 import { captureSlots, createStageStore, dropSlot, exportSlot, importSlot, slotOccupied, stateFor, type StageStore } from "../src/runtime/state-store.ts";
 import { scratchDir } from "./helpers/process.ts";
 import { prng } from "./helpers/text.ts";
@@ -20,8 +22,13 @@ const APP = "chain-test";
 /** Two pipelines: the first with two keyed stages, the second with one. */
 type Stores = StageStore[][];
 
+const keyHash = await createKeyHash();
+const SHIFT = hashShift(SLOTS);
+/** Keys are named `k<slot>-<n>`: a routing hash that puts each in the slot its name says. */
+const hashOf = (key: Key): number => ((Number(/^k(\d+)-/.exec(key as string)![1]) << SHIFT) | (keyHash(key) >>> (32 - SHIFT))) >>> 0;
+
 function makeStores(): Stores {
-  return [[createStageStore(SLOTS), createStageStore(SLOTS)], [createStageStore(SLOTS)]];
+  return [[createStageStore(SLOTS, hashOf), createStageStore(SLOTS, hashOf)], [createStageStore(SLOTS, hashOf)]];
 }
 
 const init = () => ({ n: 0, seen: [] as string[] });
@@ -33,7 +40,7 @@ function mutate(stores: Stores, random: () => number, count: number, slots?: num
     const stage = stores[pipeline]!.length === 1 ? 0 : Math.floor(random() * 2);
     const slot = slots === undefined ? Math.floor(random() * SLOTS) : slots[Math.floor(random() * slots.length)]!;
     const key = `k${slot}-${Math.floor(random() * 40)}`;
-    const state = stateFor(stores[pipeline]![stage]!, slot, key, init) as { n: number; seen: string[] };
+    const state = stateFor(stores[pipeline]![stage]!, hashOf(key), key, init) as { n: number; seen: string[] };
     state.n += 1 + Math.floor(random() * 5);
     if (state.seen.length < 3) state.seen.push(`v${i}`);
   }
@@ -48,11 +55,17 @@ function mutate(stores: Stores, random: () => number, count: number, slots?: num
   }
 }
 
-/** Every occupied slot's contents, decoded, per pipeline: what a restore must give back. */
+/** Every occupied slot's contents, decoded, keys in order, per pipeline: what a restore must give back. */
 function contents(stores: Stores): unknown[] {
+  const byKey = (a: [string, unknown], b: [string, unknown]) => (a[0] < b[0] ? -1 : 1);
   return stores.map((stages) => {
     const out: Record<number, unknown> = {};
-    for (let slot = 0; slot < SLOTS; slot++) if (stages.some((s) => slotOccupied(s, slot))) out[slot] = deserialize(exportSlot(stages, slot));
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (!stages.some((s) => slotOccupied(s, slot))) continue;
+      const exported = deserialize(exportSlot(stages, slot)) as { stages: Array<{ text: Array<[string, unknown]> }> };
+      for (const stage of exported.stages) stage.text.sort(byKey);
+      out[slot] = exported;
+    }
     return out;
   });
 }

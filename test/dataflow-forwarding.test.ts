@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { pipeline } from "../src/index.ts";
-import { createSlotOf } from "../src/routing/hash.ts";
+import { createKeyHash, createSlotOf } from "../src/routing/hash.ts";
 import { equalRanges } from "../src/routing/partition-map.ts";
 import { compileDataflow, emptyKeyedBatch, type Dataflow, type KeyedBatch, type StageRun } from "../src/runtime/dataflow.ts";
 
@@ -40,6 +40,7 @@ function perKey(lines: readonly unknown[]): Map<string, string[]> {
 /** Three workers' dataflows joined by a synchronous stand-in for the exchange; output gathered in one list. */
 async function threeWorkers(frozen?: Uint8Array) {
   const slotOf = await createSlotOf(SLOTS);
+  const hashOf = await createKeyHash();
   const map = equalRanges(SLOTS, ["w0", "w1", "w2"], 1);
   const flows: Dataflow[] = [];
   const sent = [0, 0, 0];
@@ -53,7 +54,7 @@ async function threeWorkers(frozen?: Uint8Array) {
   for (let self = 0; self < 3; self++) {
     flows.push(
       compileDataflow(app, {
-        slotOf,
+        hashOf,
         placement: { map, self, ...(self === 0 && frozen !== undefined ? { frozen } : {}) },
         out: {
           send: async (owner, stage, batch, hops) => {
@@ -67,7 +68,7 @@ async function threeWorkers(frozen?: Uint8Array) {
       }),
     );
   }
-  return { slotOf, map, flows, sent, held, output, gather };
+  return { slotOf, hashOf, map, flows, sent, held, output, gather };
 }
 
 describe("dataflow across workers", () => {
@@ -75,8 +76,8 @@ describe("dataflow across workers", () => {
   const batch = { values: lines, position: 3n, recordIds: ["a", "b", "c"] };
 
   it("sends records for slots another worker owns, with their keys and slots, and the per-key outputs and ids match one worker's", async () => {
-    const { slotOf, map, flows, sent, output, gather } = await threeWorkers();
-    const single = compileDataflow(app, { slotOf, placement: { map: equalRanges(SLOTS, ["w0"], 1), self: 0 } });
+    const { hashOf, map, flows, sent, output, gather } = await threeWorkers();
+    const single = compileDataflow(app, { hashOf, placement: { map: equalRanges(SLOTS, ["w0"], 1), self: 0 } });
     await gather(await flows[0]!.process(batch, true));
     const alone = await single.process(batch, true);
     expect(alone.pending).toEqual([]);
@@ -107,9 +108,9 @@ describe("dataflow across workers", () => {
   });
 
   it("forwards records that reach a worker not owning their slot, and counts them", async () => {
-    const { flows, slotOf, map } = await threeWorkers();
+    const { flows, slotOf, hashOf, map } = await threeWorkers();
     const word = ["alpha", "beta", "gamma", "delta", "omega"].find((w) => map.owners[slotOf(w)] === 2)!;
-    const input: KeyedBatch = { ...emptyKeyedBatch(), keys: [word], slots: [slotOf(word)], values: [word] };
+    const input: KeyedBatch = { ...emptyKeyedBatch(), keys: [word], hashes: [hashOf(word)], slots: [slotOf(word)], values: [word] };
     const run = await flows[1]!.runStage(0, input, { withIds: false, inbound: true, hops: 0 });
     await Promise.all(run.pending);
     expect(run.forwarded).toBe(1);
@@ -118,7 +119,7 @@ describe("dataflow across workers", () => {
   });
 
   it("fails clearly when a slot is owned elsewhere and nothing can forward", async () => {
-    const flow = compileDataflow(app, { slotOf: await createSlotOf(SLOTS), placement: { map: equalRanges(SLOTS, ["w0", "w1"], 1), self: 0 } });
+    const flow = compileDataflow(app, { hashOf: await createKeyHash(), placement: { map: equalRanges(SLOTS, ["w0", "w1"], 1), self: 0 } });
     await expect(flow.process({ values: ["a b c d e f g h i j k l m n o p"], position: 1n }, false)).rejects.toThrow(/cannot forward/);
   });
 });

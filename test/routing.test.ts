@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { createSlotOf, SLOT_COUNT_DEFAULT } from "../src/routing/hash.ts";
 import { equalRanges, rangesOf } from "../src/routing/partition-map.ts";
 import { KeywayError } from "../src/errors.ts";
+import { SHORT_KEY_MAX, xxh64HighShortAscii } from "../src/routing/xxh64-short.ts";
+import xxhash from "xxhash-wasm";
 
 describe("slotOf", () => {
   it("takes the top bits of xxhash64 over the key's UTF-8 bytes", async () => {
@@ -10,6 +12,29 @@ describe("slotOf", () => {
     expect(slotOf("hello")).toBe(0x26c);
     expect(slotOf(new TextEncoder().encode("hello"))).toBe(0x26c);
     expect(slotOf("größe")).toBe(slotOf(new TextEncoder().encode("größe")));
+  });
+
+  it("hashes short ASCII keys in JavaScript exactly as xxhash-wasm does, and leaves the rest to it", async () => {
+    const { h64 } = await xxhash();
+    let seed = 7;
+    const nextChar = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return String.fromCharCode(seed % 128);
+    };
+    for (let length = 0; length <= SHORT_KEY_MAX; length++) {
+      for (let n = 0; n < 300; n++) {
+        let key = "";
+        for (let i = 0; i < length; i++) key += nextChar();
+        expect(xxh64HighShortAscii(key)).toBe(Number(h64(key) >> 32n));
+      }
+    }
+    expect(xxh64HighShortAscii("\x7f".repeat(SHORT_KEY_MAX))).toBe(Number(h64("\x7f".repeat(SHORT_KEY_MAX)) >> 32n));
+    expect(xxh64HighShortAscii("x".repeat(SHORT_KEY_MAX + 1))).toBe(-1);
+    for (const key of ["é", "abcdefgé", "abcé", "aé", "\u0080"]) expect(xxh64HighShortAscii(key)).toBe(-1);
+    const slotOf = await createSlotOf(SLOT_COUNT_DEFAULT);
+    for (const key of ["x".repeat(40), "größe", "abcdefgh", "abcdefghijkl"]) {
+      expect(slotOf(key)).toBe(Number(h64(key) >> 52n));
+    }
   });
 
   it("spreads keys evenly over the slots", async () => {

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { openCheckpointChain, type CheckpointChain } from "../../src/durability/checkpoint-chain.ts";
 import { writeLegacyCheckpoint } from "../../src/durability/checkpoint-file.ts";
 import { silentLogger } from "../../src/log/logger.ts";
-import { createSlotOf, SLOT_COUNT_DEFAULT } from "../../src/routing/hash.ts";
+import { createKeyHash, SLOT_COUNT_DEFAULT, slotOfHash } from "../../src/routing/hash.ts";
 import { captureSlots, clearDirty, createStageStore, importSlot, stateFor, type StageStore } from "../../src/runtime/state-store.ts";
 
 export interface CheckpointSample {
@@ -85,19 +85,19 @@ const random = (): number => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 };
 
-const slotOf = await createSlotOf(SLOTS);
+const hashOf = await createKeyHash();
 const init = () => ({ count: 0 });
 const keys: string[] = new Array(KEYS);
-const slots = new Uint16Array(KEYS);
-const store = createStageStore(SLOTS);
+const hashes = new Uint32Array(KEYS);
+const store = createStageStore(SLOTS, hashOf);
 const stores: StageStore[] = [store];
 let startedAt = performance.now();
 for (let i = 0; i < KEYS; i++) {
   const key = `user:${i}`;
   keys[i] = key;
-  const slot = slotOf(key);
-  slots[i] = slot;
-  (stateFor(store, slot, key, init) as { count: number }).count = 1 + (i % 1000);
+  const hash = hashOf(key);
+  hashes[i] = hash;
+  (stateFor(store, hash, key, init) as { count: number }).count = 1 + (i % 1000);
 }
 const fillMs = performance.now() - startedAt;
 gc();
@@ -125,7 +125,7 @@ async function checkpoint(chain: CheckpointChain): Promise<CheckpointSample> {
 
 async function restore(dir: string): Promise<RestoreSample> {
   gc();
-  const target = createStageStore(SLOTS);
+  const target = createStageStore(SLOTS, hashOf);
   const t0 = performance.now();
   const chain = await openCheckpointChain(dir, { log: silentLogger(), policy: { deltaBytesRatio: Infinity, maxDeltas: Infinity } });
   let bytes = 0;
@@ -169,7 +169,7 @@ log(`restore of the base: ${restoreBase.ms.toFixed(0)} ms`);
 function change(indexes: ArrayLike<number>): void {
   for (let j = 0; j < indexes.length; j++) {
     const i = indexes[j]!;
-    (stateFor(store, slots[i]!, keys[i]!, init) as { count: number }).count++;
+    (stateFor(store, hashes[i]!, keys[i]!, init) as { count: number }).count++;
   }
 }
 function randomKeys(n: number): Uint32Array {
@@ -180,7 +180,10 @@ function randomKeys(n: number): Uint32Array {
 /** 1% of the keys, all in 1% of the slots: every key of the slots [from, from + slotSpan). */
 function clusteredKeys(from: number, slotSpan: number): Uint32Array {
   const out: number[] = [];
-  for (let i = 0; i < KEYS; i++) if (slots[i]! >= from && slots[i]! < from + slotSpan) out.push(i);
+  for (let i = 0; i < KEYS; i++) {
+    const slot = slotOfHash(hashes[i]!, store.shift);
+    if (slot >= from && slot < from + slotSpan) out.push(i);
+  }
   return Uint32Array.from(out);
 }
 

@@ -13,7 +13,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { emptyKeyedBatch, type KeyedBatch } from "../../src/runtime/dataflow.ts";
-import { createSlotOf } from "../../src/routing/hash.ts";
+import { createKeyHash, createSlotOf } from "../../src/routing/hash.ts";
 
 export { cpuSecSince, parseArg, printResult, readResult } from "./protocol-records.ts";
 
@@ -64,10 +64,11 @@ function headWords(path: string, count: number): string[] {
 export async function buildBatches(plan: LinkPlan): Promise<KeyedBatch[]> {
   const words = headWords(plan.corpusPath, plan.batchRecords * plan.distinctBatches);
   const slotOf = await createSlotOf(4096);
+  const hashOf = await createKeyHash();
   const batches: KeyedBatch[] = [];
   for (let b = 0; b < plan.distinctBatches; b++) {
     const keys = words.slice(b * plan.batchRecords, (b + 1) * plan.batchRecords);
-    batches.push({ ...emptyKeyedBatch(), keys, slots: keys.map((k) => slotOf(k)), values: [...keys] });
+    batches.push({ ...emptyKeyedBatch(), keys, hashes: keys.map((k) => hashOf(k)), slots: keys.map((k) => slotOf(k)), values: [...keys] });
   }
   return batches;
 }

@@ -28,10 +28,10 @@ import wordCount from "../../examples/word-count/app.ts";
 import type { Key, PipelineSpec } from "../../src/app/spec.ts";
 import type { Payload, SourceBatch } from "../../src/connector/types.ts";
 import { decodeRecords, encodeRecords } from "../../src/exchange/payload.ts";
-import { createSlotOf } from "../../src/routing/hash.ts";
+import { createKeyHash } from "../../src/routing/hash.ts";
 import { equalRanges } from "../../src/routing/partition-map.ts";
 import { compileDataflow, type Dataflow, type KeyedBatch, type StageRun } from "../../src/runtime/dataflow.ts";
-import { exportSlot, type Mark, type StageStore } from "../../src/runtime/state-store.ts";
+import { exportSlot, peekState, putState, type Mark, type StageStore } from "../../src/runtime/state-store.ts";
 import type { BenchContext } from "./context.ts";
 import { formatCount, type Comparison } from "./report.ts";
 import { ratio } from "./stats.ts";
@@ -152,12 +152,12 @@ function encodeChanges(store: StageStore, input: KeyedBatch, run: StageRun): { p
     if (typeof key === "string") {
       const before = seenText.size;
       if (seenText.add(key).size === before) continue;
-      state = store.text[slot]?.get(key);
+      state = peekState(store, input.hashes[i]!, key);
     } else {
       const mapKey = latin1(key);
       const before = seenBytes.size;
       if (seenBytes.add(mapKey).size === before) continue;
-      state = store.bytes[slot]?.get(mapKey);
+      state = peekState(store, input.hashes[i]!, key);
     }
     if (state === undefined) throw new Error(`slot ${slot}: key ${String(key)} was applied but has no state on the primary`);
     changes.slots.push(slot);
@@ -167,24 +167,13 @@ function encodeChanges(store: StageStore, input: KeyedBatch, run: StageRun): { p
   return { payload: serialize(changes), changes };
 }
 
-/**
- * The backup's side: overwrite, never merge. A key new to the backup is appended to its slot's
- * Map in the order the primary first touched it, which is the order the primary created it, so
- * exported slots list keys in the same order as the primary's.
- */
+/** The backup's side: overwrite, never merge (the key hashed again here, as the changes carry slots, not hashes). */
 function overwrite(store: StageStore, changes: StateChanges): void {
-  const { slots, keys, states } = changes;
+  const { keys, states } = changes;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
-    const slot = slots[i]!;
-    const text = typeof key === "string";
-    const maps = text ? store.text : store.bytes;
-    let map = maps[slot];
-    if (map === undefined) maps[slot] = map = new Map();
     const state = store.codec === undefined ? (states[i] as object) : store.codec.decode(states[i] as Uint8Array);
-    const before = map.size;
-    map.set(text ? key : latin1(key), state);
-    store.keyCount += map.size - before;
+    putState(store, store.hashOf(key), key, state);
   }
   const { markSlots, markUpstreams, markSeqs, markSubs } = changes;
   // A slot's marks arrive whole, so they replace what the backup had for it.
@@ -227,6 +216,7 @@ function packedCopy(batch: KeyedBatch): KeyedBatch {
   };
   return {
     keys: packed(batch.keys),
+    hashes: packed(batch.hashes),
     slots: packed(batch.slots),
     values: packed(batch.values),
     lineage: packed(batch.lineage),
@@ -242,12 +232,12 @@ function writtenSparse(list: readonly unknown[]): boolean {
 }
 
 async function measureApp(c: AppCase, profile: Profile): Promise<AppResult> {
-  const slotOf = await createSlotOf(SLOT_COUNT);
+  const hashOf = await createKeyHash();
   const map = equalRanges(SLOT_COUNT, ["w0"], 1);
   const captured: Array<{ stage: number; batch: KeyedBatch }> = [];
   const elsewhere = (): Promise<void> => Promise.reject(new Error("the primary owns every slot; nothing should leave it"));
   const primary = compileDataflow(c.pipeline, {
-    slotOf,
+    hashOf,
     placement: { map, self: 0, replicaTargets: new Array<readonly number[]>(SLOT_COUNT).fill(BACKUP_TARGETS) },
     marking: true,
     out: {
@@ -259,7 +249,7 @@ async function measureApp(c: AppCase, profile: Profile): Promise<AppResult> {
       },
     },
   });
-  const backup = (): Dataflow => compileDataflow(c.pipeline, { slotOf, placement: { map, self: 0 }, marking: true });
+  const backup = (): Dataflow => compileDataflow(c.pipeline, { hashOf, placement: { map, self: 0 }, marking: true });
   const backups: Record<Design, Dataflow> = { inputs: backup(), inputsPacked: backup(), changes: backup() };
   const store = primary.stores[0]!;
 

@@ -6,9 +6,13 @@
  * The key strings are allocated before either measurement and shared by both, so the figures are
  * the structure plus the state object per key; the key strings' own size is reported apart.
  *
+ * With `--only engine|map N`, it fills just that side with N keys and exits, so the caller can
+ * read the process's peak RSS from outside (the keys' strings are in both sides' figure).
+ *
  * usage: node --expose-gc --import tsx bench/lib/state-size-probe.ts N [N...]   (prints JSON)
+ *        node --expose-gc --import tsx bench/lib/state-size-probe.ts --only engine|map N
  */
-import { createSlotOf, SLOT_COUNT_DEFAULT } from "../../src/routing/hash.ts";
+import { createKeyHash, SLOT_COUNT_DEFAULT } from "../../src/routing/hash.ts";
 import { createStageStore, stateFor, dropSlot } from "../../src/runtime/state-store.ts";
 import { buildVocabulary } from "./text-gen.ts";
 
@@ -33,26 +37,46 @@ function heapAfterFullGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
-const sizes = process.argv.slice(2).map(Number);
-if (sizes.length === 0 || sizes.some((n) => !Number.isSafeInteger(n) || n <= 0)) {
-  process.stderr.write("usage: state-size-probe.ts N [N...]\n");
+const args = process.argv.slice(2);
+const only = args[0] === "--only" ? args[1] : undefined;
+const sizes = (only === undefined ? args : args.slice(2)).map(Number);
+if (sizes.length === 0 || sizes.some((n) => !Number.isSafeInteger(n) || n <= 0) || (only !== undefined && only !== "engine" && only !== "map")) {
+  process.stderr.write("usage: state-size-probe.ts N [N...] | --only engine|map N\n");
   process.exit(2);
 }
 
-const slotOf = await createSlotOf(SLOT_COUNT_DEFAULT);
+const hashOf = await createKeyHash();
 const init = () => ({ count: 0 });
 const samples: StateSizeSample[] = [];
+
+if (only !== undefined) {
+  const n = sizes[0]!;
+  const keys = buildVocabulary(n, 7);
+  let held: number;
+  if (only === "engine") {
+    const store = createStageStore(SLOT_COUNT_DEFAULT, hashOf);
+    for (let i = 0; i < n; i++) (stateFor(store, hashOf(keys[i]!), keys[i]!, init) as { count: number }).count = (i % 1000) + 1;
+    held = store.keyCount;
+  } else {
+    const map = new Map<string, { count: number }>();
+    for (let i = 0; i < n; i++) map.set(keys[i]!, { count: (i % 1000) + 1 });
+    held = map.size;
+  }
+  if (held !== n) throw new Error(`${only} holds ${held} keys, expected ${n}`);
+  process.stdout.write(`${JSON.stringify({ keys: n, side: only })}\n`);
+  process.exit(0);
+}
 
 for (const n of sizes) {
   let before = heapAfterFullGc();
   // Vocabulary words, so key lengths are those of the word-count corpus's long tail.
   const keys = buildVocabulary(n, 7);
-  const slots = Int32Array.from(keys, (k) => slotOf(k));
+  const hashes = Uint32Array.from(keys, (k) => hashOf(k));
   const keyStringBytesPerKey = (heapAfterFullGc() - before) / n;
 
   before = heapAfterFullGc();
-  const store = createStageStore(SLOT_COUNT_DEFAULT);
-  for (let i = 0; i < n; i++) (stateFor(store, slots[i]!, keys[i]!, init) as { count: number }).count = (i % 1000) + 1;
+  const store = createStageStore(SLOT_COUNT_DEFAULT, hashOf);
+  for (let i = 0; i < n; i++) (stateFor(store, hashes[i]!, keys[i]!, init) as { count: number }).count = (i % 1000) + 1;
   const engineBytesPerKey = (heapAfterFullGc() - before) / n;
   if (store.keyCount !== n) throw new Error(`store holds ${store.keyCount} keys, expected ${n}`);
 

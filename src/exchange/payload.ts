@@ -47,6 +47,7 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
     const part = <T>(list: T[]) => (list.length === 0 ? [] : list.slice(from, to));
     const piece: KeyedBatch = {
       keys: batch.keys.slice(from, to),
+      hashes: batch.hashes.slice(from, to),
       slots: batch.slots.slice(from, to),
       values: batch.values.slice(from, to),
       lineage: part(batch.lineage),

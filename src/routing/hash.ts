@@ -6,6 +6,7 @@ import { endianness } from "node:os";
 import xxhash from "xxhash-wasm";
 import type { Key } from "../app/spec.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
+import { xxh64HighShortAscii } from "./xxh64-short.ts";
 
 export const SLOT_COUNT_DEFAULT = 4096;
 export const SLOT_COUNT_MAX = 65536;
@@ -26,18 +27,43 @@ export function checkSlotCount(slotCount: number): void {
   }
 }
 
-/** Returns slotOf(key) for a fixed slot count (a power of two). */
-export async function createSlotOf(slotCount: number = SLOT_COUNT_DEFAULT): Promise<(key: Key) => number> {
-  checkSlotCount(slotCount);
+/**
+ * Returns a key's routing hash: the high 32 bits of xxhash64 (seed 0) over its UTF-8 bytes, as an
+ * unsigned number. Its top bits are the key's slot (slotOfHash); a keyed stage's state tables
+ * index by its low bits, so a record's key is hashed once.
+ */
+export async function createKeyHash(): Promise<(key: Key) => number> {
   const { h64, h64Raw } = await loadHasher();
-  const shift = 32 - Math.log2(slotCount);
   // h64 returns a BigInt; reading its high half through a typed-array view avoids BigInt shifts.
   const word = new BigUint64Array(1);
   const halves = new Uint32Array(word.buffer);
   const high = endianness() === "LE" ? 1 : 0;
-  if (shift === 32) return () => 0;
   return (key: Key): number => {
-    word[0] = typeof key === "string" ? h64(key) : h64Raw(key);
-    return halves[high]! >>> shift;
+    if (typeof key === "string") {
+      const short = xxh64HighShortAscii(key);
+      if (short !== -1) return short;
+      word[0] = h64(key);
+    } else {
+      word[0] = h64Raw(key);
+    }
+    return halves[high]!;
   };
+}
+
+/** What slotOfHash shifts by for a slot count (a power of two). */
+export function hashShift(slotCount: number): number {
+  return 32 - Math.log2(slotCount);
+}
+
+/** A routing hash's slot: its top log2(slotCount) bits (two shifts, as JS shifts by 32 as by 0). */
+export function slotOfHash(hash: number, shift: number): number {
+  return (hash >>> 1) >>> (shift - 1);
+}
+
+/** Returns slotOf(key) for a fixed slot count (a power of two). */
+export async function createSlotOf(slotCount: number = SLOT_COUNT_DEFAULT): Promise<(key: Key) => number> {
+  checkSlotCount(slotCount);
+  const hashOf = await createKeyHash();
+  const shift = hashShift(slotCount);
+  return (key: Key): number => slotOfHash(hashOf(key), shift);
 }

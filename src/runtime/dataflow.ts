@@ -14,6 +14,7 @@
 import type { Key, OutputRecord, PipelineSpec, SinkSpec, SourceRecord, SourceSpec, Step } from "../app/spec.ts";
 import type { Payload, RecordMeta, SourceBatch } from "../connector/types.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
+import { hashShift, slotOfHash } from "../routing/hash.ts";
 import type { PartitionMap } from "../routing/partition-map.ts";
 import { createStageStore, passMark, stateFor, type StageStore } from "./state-store.ts";
 
@@ -29,6 +30,8 @@ type KeyingStep = Extract<Step, { kind: "keyBy" | "keyByPartitioner" }>;
  */
 export interface KeyedBatch {
   keys: Key[];
+  /** Each key's routing hash (createKeyHash): its slot, and where its state is in the slot's table. */
+  hashes: number[];
   slots: number[];
   values: unknown[];
   lineage: string[];
@@ -89,7 +92,8 @@ export interface RouteOut {
 }
 
 export interface Routing {
-  slotOf: (key: Key) => number;
+  /** The routing hash (createKeyHash). */
+  hashOf: (key: Key) => number;
   placement: Placement;
   /** Required when the pipeline keys by a partitioner. */
   partition?: PartitionFn;
@@ -297,7 +301,8 @@ export function partitionerNames(pipeline: PipelineSpec): string[] {
 
 export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataflow {
   const { head, keyed } = splitStages(pipeline.steps);
-  const { slotOf, placement, partition, out } = routing;
+  const { hashOf, placement, partition, out } = routing;
+  const shift = hashShift(placement.map.slotCount);
   const marking = routing.marking === true;
   if (partition === undefined && partitionerNames(pipeline).length > 0) {
     throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}" keys by a partitioner, but no partitioner service runs`);
@@ -335,8 +340,10 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     if (typeof key !== "string" && !(key instanceof Uint8Array)) {
       throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}": a key must be a string or bytes, got ${typeof key}`);
     }
+    const hash = hashOf(key);
     input.keys.push(key);
-    input.slots.push(slotOf(key));
+    input.hashes.push(hash);
+    input.slots.push(slotOfHash(hash, shift));
   };
 
   const admit = (v: unknown): void => {
@@ -364,7 +371,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   let terminal = toSink;
   for (let i = keyed.length - 1; i >= 0; i--) {
     const { keying, state, tail } = keyed[i]!;
-    stages.unshift({ keying, step: state, store: createStageStore(placement.map.slotCount, state.codec), emit: fuse(pipeline.name, tail, terminal), observe: routing.observeStage?.(keyedStageName(i)) });
+    stages.unshift({ keying, step: state, store: createStageStore(placement.map.slotCount, hashOf, state.codec), emit: fuse(pipeline.name, tail, terminal), observe: routing.observeStage?.(keyedStageName(i)) });
     terminal = router(keying);
   }
   const decode = decoderOf(pipeline.source);
@@ -394,7 +401,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   };
   /** Drops what a failed record emitted: everything past the lengths taken before it. */
   const truncate = (batch: KeyedBatch, length: number): void => {
-    for (const list of [batch.keys, batch.slots, batch.values, batch.lineage, batch.upstreams, batch.seqs, batch.subs]) if (list.length > length) list.length = length;
+    for (const list of [batch.keys, batch.hashes, batch.slots, batch.values, batch.lineage, batch.upstreams, batch.seqs, batch.subs]) if (list.length > length) list.length = length;
   };
 
   /** Applies records to this worker's copy of their slots; returns how many were replays it dropped. */
@@ -402,7 +409,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const { store, emit } = stage;
     const stageName = `keyed stage ${stages.indexOf(stage) + 1}`;
     const { init, update } = stage.step;
-    const { keys, slots, values } = input;
+    const { keys, hashes, slots, values } = input;
     const marked = marking && input.upstreams.length > 0;
     const n = only === undefined ? keys.length : only.length;
     let replays = 0;
@@ -431,7 +438,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
       const ids = sinkOut.ids?.length ?? 0;
       const onward = stageIn.values.length;
       try {
-        const result = update(values[i], stateFor(store, slots[i]!, key, init), key);
+        const result = update(values[i], stateFor(store, hashes[i]!, key, init), key);
         if (result === undefined) continue;
         if (result instanceof Promise) refuseAsync(pipeline.name, "state update");
         if (Array.isArray(result)) {
@@ -626,7 +633,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
 }
 
 export function emptyKeyedBatch(): KeyedBatch {
-  return { keys: [], slots: [], values: [], lineage: [], upstreams: [], seqs: [], subs: [] };
+  return { keys: [], hashes: [], slots: [], values: [], lineage: [], upstreams: [], seqs: [], subs: [] };
 }
 
 function emptyRun(withIds: boolean): StageRun {
@@ -645,12 +652,13 @@ function pickList<T>(list: readonly T[], indexes: readonly number[]): T[] {
   return out;
 }
 
-/** The records at indexes, with their keys and slots so the receiver neither re-keys nor re-hashes. */
+/** The records at indexes, with their keys, hashes and slots so the receiver neither re-keys nor re-hashes. */
 export function pickRecords(input: KeyedBatch, indexes: number[]): KeyedBatch {
   const withLineage = input.lineage.length > 0;
   const withMarks = input.upstreams.length > 0;
   return {
     keys: pickList(input.keys, indexes),
+    hashes: pickList(input.hashes, indexes),
     slots: pickList(input.slots, indexes),
     values: pickList(input.values, indexes),
     lineage: withLineage ? pickList(input.lineage, indexes) : [],

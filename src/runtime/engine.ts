@@ -23,7 +23,7 @@ import type { Sink, SinkOutput, Source } from "../connector/types.ts";
 import { openCheckpointChain, type Checkpoint, type CheckpointChain, type RestoredCheckpoint } from "../durability/checkpoint-chain.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
-import { createSlotOf, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
+import { checkSlotCount, createKeyHash, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { equalRanges } from "../routing/partition-map.ts";
 import { appSinkNames, checkBindings } from "./bindings.ts";
 import { createCommitTracker } from "./commit-tracker.ts";
@@ -263,7 +263,8 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   if (!clustered) checkBindings(app, connectors.sources.keys(), connectors.sinks.keys());
   const log = options.log ?? silentLogger();
   const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
-  const slotOf = await createSlotOf(slotCount);
+  checkSlotCount(slotCount);
+  const hashOf = await createKeyHash();
   // Alone, this worker owns every slot; records still go through the map as they do in a cluster.
   const placement = options.placement ?? { map: equalRanges(slotCount, [WORKER_ID], 1), self: 0 };
   const peers = options.peers;
@@ -273,7 +274,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
   const nextOutputSeq = app.pipelines.map(() => 1);
   const flows = app.pipelines.map((p, i) =>
     compileDataflow(p, {
-      slotOf,
+      hashOf,
       placement,
       partition: options.partition,
       marking: options.replicated === true,

@@ -5,17 +5,22 @@
 import { deserialize, serialize } from "node:v8";
 import type { Key, StateCodec } from "../app/spec.ts";
 import { ErrorCode, KeywayError } from "../errors.ts";
+import { hashShift, slotOfHash } from "../routing/hash.ts";
 
 export interface StageStore {
   readonly slotCount: number;
+  /** For slotOfHash. */
+  readonly shift: number;
   readonly codec: StateCodec<object> | undefined;
-  /** slot -> text key -> state; a slot's Map exists once it holds a key. */
-  readonly text: Array<Map<string, object> | undefined>;
+  /** The routing hash (createKeyHash): a table rehashes its keys with it when it grows. */
+  readonly hashOf: (key: Key) => number;
+  /** slot -> text key -> state; a slot's table exists once it holds a key. */
+  readonly text: Array<SlotTable | undefined>;
   /**
    * slot -> byte key (as its latin1 string, a lossless 1:1 mapping) -> state. Apart from text
    * keys so "ab" and the bytes [97, 98] never collide.
    */
-  readonly bytes: Array<Map<string, object> | undefined>;
+  readonly bytes: Array<SlotTable | undefined>;
   /**
    * slot -> upstream (a source stream) -> [seq, sub] of the last record from it applied here:
    * with replicated state, a replay at or below it is dropped. Moves and copies with the slot.
@@ -30,6 +35,21 @@ export interface StageStore {
   keyCount: number;
 }
 
+/**
+ * One slot's keys of one kind and their states: open addressing, linear probing, indexed by the
+ * low bits of the key's routing hash (the caller has it already, so a lookup hashes nothing,
+ * where a Map hashes every new key string again). Hashes are not stored and tables grow by half:
+ * a table rehashes its keys when it grows, and a key costs about what it costs in a plain Map.
+ */
+interface SlotTable {
+  keys: Array<string | undefined>;
+  states: Array<object | undefined>;
+  size: number;
+  /** The hash bits below the slot's, and their scale to [0, 1): where a key's probe starts (home). */
+  readonly homeMask: number;
+  readonly homeScale: number;
+}
+
 /** A record's place in its upstream: the source position, then its rank among records at that position. */
 export type Mark = [seq: number, sub: number];
 
@@ -41,39 +61,122 @@ interface ExportedStage {
 }
 
 const EXPORT_VERSION = 2;
+const TABLE_CAPACITY_MIN = 8;
+/** Where a key's probe starts: the hash's bits below the slot's (the same in every key of the table), scaled to the capacity. */
+function home(table: SlotTable, hash: number, capacity: number): number {
+  return (((hash & table.homeMask) >>> 0) * table.homeScale * capacity) | 0;
+}
 
-export function createStageStore(slotCount: number, codec?: StateCodec<object>): StageStore {
+export function createStageStore(slotCount: number, hashOf: (key: Key) => number, codec?: StateCodec<object>): StageStore {
   const perSlot = () => new Array(slotCount).fill(undefined);
-  return { slotCount, codec, text: perSlot(), bytes: perSlot(), marks: perSlot(), dirty: new Uint8Array(slotCount), keyCount: 0 };
+  return { slotCount, shift: hashShift(slotCount), codec, hashOf, text: perSlot(), bytes: perSlot(), marks: perSlot(), dirty: new Uint8Array(slotCount), keyCount: 0 };
 }
 
 function bytesKey(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
+function emptyTable(capacity: number, shift: number): SlotTable {
+  return {
+    keys: new Array(capacity).fill(undefined),
+    states: new Array(capacity).fill(undefined),
+    size: 0,
+    homeMask: shift === 32 ? -1 : (1 << shift) - 1,
+    homeScale: 2 ** -shift,
+  };
+}
+
+/** Puts a key known to be absent; grows the table past three quarters full. */
+function insert(store: StageStore, text: boolean, table: SlotTable, hash: number, mapKey: string, state: object): void {
+  const { keys } = table;
+  const capacity = keys.length;
+  let i = home(table, hash, capacity);
+  while (keys[i] !== undefined) i = i + 1 === capacity ? 0 : i + 1;
+  keys[i] = mapKey;
+  table.states[i] = state;
+  table.size++;
+  if (table.size * 4 > capacity * 3) grow(store, text, table);
+}
+
+function grow(store: StageStore, text: boolean, table: SlotTable): void {
+  const { keys, states } = table;
+  const bigger = emptyTable(Math.ceil(keys.length * 1.5), store.shift);
+  const rehash = rehashOf(store, text);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    if (key !== undefined) insert(store, text, bigger, rehash(key), key, states[i]!);
+  }
+  table.keys = bigger.keys;
+  table.states = bigger.states;
+}
+
+function rehashOf(store: StageStore, text: boolean): (mapKey: string) => number {
+  return text ? store.hashOf : (mapKey) => store.hashOf(Buffer.from(mapKey, "latin1"));
+}
+
+/** Where mapKey is in the table, or -1. */
+function indexOf(table: SlotTable, hash: number, mapKey: string): number {
+  const { keys } = table;
+  const capacity = keys.length;
+  for (let i = home(table, hash, capacity); ; i = i + 1 === capacity ? 0 : i + 1) {
+    const found = keys[i];
+    if (found === mapKey) return i;
+    if (found === undefined) return -1;
+  }
+}
+
 /**
- * The key's state, created by init when the key is new. The hot path: one array load, one Map
- * lookup, and the slot marked dirty (the caller may change the state it gets).
+ * The key's state, created by init when the key is new; `hash` is the key's routing hash. The
+ * hot path: the slot marked dirty (the caller may change the state it gets), one array load and
+ * a probe that compares keys.
  */
-export function stateFor(store: StageStore, slot: number, key: Key, init: (key: Key) => object): object {
+export function stateFor(store: StageStore, hash: number, key: Key, init: (key: Key) => object): object {
+  const slot = slotOfHash(hash, store.shift);
   store.dirty[slot] = 1;
-  const maps = typeof key === "string" ? store.text : store.bytes;
-  const mapKey = typeof key === "string" ? key : bytesKey(key);
-  let map = maps[slot];
-  if (map === undefined) {
-    map = new Map();
-    maps[slot] = map;
+  const text = typeof key === "string";
+  const tables = text ? store.text : store.bytes;
+  const mapKey = text ? key : bytesKey(key);
+  let table = tables[slot];
+  if (table === undefined) {
+    table = emptyTable(TABLE_CAPACITY_MIN, store.shift);
+    tables[slot] = table;
+  } else {
+    const at = indexOf(table, hash, mapKey);
+    if (at !== -1) return table.states[at]!;
   }
-  let state = map.get(mapKey);
-  if (state === undefined) {
-    state = init(key);
-    if (typeof state !== "object" || state === null) {
-      throw new KeywayError(ErrorCode.BAD_APP, `state init must return an object, got ${state === null ? "null" : typeof state}`);
-    }
-    map.set(mapKey, state);
-    store.keyCount++;
+  const state = init(key);
+  if (typeof state !== "object" || state === null) {
+    throw new KeywayError(ErrorCode.BAD_APP, `state init must return an object, got ${state === null ? "null" : typeof state}`);
   }
+  insert(store, text, table, hash, mapKey, state);
+  store.keyCount++;
   return state;
+}
+
+/** The key's state, or undefined for a key the stage does not hold; marks nothing dirty. */
+export function peekState(store: StageStore, hash: number, key: Key): object | undefined {
+  const text = typeof key === "string";
+  const table = (text ? store.text : store.bytes)[slotOfHash(hash, store.shift)];
+  if (table === undefined) return undefined;
+  const at = indexOf(table, hash, text ? key : bytesKey(key));
+  return at === -1 ? undefined : table.states[at];
+}
+
+/** Sets the key's state, replacing any it had. */
+export function putState(store: StageStore, hash: number, key: Key, state: object): void {
+  const slot = slotOfHash(hash, store.shift);
+  store.dirty[slot] = 1;
+  const text = typeof key === "string";
+  const tables = text ? store.text : store.bytes;
+  const mapKey = text ? key : bytesKey(key);
+  const table = (tables[slot] ??= emptyTable(TABLE_CAPACITY_MIN, store.shift));
+  const at = indexOf(table, hash, mapKey);
+  if (at !== -1) {
+    table.states[at] = state;
+    return;
+  }
+  insert(store, text, table, hash, mapKey, state);
+  store.keyCount++;
 }
 
 /**
@@ -96,6 +199,24 @@ export function passMark(store: StageStore, slot: number, upstream: string, seq:
   return true;
 }
 
+/** A table's [key, state] pairs. */
+function* entries(table: SlotTable | undefined): Generator<[string, object]> {
+  if (table === undefined) return;
+  const { keys, states } = table;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== undefined) yield [keys[i]!, states[i]!];
+}
+
+/** A table of these [key, state] pairs, or undefined for none. */
+function tableOf(store: StageStore, text: boolean, pairs: ReadonlyArray<readonly [string, object]>): SlotTable | undefined {
+  if (pairs.length === 0) return undefined;
+  let capacity = TABLE_CAPACITY_MIN;
+  while (pairs.length * 4 > capacity * 3) capacity = Math.ceil(capacity * 1.5);
+  const table = emptyTable(capacity, store.shift);
+  const rehash = rehashOf(store, text);
+  for (const [key, state] of pairs) insert(store, text, table, rehash(key), key, state);
+  return table;
+}
+
 /** Whether the stage holds any key in this slot. */
 export function slotOccupied(store: StageStore, slot: number): boolean {
   return store.text[slot] !== undefined || store.bytes[slot] !== undefined || store.marks[slot] !== undefined;
@@ -111,8 +232,8 @@ function decodeState(store: StageStore, value: unknown): object {
 
 function exportStage(store: StageStore, slot: number): ExportedStage {
   const out: ExportedStage = { text: [], bytes: [], marks: [...(store.marks[slot] ?? [])] };
-  for (const [key, state] of store.text[slot] ?? []) out.text.push([key, encodeState(store, state)]);
-  for (const [key, state] of store.bytes[slot] ?? []) out.bytes.push([Buffer.from(key, "latin1"), encodeState(store, state)]);
+  for (const [key, state] of entries(store.text[slot])) out.text.push([key, encodeState(store, state)]);
+  for (const [key, state] of entries(store.bytes[slot])) out.bytes.push([Buffer.from(key, "latin1"), encodeState(store, state)]);
   return out;
 }
 
@@ -135,12 +256,8 @@ export function importSlot(stores: readonly StageStore[], slot: number, bytes: U
   stores.forEach((store, i) => {
     const exported = decoded.stages[i]!;
     dropSlot(store, slot);
-    if (exported.text.length > 0) {
-      store.text[slot] = new Map(exported.text.map(([key, state]) => [key, decodeState(store, state)]));
-    }
-    if (exported.bytes.length > 0) {
-      store.bytes[slot] = new Map(exported.bytes.map(([key, state]) => [bytesKey(key), decodeState(store, state)]));
-    }
+    store.text[slot] = tableOf(store, true, exported.text.map(([key, state]) => [key, decodeState(store, state)]));
+    store.bytes[slot] = tableOf(store, false, exported.bytes.map(([key, state]) => [bytesKey(key), decodeState(store, state)]));
     if (exported.marks.length > 0) store.marks[slot] = new Map(exported.marks);
     store.keyCount += exported.text.length + exported.bytes.length;
   });
