@@ -25,7 +25,7 @@ type Stores = StageStore[][];
 const keyHash = await createKeyHash();
 const SHIFT = hashShift(SLOTS);
 /** Keys are named `k<slot>-<n>`: a routing hash that puts each in the slot its name says. */
-const hashOf = (key: Key): number => ((Number(/^k(\d+)-/.exec(key as string)![1]) << SHIFT) | (keyHash(key) >>> (32 - SHIFT))) >>> 0;
+const hashOf = (key: Key): number => ((Number(/^k(\d+)-/.exec(key as string)![1]) << SHIFT) | (keyHash(key) >>> (32 - SHIFT))) | 0;
 
 function makeStores(): Stores {
   return [[createStageStore(SLOTS, hashOf), createStageStore(SLOTS, hashOf)], [createStageStore(SLOTS, hashOf)]];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createSlotOf, SLOT_COUNT_DEFAULT } from "../src/routing/hash.ts";
+import { createKeyHash, createSlotOf, SLOT_COUNT_DEFAULT } from "../src/routing/hash.ts";
 import { equalRanges, rangesOf } from "../src/routing/partition-map.ts";
 import { KeywayError } from "../src/errors.ts";
 import { SHORT_KEY_MAX, xxh64HighShortAscii } from "../src/routing/xxh64-short.ts";
@@ -32,8 +32,11 @@ describe("slotOf", () => {
     expect(xxh64HighShortAscii("x".repeat(SHORT_KEY_MAX + 1))).toBe(-1);
     for (const key of ["é", "abcdefgé", "abcé", "aé", "\u0080"]) expect(xxh64HighShortAscii(key)).toBe(-1);
     const slotOf = await createSlotOf(SLOT_COUNT_DEFAULT);
-    for (const key of ["x".repeat(40), "größe", "abcdefgh", "abcdefghijkl"]) {
+    const hashOf = await createKeyHash();
+    for (const key of ["x".repeat(40), "größe", "abcdefgh", "abcdefghijkl", "hello"]) {
       expect(slotOf(key)).toBe(Number(h64(key) >> 52n));
+      // The routing hash is the high half as a signed 32-bit number.
+      expect(hashOf(key)).toBe(Number(BigInt.asIntN(32, h64(key) >> 32n)));
     }
   });
 

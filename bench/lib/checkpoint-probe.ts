@@ -88,7 +88,7 @@ const random = (): number => {
 const hashOf = await createKeyHash();
 const init = () => ({ count: 0 });
 const keys: string[] = new Array(KEYS);
-const hashes = new Uint32Array(KEYS);
+const hashes = new Int32Array(KEYS);
 const store = createStageStore(SLOTS, hashOf);
 const stores: StageStore[] = [store];
 let startedAt = performance.now();

@@ -71,7 +71,7 @@ for (const n of sizes) {
   let before = heapAfterFullGc();
   // Vocabulary words, so key lengths are those of the word-count corpus's long tail.
   const keys = buildVocabulary(n, 7);
-  const hashes = Uint32Array.from(keys, (k) => hashOf(k));
+  const hashes = Int32Array.from(keys, (k) => hashOf(k));
   const keyStringBytesPerKey = (heapAfterFullGc() - before) / n;
 
   before = heapAfterFullGc();

@@ -28,9 +28,10 @@ export function checkSlotCount(slotCount: number): void {
 }
 
 /**
- * Returns a key's routing hash: the high 32 bits of xxhash64 (seed 0) over its UTF-8 bytes, as an
- * unsigned number. Its top bits are the key's slot (slotOfHash); a keyed stage's state tables
- * index by its low bits, so a record's key is hashed once.
+ * Returns a key's routing hash: the high 32 bits of xxhash64 (seed 0) over its UTF-8 bytes, as a
+ * signed 32-bit number (a small integer to V8, so arrays of them hold no boxed numbers). Its top
+ * bits are the key's slot (slotOfHash); a keyed stage's state tables index by its low bits, so a
+ * record's key is hashed once.
  */
 export async function createKeyHash(): Promise<(key: Key) => number> {
   const { h64, h64Raw } = await loadHasher();
@@ -41,12 +42,12 @@ export async function createKeyHash(): Promise<(key: Key) => number> {
   return (key: Key): number => {
     if (typeof key === "string") {
       const short = xxh64HighShortAscii(key);
-      if (short !== -1) return short;
+      if (short !== -1) return short | 0;
       word[0] = h64(key);
     } else {
       word[0] = h64Raw(key);
     }
-    return halves[high]!;
+    return halves[high]! | 0;
   };
 }
 
