@@ -35,6 +35,11 @@ import {
 /** SourceRequest.batch: field 3, length-delimited. */
 const BATCH_TAG = (3 << 3) | WIRE_LEN;
 const EMPTY = new Uint8Array(0);
+/**
+ * The headers of every record that has none: one object, not one per record. Only the engine
+ * decodes SourceRequests, and it copies headers before an app sees them; frozen, so a write fails.
+ */
+const NO_HEADERS: { [key: string]: string } = Object.freeze({});
 
 export function decodeSourceRequest(bytes: Uint8Array): SourceRequest | undefined {
   const c = cursorOver(bytes);
@@ -118,8 +123,8 @@ function readRecord(c: Cursor, end: number): WireRecord {
     position: BigInt(position),
     key,
     value,
-    eventTimeMs: BigInt(eventTimeMs),
-    headers: headers ?? {},
+    eventTimeMs: eventTimeMs === 0 ? 0n : BigInt(eventTimeMs),
+    headers: headers ?? NO_HEADERS,
     idempotencyId,
   };
 }

@@ -103,7 +103,7 @@ function readSinkRecord(c: Cursor, end: number): SinkRecord {
         skipField(c, wireType, end);
     }
   }
-  return { $typeName: "keyway.v1.SinkRecord", id, key, value, eventTimeMs: BigInt(eventTimeMs), headers: headers ?? {} };
+  return { $typeName: "keyway.v1.SinkRecord", id, key, value, eventTimeMs: eventTimeMs === 0 ? 0n : BigInt(eventTimeMs), headers: headers ?? {} };
 }
 
 /** Scratch for encodeSinkResponse: each record's id length and content size, from the sizing pass to the writing one. */
