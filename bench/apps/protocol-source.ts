@@ -17,8 +17,8 @@ const client = await connectSource({
   target: "in",
   connectorName: "bench-protocol-source",
   batchRecords: options.batch,
-  // Throughput: a partial batch only ever waits at the very end. Rate: the SDK's lowest linger, so
-  // each tick's records leave together as soon as Node's timers allow.
+  // Throughput: a partial batch only ever waits at the very end. Rate: no linger, so each tick's
+  // records leave together once the tick's turn of the event loop is over.
   lingerMs: options.lingerMs ?? (options.mode === "rate" ? 0 : 5),
   ...(options.tls === undefined ? {} : { tlsCa: options.tls.ca, ...(options.tls.cert === undefined ? {} : { tlsCert: options.tls.cert, tlsKey: options.tls.key! }) }),
 });

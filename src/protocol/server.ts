@@ -15,6 +15,7 @@ import type { PartitionFn } from "../runtime/dataflow.ts";
 import { describeResponse } from "./describe.ts";
 import { ConnectorService, ErrorCode } from "./gen/keyway/v1/connector_pb.ts";
 import { isDecodeFailure, serverDefinition, type DecodeFailure } from "../rpc/grpc-adapter.ts";
+import { CONNECTOR_CODECS } from "./wire/connector-codecs.ts";
 import type { HandshakePolicy } from "./handshake.ts";
 import { allowsStream, credentialStoreFor, streamPrefixesOf, type Authenticator } from "./credentials.ts";
 import type { SourceRequest, SourceResponse } from "./gen/keyway/v1/connector_pb.ts";
@@ -157,7 +158,7 @@ export async function startConnectorServer(options: ConnectorServerOptions): Pro
     sink: session(sinkRole(sinks, policy(options.sinkTargets), limits, replayRecords(options.app, options.replayRecordsPerPipeline))),
     partition: session(partitionerRole(pools, policy(options.partitioners), limits)),
   };
-  server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes), implementation);
+  server.addService(serverDefinition(ConnectorService, limits.maxMessageBytes, CONNECTOR_CODECS), implementation);
   addHealth(server, new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" }));
 
   address = await bindServer(server, listen, "connectors", serverCredentials(options.tls));

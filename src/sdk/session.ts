@@ -13,6 +13,7 @@ import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger, type Logger } from "../log/logger.ts";
 import { clientDefinition } from "../rpc/grpc-adapter.ts";
+import { CONNECTOR_CODECS } from "../protocol/wire/connector-codecs.ts";
 import {
   ConnectorService,
   ErrorCode,
@@ -483,7 +484,7 @@ export class SessionLoop<Req, Own extends RoleResponse> {
   }
 }
 
-const DEFINITION = clientDefinition(ConnectorService);
+const DEFINITION = clientDefinition(ConnectorService, CONNECTOR_CODECS);
 const METHODS = { Source: DEFINITION.Source!, Sink: DEFINITION.Sink!, Partition: DEFINITION.Partition! };
 
 /** Resolves with whichever settles first, a value from `promise` or undefined after timeoutMs. */

@@ -18,7 +18,6 @@ import {
   ErrorCode,
   OpenStreamSchema,
   RecordBatchSchema,
-  RecordSchema,
   SourceRequestSchema,
   type Hello,
   type Record as WireRecord,
@@ -42,7 +41,7 @@ import {
 export interface SourceOptions extends ConnectOptions {
   /** Records per RecordBatch message (capped by the engine's max_batch_records). */
   batchRecords?: number;
-  /** How long a partial batch waits for more records before it is sent anyway. */
+  /** How long a partial batch waits for more records before it is sent anyway; 0: until the event loop's current turn ends. */
   lingerMs?: number;
   /** Records sent or waiting to be sent and not yet committed, across streams, before send() waits. */
   replayBufferRecordsMax?: number;
@@ -196,7 +195,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
   private maxMessageBytes = MAX_MESSAGE_BYTES_FALLBACK;
   private recordsBuffered = 0;
   private bytesBuffered = 0;
-  private lingerTimer: NodeJS.Timeout | null = null;
+  private lingerTimer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private closing: Promise<void> | null = null;
   private failure: unknown;
 
@@ -324,8 +323,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
   ended(): void {
     this.session = null;
     this.credits = 0;
-    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
-    this.lingerTimer = null;
+    this.cancelLinger();
     // R-RECONNECT-FRESH: the next session reopens every stream and resends from its resume point.
     for (const state of this.streamOrder) {
       state.state = "closed";
@@ -451,12 +449,16 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
         throw new RangeError(`stream "${state.name}": position ${position} does not increase past ${state.lastPosition}`);
       }
     }
-    const record = create(RecordSchema, {
+    // A plain object of the message's shape: protobuf-es's create() costs more than the encoding.
+    const record: WireRecord = {
+      $typeName: "keyway.v1.Record",
       position,
+      key: undefined,
       value: toBytes(value),
       eventTimeMs: options?.eventTimeMs === undefined ? 0n : BigInt(Math.trunc(options.eventTimeMs)),
+      headers: {},
       idempotencyId: options?.idempotencyId ?? "",
-    });
+    };
     let bytes = RECORD_OVERHEAD_BYTES + record.value.length + record.idempotencyId.length;
     if (options?.key !== undefined) {
       record.key = toBytes(options.key);
@@ -487,10 +489,19 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
 
   private armLinger(): void {
     if (this.lingerTimer !== null || this.session === null) return;
-    this.lingerTimer = setTimeout(() => {
+    const flush = () => {
       this.lingerTimer = null;
       this.pump(true);
-    }, this.lingerMs);
+    };
+    // No linger: the records of this turn of the event loop leave together, without a timer's >= 1 ms.
+    this.lingerTimer = this.lingerMs === 0 ? setImmediate(flush) : setTimeout(flush, this.lingerMs);
+  }
+
+  private cancelLinger(): void {
+    if (this.lingerTimer === null) return;
+    if (this.lingerMs === 0) clearImmediate(this.lingerTimer as NodeJS.Immediate);
+    else clearTimeout(this.lingerTimer as NodeJS.Timeout);
+    this.lingerTimer = null;
   }
 
   /**

@@ -2,10 +2,8 @@
  * One sink session: the connector grants credits and acks batches; the engine sends batches
  * within the credits. Acks are cumulative over the batches sent on this session.
  */
-import { create } from "@bufbuild/protobuf";
 import {
   ErrorCode,
-  SinkResponseSchema,
   type SinkBatch,
   type SinkRequest,
   type SinkResponse,
@@ -97,7 +95,7 @@ export function sinkRole(
     initialCredits: 0,
     ...(maxReplayRecords === undefined ? {} : { maxReplayRecords }),
     helloOf: (request) => (request.kind.case === "hello" ? request.kind.value : undefined),
-    respond: (kind) => create(SinkResponseSchema, { kind }),
+    respond: (kind): SinkResponse => ({ $typeName: "keyway.v1.SinkResponse", kind }),
     attach: (channel) => new SinkSession(channel, sinks.get(channel.target)!),
   };
 }

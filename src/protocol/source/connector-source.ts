@@ -83,16 +83,18 @@ export interface OpenedAt {
   committed: bigint;
 }
 
-interface QueuedRecord {
+/**
+ * A batch's records as they wait for read(): the batch itself, not one object per record. Its
+ * positions increase (the session checked them), so the replays it held were a prefix, skipped.
+ */
+interface QueuedBatch {
   stream: StreamState;
-  position: bigint;
-  /** Absent for a duplicate (its idempotency id was applied): it only moves the stream's position. */
-  value: Uint8Array | undefined;
-  /** The idempotency id that entered the window with this record; "" when none did. */
-  windowedId: string;
   session: SourceSessionPort;
-  /** Its key, event time and headers, when the app reads them and the record has any. */
-  meta?: RecordMeta;
+  records: readonly WireRecord[];
+  /** The first record not yet handed on. */
+  next: number;
+  /** 1 for each record dropped as a duplicate (its idempotency id was applied); undefined when none was. */
+  duplicates: Uint8Array | undefined;
 }
 
 export interface ConnectorSourceOptions {
@@ -123,7 +125,8 @@ export class ConnectorSource implements Source {
   /** Notified when a retiring stream is gone. */
   private readonly retired = new Signal();
   private readonly streams = new Map<string, StreamState>();
-  private readonly queue = new Fifo<QueuedRecord>();
+  private readonly queue = new Fifo<QueuedBatch>();
+  private queued = 0;
   private readonly arrived = new Signal();
   private readonly window: IdempotencyWindow;
   private batchesRead = 0n;
@@ -171,7 +174,7 @@ export class ConnectorSource implements Source {
   async read(maxRecords = this.limits.maxBatchRecords): Promise<SourceBatch | null> {
     for (;;) {
       if (this.closed) return null;
-      if (this.queue.length === 0) {
+      if (this.queued === 0) {
         await this.arrived.wait();
         continue;
       }
@@ -182,7 +185,7 @@ export class ConnectorSource implements Source {
   }
 
   queuedRecords(): number {
-    return this.queue.length;
+    return this.queued;
   }
 
   /** Credits its live sessions may still spend, counted over the sessions with a stream open (others cannot send). */
@@ -345,23 +348,19 @@ export class ConnectorSource implements Source {
   accept(session: SourceSessionPort, name: string, records: readonly WireRecord[]): number {
     const stream = this.streams.get(name)!;
     let replays = 0;
-    for (const record of records) {
-      if (record.position <= stream.accepted) {
-        replays++;
-        continue;
-      }
-      stream.accepted = record.position;
-      const id = record.idempotencyId;
-      const duplicate = id !== "" && this.window.has(id);
-      if (id !== "" && !duplicate) this.window.accept(id);
-      const queued: QueuedRecord = { stream, position: record.position, value: duplicate ? undefined : record.value, windowedId: duplicate ? "" : id, session };
-      if (this.wantsMeta) {
-        const meta = recordMeta(record);
-        if (meta !== undefined) queued.meta = meta;
-      }
-      this.queue.push(queued);
+    while (replays < records.length && records[replays]!.position <= stream.accepted) replays++;
+    if (replays === records.length) return replays;
+    let duplicates: Uint8Array | undefined;
+    for (let i = replays; i < records.length; i++) {
+      const id = records[i]!.idempotencyId;
+      if (id === "") continue;
+      if (this.window.has(id)) (duplicates ??= new Uint8Array(records.length))[i] = 1;
+      else this.window.accept(id);
     }
-    if (replays < records.length) this.arrived.notify();
+    stream.accepted = records[records.length - 1]!.position;
+    this.queue.push({ stream, session, records, next: replays, duplicates });
+    this.queued += records.length - replays;
+    this.arrived.notify();
     return replays;
   }
 
@@ -461,23 +460,40 @@ export class ConnectorSource implements Source {
     const seqs: number[] = [];
     const credits = new Map<SourceSessionPort, number>();
     const passedDrops = new Set<StreamState>();
-    for (let taken = 0; taken < most && this.queue.length > 0; taken++) {
-      const record = this.queue.shift()!;
-      const { stream, position } = record;
-      stream.handed = position;
-      if (record.value === undefined) {
-        passedDrops.add(stream);
-      } else {
+    let taken = 0;
+    while (taken < most && this.queued > 0) {
+      const queued = this.queue.peek()!;
+      const { stream, records, duplicates } = queued;
+      const name = stream.name;
+      const from = queued.next;
+      const to = Math.min(records.length, from + most - taken);
+      for (let i = from; i < to; i++) {
+        const record = records[i]!;
+        const position = record.position;
+        if (duplicates !== undefined && duplicates[i] === 1) {
+          passedDrops.add(stream);
+          continue;
+        }
         stream.lastValue = position;
         values.push(record.value);
-        meta.push(record.meta);
-        anyMeta ||= record.meta !== undefined;
-        recordIds.push(`${stream.name}@${position}`);
-        upstreams.push(stream.name);
-        seqs.push(Number(position));
+        if (this.wantsMeta) {
+          const m = recordMeta(record);
+          meta.push(m);
+          anyMeta ||= m !== undefined;
+        }
+        // A number prints faster than a bigint; positions past 2^53 keep the bigint's digits.
+        const seq = Number(position);
+        recordIds.push(seq <= Number.MAX_SAFE_INTEGER ? `${name}@${seq}` : `${name}@${position}`);
+        upstreams.push(name);
+        seqs.push(seq);
+        if (record.idempotencyId !== "") this.window.hand(record.idempotencyId);
       }
-      if (record.windowedId !== "") this.window.hand(record.windowedId);
-      credits.set(record.session, (credits.get(record.session) ?? 0) + 1);
+      stream.handed = records[to - 1]!.position;
+      credits.set(queued.session, (credits.get(queued.session) ?? 0) + (to - from));
+      taken += to - from;
+      this.queued -= to - from;
+      queued.next = to;
+      if (to === records.length) this.queue.shift();
     }
     for (const [session, records] of credits) if (!session.ended) session.grant(records);
     // Drops carry nothing to process: when everything before them is committed, so are they.

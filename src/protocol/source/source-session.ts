@@ -13,7 +13,6 @@ import {
   type RecordBatch,
   type SourceRequest,
   type SourceResponse,
-  SourceResponseSchema,
 } from "../gen/keyway/v1/connector_pb.ts";
 import type { HandshakePolicy } from "../handshake.ts";
 import { sourceCreditWindow, type ProtocolLimits } from "../limits.ts";
@@ -200,7 +199,7 @@ export function sourceRole(
     limits,
     initialCredits: sourceCreditWindow(limits),
     helloOf: (request) => (request.kind.case === "hello" ? request.kind.value : undefined),
-    respond: (kind) => create(SourceResponseSchema, { kind }),
+    respond: (kind): SourceResponse => ({ $typeName: "keyway.v1.SourceResponse", kind }),
     // A session waits for the engine to open (restore) the source, so resume positions are right.
     ready: (target) => sources.get(target)!.opened,
     attach: (channel) => new SourceSession(channel, sources.get(channel.target)!, limits),
