@@ -99,7 +99,7 @@ function committedMessage(stream: Buffer, position: number): Buffer {
 }
 
 /** What one receiver has seen; `onRecords` is told each batch's running total. */
-class Receiver {
+export class Receiver {
   received = 0;
   messages = 0;
   private credits = INITIAL_CREDITS;
@@ -200,18 +200,12 @@ const SOURCE_METHOD: grpc.ServiceDefinition = {
   },
 };
 
-async function runOnce(ctx: BenchContext, side: Side, perMessage: PerMessage, round: number, records: number): Promise<Run> {
-  const firstMeasured = Math.ceil(records * 0.1);
-  let pid = 0;
-  let mark: { at: number; count: number; python: number | null; self: NodeJS.CpuUsage } | null = null;
-  let last: { at: number; python: number | null; self: NodeJS.CpuUsage } | null = null;
-  const receiver = new Receiver((total) => {
-    if (mark === null && total >= firstMeasured) mark = { at: performance.now(), count: total, python: procCpuSec(pid), self: process.cpuUsage() };
-    if (total === records) last = { at: performance.now(), python: procCpuSec(pid), self: process.cpuUsage() };
-  });
+/** A grpc-js server on a free port of 127.0.0.1 whose Source calls each go to `receiverFor()`. */
+export async function serve(receiverFor: () => Receiver): Promise<{ port: number; server: grpc.Server }> {
   const server = new grpc.Server();
   server.addService(SOURCE_METHOD, {
     Source: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      const receiver = receiverFor();
       call.on("data", (buf: Buffer) => {
         if (receiver.failure !== null) return;
         try {
@@ -228,6 +222,19 @@ async function runOnce(ctx: BenchContext, side: Side, perMessage: PerMessage, ro
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
+  return { port, server };
+}
+
+async function runOnce(ctx: BenchContext, side: Side, perMessage: PerMessage, round: number, records: number): Promise<Run> {
+  const firstMeasured = Math.ceil(records * 0.1);
+  let pid = 0;
+  let mark: { at: number; count: number; python: number | null; self: NodeJS.CpuUsage } | null = null;
+  let last: { at: number; python: number | null; self: NodeJS.CpuUsage } | null = null;
+  const receiver = new Receiver((total) => {
+    if (mark === null && total >= firstMeasured) mark = { at: performance.now(), count: total, python: procCpuSec(pid), self: process.cpuUsage() };
+    if (total === records) last = { at: performance.now(), python: procCpuSec(pid), self: process.cpuUsage() };
+  });
+  const { port, server } = await serve(() => receiver);
   try {
     const child = spawn(PYTHON, ["-u", join(ctx.root, SIDES[side]), "--engine", `127.0.0.1:${port}`, "--count", String(records),
       "--per-message", String(perMessage)], { cwd: ctx.root, stdio: ["ignore", "pipe", "pipe"] });
