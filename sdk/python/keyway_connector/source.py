@@ -204,7 +204,12 @@ class Source:
         self._capacity = replay_buffer_records
         self._on_committed = on_committed
         self._on_opened = on_opened
-        self._cond = threading.Condition()
+        #: Taken directly in ``send``: a Condition's own __enter__ and __exit__ are Python calls.
+        self._lock = lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        #: The request stream waits on its own condition, so a commit does not wake it, a grant
+        #: of credits does not wake senders waiting for room, and neither costs a GIL hand-off.
+        self._work = threading.Condition(lock)
         self._streams: Dict[str, _Stream] = {}
         self._order: List[str] = []  # round-robin order of streams
         self._next_stream = 0
@@ -217,6 +222,8 @@ class Source:
         self._stopped = False
         #: Request streams waiting for work; a send wakes them only then (notify costs ~1 us).
         self._senders_waiting = 0
+        #: Records per batch on the current session (the engine may lower records_per_batch).
+        self._batch_max = records_per_batch
         #: Counters, for logs and benchmarks.
         self.records_sent = 0
         self.records_committed = 0
@@ -289,7 +296,7 @@ class Source:
             encoded = b"\x1a" + _VARINT_1[len(value)] + value  # the usual record, without a call
         else:
             encoded = _encode_fields(value, key, event_time_ms, headers, idempotency_id)
-        with self._cond:
+        with self._lock:
             s = self._streams.get(stream) or self._stream(stream)
             if s.ending:
                 raise ValueError(f'stream "{stream}" has ended; no more records may be sent on it (R-SRC-END)')
@@ -315,20 +322,24 @@ class Source:
                 self._raise_if_stopped_locked()
             s.unsent.append([position or 0, encoded, context, time.monotonic()])
             self._buffered += 1
+            # Wake the request stream only when it has something new to do: start a linger on a
+            # first record, or send a batch that just became full.
             if self._senders_waiting:
-                self._cond.notify_all()
+                unsent = len(s.unsent)
+                if unsent == 1 or unsent == min(self._batch_max, self._credits):
+                    self._work.notify_all()
 
     def flush(self) -> None:
         """Sends partial batches now instead of after their linger time."""
         with self._cond:
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
 
     def end_stream(self, stream: str) -> None:
         """No more records on ``stream``: the SDK sends ``EndStream`` once all of them are sent."""
         with self._cond:
             self._stream(stream).ending = True
-            self._cond.notify_all()
+            self._notify_all()
 
     def wait_ended(self, stream: str, timeout: Optional[float] = None) -> int:
         """Waits for ``StreamEnded`` (every record of the ended stream committed); its position."""
@@ -347,7 +358,7 @@ class Source:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
             while self._buffered > 0:
                 self._raise_if_stopped_locked()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -374,7 +385,7 @@ class Source:
         with self._cond:
             self._closing = True
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
             while self._buffered > 0 and not self._stopped and self._loop.session is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -382,7 +393,7 @@ class Source:
                 self._cond.wait(min(remaining, 0.1))
         self._loop.stop(graceful=True)
         with self._cond:
-            self._cond.notify_all()  # the request stream ends once it sees the session closing
+            self._notify_all()  # the request stream ends once it sees the session closing
         if not self._loop.join(max(0.5, deadline - time.monotonic())):
             self._loop.stop(graceful=False)
             self._loop.join(5.0)
@@ -405,13 +416,13 @@ class Source:
             self._credits = welcome.initial_credits
             for s in self._streams.values():
                 s.reset_session()
-            self._cond.notify_all()
+            self._notify_all()
 
     def message(self, session: Session, response: Any, kind: str) -> None:
         if kind == "credits":
             with self._cond:
                 self._credits += response.credits.records
-                self._cond.notify_all()
+                self._work.notify_all()
         elif kind == "committed":
             self._commit(response.committed.stream, response.committed.position)
         elif kind == "opened":
@@ -424,7 +435,7 @@ class Source:
                 if s is not None:
                     s.ended_position = ended.position
                     s.ended.set()
-                self._cond.notify_all()
+                self._notify_all()
 
     def ended(self, session: Session) -> None:
         with self._cond:
@@ -433,12 +444,12 @@ class Source:
             self._credits = 0
             for s in self._streams.values():
                 s.reset_session()
-            self._cond.notify_all()
+            self._notify_all()
 
     def stopped(self, failure: Optional[BaseException]) -> None:
         with self._cond:
             self._stopped = True
-            self._cond.notify_all()
+            self._notify_all()
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -450,8 +461,12 @@ class Source:
             s = _Stream(name)
             self._streams[name] = s
             self._order.append(name)
-            self._cond.notify_all()
+            self._notify_all()
         return s
+
+    def _notify_all(self) -> None:
+        self._cond.notify_all()
+        self._work.notify_all()
 
     def _raise_if_stopped(self) -> None:
         with self._cond:
@@ -486,7 +501,7 @@ class Source:
             if s.opened_info is None:
                 s.opened_info = info
                 s.first_opened.set()
-            self._cond.notify_all()
+            self._notify_all()
 
     def _commit(self, stream: str, position: int) -> None:
         contexts: List[Any] = []
@@ -523,9 +538,9 @@ class Source:
             while self._session is not session:
                 if not session.live:
                     return
-                cond.wait(0.1)
-        limits = session.limits
-        batch_max = min(self._records_per_batch, limits.max_batch_records or self._records_per_batch)
+                self._work.wait(0.1)
+            limits = session.limits
+            batch_max = self._batch_max = min(self._records_per_batch, limits.max_batch_records or self._records_per_batch)
         bytes_max = max(1, (limits.max_message_bytes or 16 << 20) - _MESSAGE_OVERHEAD_BYTES)
         while True:
             request = None
@@ -540,7 +555,7 @@ class Source:
                         return
                     if request is None:
                         self._senders_waiting += 1
-                        cond.wait(wait_s)
+                        self._work.wait(wait_s)
                         self._senders_waiting -= 1
             yield request
 
