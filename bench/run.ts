@@ -3,7 +3,7 @@
  * bench/results/latest.{json,md} plus a dated copy. Benchmarks measure and report; they assert no
  * timings. The exit code is 1 only when a benchmark could not run or its outputs were wrong.
  *
- * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [protocol-tls] [rabbitmq] [checkpoint] [ws-ingest] [metrics]]
+ * usage: npm run bench [-- [--quick] [word-count] [tcp-latency] [cluster] [replication] [control-plane] [protocol] [protocol-tls] [rabbitmq] [python-sdk] [checkpoint] [ws-ingest] [metrics]]
  *   --quick   small inputs and short runs, to check the harness; results go to bench/.data/results/
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -17,6 +17,7 @@ import { runCluster } from "./cluster.ts";
 import { runControlPlane } from "./control-plane.ts";
 import { runMetrics } from "./metrics.ts";
 import { runProtocol, runProtocolTls } from "./protocol.ts";
+import { runPythonSdk } from "./python-sdk.ts";
 import { runRabbitMQ } from "./rabbitmq.ts";
 import { runReplication } from "./replication.ts";
 import { runTcpLatency } from "./tcp-latency.ts";
@@ -32,6 +33,7 @@ const BENCHMARKS: ReadonlyArray<{ name: string; title: string; run: (ctx: BenchC
   { name: "protocol", title: "Connector protocol", run: runProtocol },
   { name: "protocol-tls", title: "Connector protocol over TLS", run: runProtocolTls },
   { name: "rabbitmq", title: "RabbitMQ source (Python SDK)", run: runRabbitMQ },
+  { name: "python-sdk", title: "Python SDK source vs raw grpcio", run: runPythonSdk },
   { name: "checkpoint", title: "Checkpoints (--data-dir): incremental vs full", run: runCheckpoint },
   { name: "ws-ingest", title: "WebSocket source ingest", run: runWsIngest },
   { name: "metrics", title: "Prometheus metrics on vs off", run: runMetrics },

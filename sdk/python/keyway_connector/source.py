@@ -63,23 +63,15 @@ class StreamOpenedInfo:
     committed: int
 
 
-class _Pending:
-    """A record not yet committed: encoded once (without its position), sent once per session
-    until committed."""
-
-    __slots__ = ("position", "encoded", "context", "enqueued_at")
-
-    def __init__(self, position: int, encoded: bytes, context: Any, enqueued_at: float) -> None:
-        self.position = position  # 0 until the SDK numbers it (at its first sending)
-        #: The Record's fields other than position, serialised. Protobuf fields may come in any
-        #: order, so a batch is the stream name plus each record's position and these bytes,
-        #: concatenated: about 4x cheaper than building Record messages per batch.
-        self.encoded = encoded
-        self.context = context
-        self.enqueued_at = enqueued_at
-
+# A record not yet committed is a list [position, encoded, context, enqueued_at], sent once per
+# session until committed: a list costs a sixth of an object with __slots__ to make, once per record.
+# position is 0 until the SDK numbers it (at its first sending). encoded is the Record's fields other
+# than position, serialised: protobuf fields may come in any order, so a batch is the stream name
+# plus each record's position and these bytes, concatenated, about 4x cheaper than Record messages.
+_POSITION, _ENCODED, _CONTEXT, _ENQUEUED_AT = 0, 1, 2, 3
 
 _VARINT_1 = [bytes((i,)) for i in range(0x80)]
+_INT64_MAX = (1 << 63) - 1
 
 
 def _varint(value: int) -> bytes:
@@ -87,6 +79,10 @@ def _varint(value: int) -> bytes:
         return _VARINT_1[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    if value < 0x10000000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, ((value >> 14) & 0x7F) | 0x80, value >> 21))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -95,10 +91,34 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encode_batch(stream: bytes, records: List[bytes]) -> bytes:
-    """A serialised ``SourceRequest{batch: RecordBatch{stream, records}}``."""
-    batch = b"".join([b"\x0a", _varint(len(stream)), stream, *records])
-    return b"".join([b"\x1a", _varint(len(batch)), batch])
+def _encode_fields(value: bytes, key: Any, event_time_ms: Any, headers: Optional[Mapping[str, str]],
+                   idempotency_id: Any) -> bytes:
+    """A Record's fields other than position, serialised as protobuf does (fields in number order,
+    defaults left out). Written by hand for the usual fields: a Record message per record cost more
+    than the rest of ``send``. Headers, and values protobuf must check (types, ranges), take the
+    generated code."""
+    if (headers or type(value) is not bytes or type(idempotency_id) is not str or type(event_time_ms) is not int
+            or not 0 <= event_time_ms <= _INT64_MAX or (key is not None and type(key) is not bytes)):
+        record = pb.Record(value=value, event_time_ms=event_time_ms, idempotency_id=idempotency_id)
+        if key is not None:
+            record.key = key
+        if headers:
+            record.headers.update(headers)
+        return record.SerializeToString()
+    size = len(value)
+    if key is None and not event_time_ms and not idempotency_id:
+        return b"\x1a" + _VARINT_1[size] + value if size < 0x80 else b"".join((b"\x1a", _varint(size), value))
+    parts: List[bytes] = []
+    if key is not None:
+        parts += (b"\x12", _varint(len(key)), key)
+    if size:
+        parts += (b"\x1a", _varint(size), value)
+    if event_time_ms:
+        parts += (b"\x20", _varint(event_time_ms))
+    if idempotency_id:
+        encoded_id = idempotency_id.encode("utf-8")
+        parts += (b"\x32", _varint(len(encoded_id)), encoded_id)
+    return b"".join(parts)
 
 
 def _serialize(request: Any) -> bytes:
@@ -113,8 +133,11 @@ class _Stream:
         self.name = name
         #: True: the connector gives positions; False: the SDK numbers; None: nothing sent yet.
         self.explicit: Optional[bool] = None
-        #: Records not yet committed, in stream order.
-        self.buffer: Deque[_Pending] = collections.deque()
+        #: Records not yet committed, in stream order: ``sent`` (on this session, or applied by the
+        #: engine already) and then ``unsent``. Two deques, because indexing into the middle of one
+        #: walks it.
+        self.sent: Deque[list] = collections.deque()
+        self.unsent: Deque[list] = collections.deque()
         #: The highest position given or assigned so far (in this process).
         self.last_position = 0
         self.committed = 0
@@ -122,8 +145,6 @@ class _Stream:
         self.open_sent = False
         self.opened = False
         self.resume_after = 0
-        #: Index in ``buffer`` of the first record not yet sent (or skipped) on this session.
-        self.unsent = 0
         self.end_sent = False
         # Across sessions:
         self.ending = False
@@ -135,8 +156,10 @@ class _Stream:
     def reset_session(self) -> None:
         self.open_sent = False
         self.opened = False
-        self.unsent = 0
         self.end_sent = False
+        if self.sent:
+            self.unsent.extendleft(reversed(self.sent))
+            self.sent.clear()
 
 
 class Source:
@@ -181,7 +204,12 @@ class Source:
         self._capacity = replay_buffer_records
         self._on_committed = on_committed
         self._on_opened = on_opened
-        self._cond = threading.Condition()
+        #: Taken directly in ``send``: a Condition's own __enter__ and __exit__ are Python calls.
+        self._lock = lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        #: The request stream waits on its own condition, so a commit does not wake it, a grant
+        #: of credits does not wake senders waiting for room, and neither costs a GIL hand-off.
+        self._work = threading.Condition(lock)
         self._streams: Dict[str, _Stream] = {}
         self._order: List[str] = []  # round-robin order of streams
         self._next_stream = 0
@@ -194,6 +222,8 @@ class Source:
         self._stopped = False
         #: Request streams waiting for work; a send wakes them only then (notify costs ~1 us).
         self._senders_waiting = 0
+        #: Records per batch on the current session (the engine may lower records_per_batch).
+        self._batch_max = records_per_batch
         #: Counters, for logs and benchmarks.
         self.records_sent = 0
         self.records_committed = 0
@@ -257,16 +287,17 @@ class Source:
         """
         if isinstance(value, str):
             value = value.encode("utf-8")
+        if isinstance(key, str):
+            key = key.encode("utf-8")
         if position is not None and position < 1:
             raise ValueError(f"a position must be at least 1, got {position} (R-SRC-POSITION)")
-        record = pb.Record(value=value, event_time_ms=event_time_ms, idempotency_id=idempotency_id)
-        if key is not None:
-            record.key = key.encode("utf-8") if isinstance(key, str) else key
-        if headers:
-            record.headers.update(headers)
-        encoded = record.SerializeToString()
-        with self._cond:
-            s = self._stream(stream)
+        if key is None and not event_time_ms and not headers and not idempotency_id and type(value) is bytes \
+                and 0 < len(value) < 0x80:
+            encoded = b"\x1a" + _VARINT_1[len(value)] + value  # the usual record, without a call
+        else:
+            encoded = _encode_fields(value, key, event_time_ms, headers, idempotency_id)
+        with self._lock:
+            s = self._streams.get(stream) or self._stream(stream)
             if s.ending:
                 raise ValueError(f'stream "{stream}" has ended; no more records may be sent on it (R-SRC-END)')
             explicit = position is not None
@@ -279,30 +310,36 @@ class Source:
                     raise ValueError(f'stream "{stream}": position {position} is not above the previous '
                                      f"{s.last_position} (R-SRC-POSITION)")
                 s.last_position = position  # type: ignore[assignment]
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while self._buffered >= self._capacity:
+            if self._buffered >= self._capacity:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._buffered >= self._capacity:
+                    self._raise_if_stopped_locked()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"the replay buffer stayed full ({self._capacity} records) for {timeout} s")
+                    self._cond.wait(remaining)
+            if self._stopped or self._closing or self._loop.failure is not None:
                 self._raise_if_stopped_locked()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"the replay buffer stayed full ({self._capacity} records) for {timeout} s")
-                self._cond.wait(remaining)
-            self._raise_if_stopped_locked()
-            s.buffer.append(_Pending(position or 0, encoded, context, time.monotonic()))
+            s.unsent.append([position or 0, encoded, context, time.monotonic()])
             self._buffered += 1
+            # Wake the request stream only when it has something new to do: start a linger on a
+            # first record, or send a batch that just became full.
             if self._senders_waiting:
-                self._cond.notify_all()
+                unsent = len(s.unsent)
+                if unsent == 1 or unsent == min(self._batch_max, self._credits):
+                    self._work.notify_all()
 
     def flush(self) -> None:
         """Sends partial batches now instead of after their linger time."""
         with self._cond:
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
 
     def end_stream(self, stream: str) -> None:
         """No more records on ``stream``: the SDK sends ``EndStream`` once all of them are sent."""
         with self._cond:
             self._stream(stream).ending = True
-            self._cond.notify_all()
+            self._notify_all()
 
     def wait_ended(self, stream: str, timeout: Optional[float] = None) -> int:
         """Waits for ``StreamEnded`` (every record of the ended stream committed); its position."""
@@ -321,7 +358,7 @@ class Source:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
             while self._buffered > 0:
                 self._raise_if_stopped_locked()
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -348,7 +385,7 @@ class Source:
         with self._cond:
             self._closing = True
             self._flushed_at = time.monotonic()
-            self._cond.notify_all()
+            self._notify_all()
             while self._buffered > 0 and not self._stopped and self._loop.session is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -356,7 +393,7 @@ class Source:
                 self._cond.wait(min(remaining, 0.1))
         self._loop.stop(graceful=True)
         with self._cond:
-            self._cond.notify_all()  # the request stream ends once it sees the session closing
+            self._notify_all()  # the request stream ends once it sees the session closing
         if not self._loop.join(max(0.5, deadline - time.monotonic())):
             self._loop.stop(graceful=False)
             self._loop.join(5.0)
@@ -379,13 +416,13 @@ class Source:
             self._credits = welcome.initial_credits
             for s in self._streams.values():
                 s.reset_session()
-            self._cond.notify_all()
+            self._notify_all()
 
     def message(self, session: Session, response: Any, kind: str) -> None:
         if kind == "credits":
             with self._cond:
                 self._credits += response.credits.records
-                self._cond.notify_all()
+                self._work.notify_all()
         elif kind == "committed":
             self._commit(response.committed.stream, response.committed.position)
         elif kind == "opened":
@@ -398,7 +435,7 @@ class Source:
                 if s is not None:
                     s.ended_position = ended.position
                     s.ended.set()
-                self._cond.notify_all()
+                self._notify_all()
 
     def ended(self, session: Session) -> None:
         with self._cond:
@@ -407,12 +444,12 @@ class Source:
             self._credits = 0
             for s in self._streams.values():
                 s.reset_session()
-            self._cond.notify_all()
+            self._notify_all()
 
     def stopped(self, failure: Optional[BaseException]) -> None:
         with self._cond:
             self._stopped = True
-            self._cond.notify_all()
+            self._notify_all()
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -424,8 +461,12 @@ class Source:
             s = _Stream(name)
             self._streams[name] = s
             self._order.append(name)
-            self._cond.notify_all()
+            self._notify_all()
         return s
+
+    def _notify_all(self) -> None:
+        self._cond.notify_all()
+        self._work.notify_all()
 
     def _raise_if_stopped(self) -> None:
         with self._cond:
@@ -449,21 +490,18 @@ class Source:
                 return
             s.opened = True
             s.resume_after = opened.resume_after
-            # Records at or below resume_after are applied already: they wait in the buffer for
-            # their commit and are not resent (R-SRC-RESUME). The rest go again with their
-            # original positions (R-SRC-REPLAY); new ones are numbered after both.
-            index = 0
-            for p in s.buffer:
-                if p.position == 0 or p.position > opened.resume_after:
-                    break
-                index += 1
-            s.unsent = index
+            # Records at or below resume_after are applied already: they wait for their commit
+            # and are not resent (R-SRC-RESUME). The rest go again with their original positions
+            # (R-SRC-REPLAY); new ones are numbered after both.
+            unsent = s.unsent
+            while unsent and 0 < unsent[0][_POSITION] <= opened.resume_after:
+                s.sent.append(unsent.popleft())
             if not s.explicit:
                 s.last_position = max(s.last_position, opened.resume_after)
             if s.opened_info is None:
                 s.opened_info = info
                 s.first_opened.set()
-            self._cond.notify_all()
+            self._notify_all()
 
     def _commit(self, stream: str, position: int) -> None:
         contexts: List[Any] = []
@@ -474,14 +512,16 @@ class Source:
             s.committed = position
             popped = 0
             want = self._on_committed is not None
-            buffer = s.buffer
-            while buffer and 0 < buffer[0].position <= position:
-                p = buffer.popleft()
-                popped += 1
-                if want:
-                    contexts.append(p.context)
+            # Between sessions every record waits in ``unsent``, and StreamOpened may commit some.
+            for buffer in (s.sent, s.unsent):
+                while buffer and 0 < buffer[0][_POSITION] <= position:
+                    p = buffer.popleft()
+                    popped += 1
+                    if want:
+                        contexts.append(p[_CONTEXT])
+                if buffer:
+                    break
             if popped:
-                s.unsent = max(0, s.unsent - popped)
                 self._buffered -= popped
                 self.records_committed += popped
                 self._cond.notify_all()
@@ -498,9 +538,9 @@ class Source:
             while self._session is not session:
                 if not session.live:
                     return
-                cond.wait(0.1)
-        limits = session.limits
-        batch_max = min(self._records_per_batch, limits.max_batch_records or self._records_per_batch)
+                self._work.wait(0.1)
+            limits = session.limits
+            batch_max = self._batch_max = min(self._records_per_batch, limits.max_batch_records or self._records_per_batch)
         bytes_max = max(1, (limits.max_message_bytes or 16 << 20) - _MESSAGE_OVERHEAD_BYTES)
         while True:
             request = None
@@ -515,7 +555,7 @@ class Source:
                         return
                     if request is None:
                         self._senders_waiting += 1
-                        cond.wait(wait_s)
+                        self._work.wait(wait_s)
                         self._senders_waiting -= 1
             yield request
 
@@ -533,7 +573,7 @@ class Source:
             s = self._streams[self._order[(self._next_stream + i) % count]]
             if not s.opened or s.end_sent:
                 continue
-            unsent = len(s.buffer) - s.unsent
+            unsent = len(s.unsent)
             if unsent == 0:
                 if s.ending:
                     s.end_sent = True
@@ -543,7 +583,7 @@ class Source:
                 continue
             want = min(batch_max, self._credits)
             if unsent < want and not (self._closing or s.ending):
-                oldest = s.buffer[s.unsent].enqueued_at
+                oldest = s.unsent[0][_ENQUEUED_AT]
                 age_s = now - oldest
                 if age_s < self._linger_s and oldest > self._flushed_at:
                     left_s = self._linger_s - age_s
@@ -554,33 +594,36 @@ class Source:
         return None, wait_s
 
     def _take_batch(self, s: _Stream, want: int, bytes_max: int) -> bytes:
-        records: List[bytes] = []
+        parts: List[bytes] = []
         stream = s.name.encode("utf-8")
         size = len(stream) + 16
-        buffer = s.buffer
-        index = s.unsent
-        end = len(buffer)
-        while index < end and len(records) < want:
-            p = buffer[index]
-            if p.position == 0:
-                position = s.last_position + 1
-            else:
-                position = p.position
-            pos = _varint(position)
-            encoded = p.encoded
-            record = b"".join((b"\x12", _varint(1 + len(pos) + len(encoded)), b"\x08", pos, encoded))
-            if size + len(record) > bytes_max:
-                if not records:
-                    raise ValueError(f'stream "{s.name}": a record of {len(record)} bytes exceeds the engine\'s '
+        unsent = s.unsent
+        sent = s.sent
+        last_position = s.last_position
+        taken = 0
+        varint = _varint
+        while unsent and taken < want:
+            p = unsent[0]
+            position = p[_POSITION] or last_position + 1
+            pos = varint(position)
+            encoded = p[_ENCODED]
+            length = 1 + len(pos) + len(encoded)
+            framing = varint(length)
+            framed = 1 + len(framing) + length
+            if size + framed > bytes_max:
+                if not taken:
+                    raise ValueError(f'stream "{s.name}": a record of {framed} bytes exceeds the engine\'s '
                                      f"max_message_bytes; dead-letter it upstream (R-LIMITS)")
                 break
-            if p.position == 0:
-                s.last_position = p.position = position
-            index += 1
-            size += len(record)
-            records.append(record)
-        s.unsent = index
-        self._credits -= len(records)
-        self.records_sent += len(records)
+            if not p[_POSITION]:
+                last_position = p[_POSITION] = position
+            sent.append(unsent.popleft())
+            taken += 1
+            size += framed
+            parts += (b"\x12", framing, b"\x08", pos, encoded)
+        s.last_position = last_position
+        self._credits -= taken
+        self.records_sent += taken
         assert self._credits >= 0, "sent more records than credits (R-SRC-CREDITS)"
-        return _encode_batch(stream, records)
+        batch = b"".join((b"\x0a", varint(len(stream)), stream, *parts))
+        return b"".join((b"\x1a", varint(len(batch)), batch))

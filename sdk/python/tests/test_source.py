@@ -151,6 +151,47 @@ def test_sdk_numbers_positions_after_resume_after(engine):
     src.close(timeout=0.1)  # nothing is committed here
 
 
+# (value, key, event_time_ms, idempotency_id): what the SDK encodes itself, and what it hands to
+# the generated code (a negative time).
+RECORD_FIELDS = [
+    (b"v", None, 0, ""),
+    (b"", None, 0, ""),
+    (b"x" * 127, None, 0, ""),
+    (b"x" * 128, b"", 0, ""),
+    (b"x" * 20_000, "k\u00e9y", 1_700_000_000_000, "m-\u00e9-1"),
+    ("caf\u00e9", b"k", (1 << 63) - 1, ""),
+    (b"v", None, -5, "m-2"),
+]
+
+
+@pytest.mark.parametrize("value,key,event_time_ms,idempotency_id", RECORD_FIELDS, ids=[
+    "value", "empty", "127 bytes", "128 bytes, empty key", "every field", "str value, int64 max", "negative time"])
+def test_records_arrive_as_the_generated_code_encodes_them(engine, value, key, event_time_ms, idempotency_id):
+    src = make_source(engine, linger_s=0).start()
+    s = engine.next_session()
+    s.welcome(initial_credits=10)
+    open_stream(s)
+    src.send("q", value, key=key, event_time_ms=event_time_ms, idempotency_id=idempotency_id)
+    (r,) = records_until(s, 1)
+    expected = pb.Record(position=1, value=value.encode() if isinstance(value, str) else value,
+                         event_time_ms=event_time_ms, idempotency_id=idempotency_id)
+    if key is not None:
+        expected.key = key.encode() if isinstance(key, str) else key
+    assert r == expected
+    assert r.SerializeToString() == expected.SerializeToString()
+    src.close(timeout=0.1)  # nothing is committed here
+
+
+def test_a_value_protobuf_rejects_fails_in_send(engine):
+    src = make_source(engine)
+    with pytest.raises(TypeError):
+        src.send("q", 42)
+    with pytest.raises(TypeError):
+        src.send("q", bytearray(b"v"))
+    with pytest.raises(ValueError):
+        src.send("q", b"v", event_time_ms=1 << 63)
+
+
 def test_commits_report_contexts_in_order_and_free_the_buffer(engine):
     calls = []
     src = make_source(engine, linger_s=0, on_committed=lambda st, p, c: calls.append((st, p, c))).start()
