@@ -132,7 +132,7 @@ export function runSession<Req, K>(
     finish();
     call.write(binding.respond(kind));
     // grpc-js turns an emitted error into the call's status, sent after the writes before it.
-    call.emit("error", { code: status, details });
+    call.emit("error", { code: status, details: boundedDetails(details) });
   };
 
   const channel: SessionChannel<K> & SessionControl = {
@@ -266,4 +266,15 @@ export function runSession<Req, K>(
   });
   call.on("error", finish);
   call.on("close", finish);
+}
+
+/**
+ * Status details travel in an HTTP/2 trailer: one longer than the client's header list limit
+ * (an error echoing a 40 KB target name did) leaves the call without a status and wedged the
+ * client's connection, every session on it included. The Error message keeps the whole text.
+ */
+const STATUS_DETAILS_MAX = 1024;
+
+function boundedDetails(details: string): string {
+  return details.length <= STATUS_DETAILS_MAX ? details : `${details.slice(0, STATUS_DETAILS_MAX - 40)}... (${details.length} characters)`;
 }

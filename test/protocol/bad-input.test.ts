@@ -114,6 +114,22 @@ describe("bad input ends only the offending session", () => {
     await neighbour.flows();
   });
 
+  it("an unknown target of 40,000 characters: UNKNOWN_TARGET with the whole name, status details cut short, and the connection stays usable", async () => {
+    // Found by the fuzzer (seed 2121042623, case 693): the name echoed in the status details made
+    // an HTTP/2 trailer beyond the client's limit, the call never ended and the neighbour stalled.
+    const target = "{|".repeat(20_000);
+    const { address, neighbour } = await setUp();
+    const session = openSource(address);
+    session.send(hello(target));
+    const { error, status } = await failure(session);
+    expect(ErrorCode[error.code]).toBe("UNKNOWN_TARGET");
+    expect(grpc.status[status.code]).toBe("NOT_FOUND");
+    expect(error.message).toContain(`"${target}"`);
+    expect(status.details.length).toBeLessThanOrEqual(1024);
+    expect(status.details).toContain("(40");
+    await neighbour.flows();
+  });
+
   it.each([
     ["major 2", { major: 2, minor: 0 }],
     ["no version", null],
