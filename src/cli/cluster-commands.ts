@@ -137,6 +137,8 @@ async function explainJoinFailure(err: unknown, address: string, tls: ClusterTls
 
 /** How long a worker that leaves waits for its sources to close and its output to flush. */
 const WORKER_STOP_MS = 10_000;
+/** How long each close after a worker's stop may take (connections, the dashboard, etcd). */
+const WORKER_CLOSE_MS = 3_000;
 
 export function addClusterCommands(program: Command, setExitCode: (code: number) => void): void {
   program
@@ -224,12 +226,16 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
       } finally {
         process.off("SIGTERM", onSignal);
         unhook?.();
-        // A fenced worker's output may have nowhere to go: its stop is bounded.
-        await Promise.race([worker.engine.stop().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, WORKER_STOP_MS).unref())]);
-        await worker.close();
-        await dashboard?.close();
-        await edge?.close();
-        await etcd?.control.close();
+        // A fenced worker's output may have nowhere to go, and its peers and etcd may be out of
+        // reach: each step of its stop is bounded, and a step that fails neither replaces the error
+        // nor keeps the process from ending (an etcd close that threw once did both).
+        const bounded = (step: Promise<unknown> | undefined, ms: number) =>
+          Promise.race([Promise.resolve(step).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+        await bounded(worker.engine.stop(), WORKER_STOP_MS);
+        await bounded(worker.close(), WORKER_CLOSE_MS);
+        await bounded(dashboard?.close(), WORKER_CLOSE_MS);
+        await bounded(edge?.close(), WORKER_CLOSE_MS);
+        await bounded(etcd?.control.close(), WORKER_CLOSE_MS);
         // Connections to peers it cannot reach may never close: once its error is out, the process ends regardless.
         if (failed) setTimeout(() => process.exit(1), 1000).unref();
       }
