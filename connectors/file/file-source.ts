@@ -17,7 +17,12 @@ export interface FileSourceOptions {
   maxLineBytes?: number;
 }
 
-export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+/**
+ * A batch's garbage (lines, words, keyed arrays, output strings) should die in V8's young
+ * generation: at 256 KiB a batch outlived scavenges and word count spent 5.2 s and 245 MiB, at
+ * 64 KiB 3.85 s and 152 MiB. Smaller chunks pay the engine's per-batch cost more often (16 KiB: 4.7 s).
+ */
+export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 export const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;
 
 const NEWLINE = 0x0a;

@@ -4,7 +4,7 @@ import type { SinkOutput } from "../connector/types.ts";
 import type { KeyedBatch } from "../runtime/dataflow.ts";
 
 /**
- * Records per exchange batch at most. A source batch (a 256 KiB file chunk is ~40k words) goes
+ * Records per exchange batch at most. A source batch (a 64 KiB file chunk is ~9k words) goes
  * out in pieces: several in a link's window at once keep both ends busy, and a receiver starts on
  * the first piece while the rest travel.
  */
