@@ -62,6 +62,7 @@ interface ExportedStage {
 
 const EXPORT_VERSION = 2;
 const TABLE_CAPACITY_MIN = 8;
+
 /** Where a key's probe starts: the hash's bits below the slot's (the same in every key of the table), scaled to the capacity. */
 function home(table: SlotTable, hash: number, capacity: number): number {
   return (((hash & table.homeMask) >>> 0) * table.homeScale * capacity) | 0;
@@ -125,31 +126,36 @@ function indexOf(table: SlotTable, hash: number, mapKey: string): number {
   }
 }
 
+/** The key's slot's table of its kind, made when missing; the slot is marked dirty, as its state may change. */
+function touchTable(store: StageStore, hash: number, text: boolean): SlotTable {
+  const slot = slotOfHash(hash, store.shift);
+  store.dirty[slot] = 1;
+  const tables = text ? store.text : store.bytes;
+  return (tables[slot] ??= emptyTable(TABLE_CAPACITY_MIN, store.shift));
+}
+
+/** Puts a new key in the store. */
+function add(store: StageStore, text: boolean, table: SlotTable, hash: number, mapKey: string, state: object): void {
+  insert(store, text, table, hash, mapKey, state);
+  store.keyCount++;
+}
+
 /**
  * The key's state, created by init when the key is new; `hash` is the key's routing hash. The
  * hot path: the slot marked dirty (the caller may change the state it gets), one array load and
  * a probe that compares keys.
  */
 export function stateFor(store: StageStore, hash: number, key: Key, init: (key: Key) => object): object {
-  const slot = slotOfHash(hash, store.shift);
-  store.dirty[slot] = 1;
   const text = typeof key === "string";
-  const tables = text ? store.text : store.bytes;
   const mapKey = text ? key : bytesKey(key);
-  let table = tables[slot];
-  if (table === undefined) {
-    table = emptyTable(TABLE_CAPACITY_MIN, store.shift);
-    tables[slot] = table;
-  } else {
-    const at = indexOf(table, hash, mapKey);
-    if (at !== -1) return table.states[at]!;
-  }
+  const table = touchTable(store, hash, text);
+  const at = indexOf(table, hash, mapKey);
+  if (at !== -1) return table.states[at]!;
   const state = init(key);
   if (typeof state !== "object" || state === null) {
     throw new KeywayError(ErrorCode.BAD_APP, `state init must return an object, got ${state === null ? "null" : typeof state}`);
   }
-  insert(store, text, table, hash, mapKey, state);
-  store.keyCount++;
+  add(store, text, table, hash, mapKey, state);
   return state;
 }
 
@@ -164,19 +170,12 @@ export function peekState(store: StageStore, hash: number, key: Key): object | u
 
 /** Sets the key's state, replacing any it had. */
 export function putState(store: StageStore, hash: number, key: Key, state: object): void {
-  const slot = slotOfHash(hash, store.shift);
-  store.dirty[slot] = 1;
   const text = typeof key === "string";
-  const tables = text ? store.text : store.bytes;
   const mapKey = text ? key : bytesKey(key);
-  const table = (tables[slot] ??= emptyTable(TABLE_CAPACITY_MIN, store.shift));
+  const table = touchTable(store, hash, text);
   const at = indexOf(table, hash, mapKey);
-  if (at !== -1) {
-    table.states[at] = state;
-    return;
-  }
-  insert(store, text, table, hash, mapKey, state);
-  store.keyCount++;
+  if (at === -1) add(store, text, table, hash, mapKey, state);
+  else table.states[at] = state;
 }
 
 /**
