@@ -8,6 +8,7 @@ import { createLogger, type LogLevel } from "../log/logger.ts";
 import type { StatusResponse } from "../protocol/gen/keyway/v1/cluster_pb.ts";
 import type { ClusterTls } from "../rpc/tls.ts";
 import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
+import { addConnectorLimitOptions, connectorLimitsOf, type ConnectorLimitFlags } from "./connector-server.ts";
 import { showCluster, startDashboardFor } from "./dashboard.ts";
 import { positiveInt } from "./flags.ts";
 import { loadApp } from "./load-app.ts";
@@ -102,12 +103,11 @@ function formatStatus(status: StatusResponse): string {
   ].join("\n");
 }
 
-interface WorkerFlags {
+interface WorkerFlags extends ConnectorLimitFlags {
   join?: string;
   coordinator?: string;
   listen: string;
   connectorListen?: string;
-  sessionTimeoutMs?: number;
   token?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -141,15 +141,15 @@ const WORKER_STOP_MS = 10_000;
 const WORKER_CLOSE_MS = 3_000;
 
 export function addClusterCommands(program: Command, setExitCode: (code: number) => void): void {
-  program
+  const workerCommand = program
     .command("worker")
     .description("Join a running cluster as a worker: it takes a share of the slots and of the connector sessions.")
     .argument("<app>", "the same app module the cluster runs")
     .option("--join <host:port>", "the cluster address of any worker (a cluster with an embedded coordinator)")
     .option("--coordinator <uri>", "etcd://HOST:PORT[,HOST:PORT...]: find the cluster of this app on etcd (a cluster started with --coordinator)")
     .option("--listen <host:port>", "where this worker serves other workers", "127.0.0.1:0")
-    .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)")
-    .option("--session-timeout-ms <ms>", "a connector silent to this worker's HTTP/2 pings this long loses its sessions (default 20000)", positiveInt("--session-timeout-ms"))
+    .option("--connector-listen <host:port>", "where this worker serves the connector protocol, when the run binds a connector (default 127.0.0.1, any port)");
+  addConnectorLimitOptions(workerCommand)
     .option("--token <token>", "the cluster token, also the connector token (default: env KEYWAY_TOKEN)")
     .option("--tls-cert <file>", "serve the connector protocol over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
@@ -198,7 +198,7 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         observe: metrics?.workerObservers,
         ...(etcd === undefined ? {} : { etcd: { control: etcd.control, config: etcd.config } }),
         connectors: async (json, placement) => {
-          const connectorFlags = { listen: flags.connectorListen, token, sessionTimeoutMs: flags.sessionTimeoutMs, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa, credentialStore };
+          const connectorFlags = { ...connectorLimitsOf(flags), listen: flags.connectorListen, token, tlsCert: flags.tlsCert, tlsKey: flags.tlsKey, tlsClientCa: flags.tlsClientCa, credentialStore };
           const built = await buildWorkerConnectors(app, bindingsFromJson(json), connectorFlags, log, placement, false, etcd !== undefined);
           edge = built.edge;
           return built;

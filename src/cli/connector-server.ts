@@ -1,4 +1,5 @@
 /** Starts the connector-protocol server when the run's bindings or partitioners need it. */
+import type { Command } from "commander";
 import type { AppSpec } from "../app/spec.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ConnectorServer, ConnectorServerOptions } from "../protocol/index.ts";
@@ -8,6 +9,8 @@ import { serverTlsFromFlags } from "../rpc/tls.ts";
 import { CredentialStore } from "../protocol/credentials.ts";
 import { MAX_UNCOMMITTED_RECORDS_DEFAULT } from "../runtime/engine.ts";
 import type { ConnectorOptions } from "../../connectors/index.ts";
+import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
+import { positiveInt } from "./flags.ts";
 
 /** The URI that binds a source or sink to sessions of the gRPC connector protocol. */
 export const CONNECTOR_URI = "connector";
@@ -35,6 +38,36 @@ export interface ConnectorServerFlags {
   /** With checkpoints, what a restart may send a sink again (sink sessions are told, R-SINK-REPLAY-WINDOW). */
   dataDir?: string;
   maxUncommittedRecords?: number;
+}
+
+type LimitFlag = "maxBatchRecords" | "maxMessageBytes" | "sessionTimeoutMs" | "idempotencyWindow" | "maxStreamsPerSession" | "maxStreamsPerSource" | "maxStreamNameBytes";
+
+/** The connector protocol's limits: flags of `keyway run` and of `keyway worker`, which `run --workers N` passes them to. */
+const LIMIT_OPTIONS: ReadonlyArray<readonly [flag: string, value: string, key: LimitFlag, help: string]> = [
+  ["--max-batch-records", "<n>", "maxBatchRecords", "most records in one connector protocol batch (default 10000)"],
+  ["--max-message-bytes", "<n>", "maxMessageBytes", "most bytes in one connector protocol message (default 16 MiB)"],
+  ["--session-timeout-ms", "<ms>", "sessionTimeoutMs", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`],
+  ["--idempotency-window", "<n>", "idempotencyWindow", "idempotency ids remembered per connector source (default 100000)"],
+  ["--max-streams-per-session", "<n>", "maxStreamsPerSession", "most streams one connector source session may open (default 1000)"],
+  ["--max-streams-per-source", "<n>", "maxStreamsPerSource", "most streams the engine tracks per connector source, across sessions; each lives in every checkpoint (default 10000)"],
+  ["--max-stream-name-bytes", "<n>", "maxStreamNameBytes", "longest stream name a connector source may open, in UTF-8 bytes (default 1024)"],
+];
+
+export function addConnectorLimitOptions(command: Command): Command {
+  for (const [flag, value, , help] of LIMIT_OPTIONS) command.option(`${flag} ${value}`, help, positiveInt(flag));
+  return command;
+}
+
+export type ConnectorLimitFlags = Pick<ConnectorServerFlags, LimitFlag>;
+
+/** The limit flags given, as arguments for a local worker. */
+export function connectorLimitArgs(flags: ConnectorLimitFlags): string[] {
+  return LIMIT_OPTIONS.flatMap(([flag, , key]) => (flags[key] === undefined ? [] : [flag, String(flags[key])]));
+}
+
+/** The limit flags given, alone. */
+export function connectorLimitsOf(flags: ConnectorLimitFlags): ConnectorLimitFlags {
+  return Object.fromEntries(LIMIT_OPTIONS.flatMap(([, , key]) => (flags[key] === undefined ? [] : [[key, flags[key]]])));
 }
 
 /**

@@ -11,7 +11,6 @@ import { ErrorCode, isKeywayError, KeywayError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log/logger.ts";
 import type { ConnectorServer } from "../protocol/index.ts";
 import { STREAM_RETENTION_MS_DEFAULT } from "../protocol/source/retention.ts";
-import { SESSION_TIMEOUT_MS_DEFAULT } from "../rpc/keepalive.ts";
 import { clusterTlsFromFlags, serverTlsFromFlags } from "../rpc/tls.ts";
 import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
@@ -22,7 +21,7 @@ import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT } from "../
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
 import type { BuiltWorkerConnectors } from "./worker-connectors.ts";
-import { CONNECTOR_URI, LISTEN_DEFAULT, connectorOptionsFromFlags, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
+import { addConnectorLimitOptions, CONNECTOR_URI, LISTEN_DEFAULT, connectorLimitArgs, connectorOptionsFromFlags, loadCredentials, reloadOnSighup, startConnectorServerFor } from "./connector-server.ts";
 import type { CredentialStore } from "../protocol/credentials.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addConnectorCommand } from "./connector-command.ts";
@@ -281,6 +280,7 @@ function localWorkerArgs(flags: RunFlags): string[] {
   pass("--cluster-tls-key", flags.clusterTlsKey);
   pass("--cluster-tls-ca", flags.clusterTlsCa);
   pass("--credentials", flags.credentials);
+  args.push(...connectorLimitArgs(flags));
   // Each local worker serves its own metrics, on any free port of the same host; each logs where.
   if (flags.metrics !== undefined) args.push("--metrics-listen", `${flags.metrics.address.replace(/:\d+$/, "")}:0`);
   return args;
@@ -341,7 +341,7 @@ function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError(false);
 
-  program
+  const runCommand = program
     .command("run")
     .description("Run an app: on one process by default, or as the first worker of a cluster.")
     .argument("<app>", "a .ts or .js module whose default export is a pipeline or an app")
@@ -360,14 +360,8 @@ function buildProgram(): Command {
     .option("--tls-cert <file>", "serve the connector protocol, and wss:// sources and sinks, over TLS with this certificate (PEM, with --tls-key)")
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)")
     .option("--tls-client-ca <file>", "mutual TLS: refuse any connector without a client certificate this CA signed (PEM)")
-    .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP (--token stays a credential with every scope)")
-    .option("--max-batch-records <n>", "most records in one connector protocol batch (default 10000)", positiveInt("--max-batch-records"))
-    .option("--max-message-bytes <n>", "most bytes in one connector protocol message (default 16 MiB)", positiveInt("--max-message-bytes"))
-    .option("--session-timeout-ms <ms>", `a connector that does not answer the engine's HTTP/2 pings this long loses its sessions: its streams are released, its unacked sink batches go to other sessions (default ${SESSION_TIMEOUT_MS_DEFAULT})`, positiveInt("--session-timeout-ms"))
-    .option("--idempotency-window <n>", "idempotency ids remembered per connector source (default 100000)", positiveInt("--idempotency-window"))
-    .option("--max-streams-per-session <n>", "most streams one connector source session may open (default 1000)", positiveInt("--max-streams-per-session"))
-    .option("--max-streams-per-source <n>", "most streams the engine tracks per connector source, across sessions; each lives in every checkpoint (default 10000)", positiveInt("--max-streams-per-source"))
-    .option("--max-stream-name-bytes <n>", "longest stream name a connector source may open, in UTF-8 bytes (default 1024)", positiveInt("--max-stream-name-bytes"))
+    .option("--credentials <file>", "JSON: the tokens and client-certificate subjects connectors may present, each with the roles, targets and stream prefixes it may use; read again on SIGHUP (--token stays a credential with every scope)");
+  addConnectorLimitOptions(runCommand)
     .option("--stream-retention-ms <ms>", `a connector source stream that no session has open and whose records are all committed is retired after this long: forgotten, so its next open starts it afresh at resume_after 0 (default ${STREAM_RETENTION_MS_DEFAULT}, an hour; not in a cluster)`, positiveInt("--stream-retention-ms"))
     .option("--workers <n>", "start this many local worker processes (this one included)", positiveInt("--workers"), 1)
     .option("--cluster-listen <host:port>", "serve other workers here, so `keyway worker --join` can add them (default with --workers: 127.0.0.1, any port)")

@@ -104,6 +104,25 @@ describe("keyway run with connector bindings", () => {
     expect(await second.open("a")).toMatchObject({ resumeAfter: 0n, committed: 0n });
   });
 
+  it("passes the limit flags to local workers: every worker's Welcome advertises them", async () => {
+    running = startKeyway([
+      "run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--no-progress", "--workers", "2",
+      "--max-batch-records", "77", "--max-message-bytes", "65536", "--idempotency-window", "500", "--session-timeout-ms", "9000",
+      "--max-streams-per-session", "7", "--max-streams-per-source", "9", "--max-stream-name-bytes", "100",
+    ]);
+    // Local workers write to the first worker's stderr: one line per worker.
+    const addresses = await waitFor("both workers serving", () => {
+      const lines = running!.stderr().split("\n").filter((l) => l.includes("serving connectors on"));
+      return lines.length === 2 ? lines.map((l) => (JSON.parse(l) as { address: string }).address) : undefined;
+    }, 30_000);
+    for (const address of addresses) {
+      const source = await TestSource.connect(address, "lines");
+      expect(source.welcome.limits, address).toMatchObject({ maxBatchRecords: 77, maxMessageBytes: 65536, idempotencyWindow: 500, maxStreamsPerSession: 7, maxStreamsPerSource: 9, maxStreamNameBytes: 100 });
+    }
+    const help = await runKeyway(["worker", "--help"]);
+    for (const flag of ["--max-batch-records", "--max-message-bytes", "--session-timeout-ms", "--idempotency-window", "--max-streams-per-session", "--max-streams-per-source", "--max-stream-name-bytes"]) expect(help.stdout).toContain(flag);
+  });
+
   it("with --data-dir tells a sink session how much a restart may send it again: --max-uncommitted-records per pipeline writing there", async () => {
     running = startKeyway([
       "run", APP, "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--no-progress",
