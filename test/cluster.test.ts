@@ -87,6 +87,18 @@ describe("cluster", () => {
     await waitFor("two workers", async () => ((await clusterStatus(address, "s3cret")).workers.length === 2 ? true : undefined));
   });
 
+  it("a worker refused at its join exits, though it had started serving connectors", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", "lines=connector", "--sink", "counts=connector", "--listen", "127.0.0.1:0", "--cluster-listen", address, "--no-progress"]);
+    running.push(engine);
+    await waitFor("the cluster", () => clusterStatus(address).catch(() => undefined));
+    // Another app: the coordinator refuses it after it has built its connector edge.
+    const refused = await runKeyway(["worker", "test/fixtures/paced-word-count.ts", "--join", address]);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(/error \[USAGE\]: join refused by .*the cluster runs app "word-count"/);
+    expect((await clusterStatus(address)).workers).toHaveLength(1);
+  });
+
   it("refuses every cluster call made without the token, on the first worker and on the others, and nothing changes", async () => {
     const address = `127.0.0.1:${await freePort()}`;
     const dir = scratchDir("cluster-auth");

@@ -140,6 +140,16 @@ const WORKER_STOP_MS = 10_000;
 /** How long each close after a worker's stop may take (connections, the dashboard, etcd). */
 const WORKER_CLOSE_MS = 3_000;
 
+/** Waits for a step of a worker's stop, at most `ms`; its failure is ignored. */
+function bounded(step: Promise<unknown> | undefined, ms: number): Promise<unknown> {
+  return Promise.race([Promise.resolve(step).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+}
+
+/** After a failure: connections to peers out of reach may never close, so once its error is out the process ends regardless. */
+function exitSoon(): void {
+  setTimeout(() => process.exit(1), 1000).unref();
+}
+
 export function addClusterCommands(program: Command, setExitCode: (code: number) => void): void {
   const workerCommand = program
     .command("worker")
@@ -204,8 +214,12 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
           return built;
         },
       }).catch(async (err: unknown) => {
-        await dashboard?.close();
-        await etcd?.control.close();
+        // The connector edge started before the join: left open, it kept a refused worker alive.
+        await bounded(edge?.close(), WORKER_CLOSE_MS);
+        await bounded(dashboard?.close(), WORKER_CLOSE_MS);
+        await bounded(metrics?.close(), WORKER_CLOSE_MS);
+        await bounded(etcd?.control.close(), WORKER_CLOSE_MS);
+        exitSoon();
         throw await explainJoinFailure(err, etcd?.leader.address ?? flags.join!, clusterTls);
       });
       await showCluster(dashboard, app, worker, () => clusterTransport(clusterTls).clients(token), () => edge?.sessionCounts());
@@ -229,15 +243,12 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
         // A fenced worker's output may have nowhere to go, and its peers and etcd may be out of
         // reach: each step of its stop is bounded, and a step that fails neither replaces the error
         // nor keeps the process from ending (an etcd close that threw once did both).
-        const bounded = (step: Promise<unknown> | undefined, ms: number) =>
-          Promise.race([Promise.resolve(step).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
         await bounded(worker.engine.stop(), WORKER_STOP_MS);
         await bounded(worker.close(), WORKER_CLOSE_MS);
         await bounded(dashboard?.close(), WORKER_CLOSE_MS);
         await bounded(edge?.close(), WORKER_CLOSE_MS);
         await bounded(etcd?.control.close(), WORKER_CLOSE_MS);
-        // Connections to peers it cannot reach may never close: once its error is out, the process ends regardless.
-        if (failed) setTimeout(() => process.exit(1), 1000).unref();
+        if (failed) exitSoon();
       }
       setExitCode(0);
     });
