@@ -10,7 +10,7 @@
  *   delivery to the ack of the last message, which the source sends only once the engine reported
  *   it committed. Run without --data-dir (commits follow processing) and, as a note, with it
  *   (commits follow checkpoints, so the prefetch bounds the rate: prefetch / checkpoint interval).
- * - SDK: bench/python/sdk_send.py sends small JSON records and waits for their commit.
+ * - SDK: bench/python/sdk_source_send.py sends small JSON records and waits for their commit.
  *
  * Needs RabbitMQ (scripts/rabbitmq-start.sh starts it when it is not running; stopped again after
  * if this run started it) and Debian's python3 packages (scripts/install-test-deps.sh).
@@ -97,9 +97,11 @@ async function sdkRate(ctx: BenchContext, count: number, perMessage: number, dir
   const port = await freePort();
   const e = engine(ctx, port, join(dir, `sdk-${port}.jsonl`));
   try {
-    const out = await python(ctx.root, "bench/python/sdk_send.py", ["--engine", `127.0.0.1:${port}`, "--count", String(count),
-      "--per-message", String(perMessage)]);
-    return JSON.parse(out.trim().split("\n").pop()!) as { records_per_s: number; cpu_s: number; seconds: number };
+    const out = await python(ctx.root, "bench/python/sdk_source_send.py", ["--engine", `127.0.0.1:${port}`, "--target", "payments",
+      "--count", String(count), "--per-message", String(perMessage),
+      "--linger-s", perMessage === 1 ? "0" : "0.002", "--replay-buffer-records", "50000"]);
+    const run = JSON.parse(out.trim().split("\n").pop()!) as { records: number; seconds: number; cpu_s: number };
+    return { ...run, records_per_s: run.records / run.seconds };
   } finally {
     await stopEngine(e);
   }

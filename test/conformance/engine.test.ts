@@ -1,10 +1,9 @@
 // Our engine keeps the protocol's promises, judged from outside by the suite's engine cases: the
 // real CLI runs conformance/engine-app.ts with its source, sink and partitioner bound to connectors.
-import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadCases, runEngineSuite } from "../../src/conformance/index.ts";
-import { freePort, startKeyway, waitFor, type Running } from "../helpers/process.ts";
-import { ids } from "./helpers/suites.ts";
+import { freePort, startKeyway, type Running } from "../helpers/process.ts";
+import { ids, waitListening } from "./helpers/suites.ts";
 
 /**
  * Cases our engine fails today, each a deviation from docs/protocol.md to fix in the engine (and
@@ -28,19 +27,8 @@ async function startEngine(extra: string[]): Promise<string> {
     "run", "conformance/engine-app.ts", "--source", "in=connector", "--sink", "out=connector",
     "--listen", address, "--max-batch-records", "100", "--log-level", "warn", ...extra,
   ]);
-  await waitFor(`the engine to listen on ${address}`, () => listening(address), ENGINE_START_MS_MAX);
+  await waitListening(address, ENGINE_START_MS_MAX);
   return address;
-}
-
-function listening(address: string): Promise<true | undefined> {
-  const [host, port] = address.split(":");
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), host!, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on("error", () => resolve(undefined));
-  });
 }
 
 describe("conformance of the engine", () => {

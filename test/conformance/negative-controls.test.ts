@@ -1,10 +1,12 @@
-// The suite fails when it should: each deliberately broken connector of conformance/negative-controls
-// fails exactly the cases its breakage breaks, and passes every other. Where a control has two
-// breaks with disjoint cases, each run also shows the other's cases pass unbroken; the partitioner
-// also runs unbroken.
+// The suite fails when it should: each deliberately broken connector or engine of
+// conformance/negative-controls fails exactly the cases its breakage breaks, and passes every other.
+// Where a control has two breaks with disjoint cases, each run also shows the other's cases pass
+// unbroken; the partitioner and the engine also run unbroken.
 import { describe, expect, it } from "vitest";
+import { loadCases, runEngineSuite, selectCases, type RunSummary } from "../../src/conformance/index.ts";
 import type { Role } from "../../src/conformance/wire.ts";
-import { ids, NODE_TSX, runSuite } from "./helpers/suites.ts";
+import { freePort, startNode } from "../helpers/process.ts";
+import { ids, NODE_TSX, runSuite, waitListening } from "./helpers/suites.ts";
 
 interface Control {
   role: Role;
@@ -59,21 +61,64 @@ const CONTROLS: Control[] = [
   },
 ];
 
+/**
+ * The engine control serves a source's handshake and nothing else (no records flow), so it runs the
+ * cases made of Hello, Welcome and OpenStream alone.
+ */
+const ENGINE_CONTROL: { script: string; cases: string[]; breaks: Record<string, string[]> } = {
+  script: "conformance/negative-controls/engine.ts",
+  cases: [
+    "engine.welcome-source",
+    "engine.hello-first",
+    "engine.second-hello",
+    "engine.version-major",
+    "engine.version-absent",
+    "engine.version-minor",
+    "engine.check-order",
+    "engine.check-order-version-first",
+    "engine.token-wrong",
+    "engine.token-missing",
+    "engine.unknown-target",
+    "engine.status-details-bounded",
+  ],
+  breaks: { none: [], "unbounded-details": ["engine.status-details-bounded"] },
+};
+const ENGINE_START_MS_MAX = 30_000;
+
 /** A whole suite, with a control that waits out every bounded wait of its broken cases, on a loaded machine. */
 const SUITE_MS_MAX = 600_000;
+
+function expectFailsExactly(summary: RunSummary, expected: string[], skipped: string[]): void {
+  const reasons = summary.results.filter((r) => r.status !== "pass" && r.status !== "skip").map((r) => `${r.id}: ${r.reason}`);
+  expect(ids(summary.results, "fail"), reasons.join("\n")).toEqual(expected);
+  expect(ids(summary.results, "error")).toEqual([]);
+  expect(ids(summary.results, "skip")).toEqual(skipped);
+}
 
 describe.concurrent("negative controls", () => {
   for (const control of CONTROLS) {
     for (const [mode, expected] of Object.entries(control.breaks)) {
       it(`${control.role} --break ${mode} fails exactly ${expected.length === 0 ? "nothing" : expected.join(", ")}`, async () => {
         const summary = await runSuite(control.role, [...NODE_TSX, control.script, ...control.args, "--break", mode], control.fixture);
-        const reasons = summary.results.filter((r) => r.status !== "pass" && r.status !== "skip").map((r) => `${r.id}: ${r.reason}`);
-        expect(ids(summary.results, "fail"), reasons.join("\n")).toEqual(expected);
-        expect(ids(summary.results, "error")).toEqual([]);
         // Every case applies to the controls: the fixture declares acks, writes and keys.
-        const skipped = control.role === "source" ? ["source.idempotency-ids"] : [];
-        expect(ids(summary.results, "skip")).toEqual(skipped);
+        expectFailsExactly(summary, expected, control.role === "source" ? ["source.idempotency-ids"] : []);
       }, SUITE_MS_MAX);
     }
+  }
+
+  for (const [mode, expected] of Object.entries(ENGINE_CONTROL.breaks)) {
+    it(`engine --break ${mode} fails exactly ${expected.length === 0 ? "nothing" : expected.join(", ")} of its handshake cases`, async () => {
+      const address = `127.0.0.1:${await freePort()}`;
+      const token = "t-engine-token";
+      const engine = startNode(["--import", "tsx", ENGINE_CONTROL.script, "--listen", address, "--source", "in", "--token", token, "--break", mode]);
+      try {
+        await waitListening(address, ENGINE_START_MS_MAX);
+        const summary = await runEngineSuite({ address, token, source: "in" }, selectCases(loadCases("engine"), ENGINE_CONTROL.cases));
+        expectFailsExactly(summary, expected, []);
+      } finally {
+        engine.child.kill("SIGTERM");
+        await engine.finished;
+      }
+    }, SUITE_MS_MAX);
   }
 });

@@ -51,6 +51,12 @@ export class StepFailure extends Error {}
 const WAIT_MS_DEFAULT = 10_000;
 const UNARY_DEADLINE_MS = 5_000;
 const UNKNOWN_TARGET_NAME = "keyway-conformance-no-such-target";
+/**
+ * Pads an unknown target name to a given length: characters gRPC percent-encodes in grpc-message,
+ * so a status echoing the name takes three bytes per character in its trailer (the protocol
+ * fuzzer's name that wedged a connection was made of these).
+ */
+const LONG_NAME_PADDING = "{|";
 /** Bytes that do not parse as any message: a length-delimited field 1 promising 5 bytes, holding 1. */
 const MALFORMED_BYTES = Buffer.from([0x0a, 0x05, 0x01]);
 
@@ -343,8 +349,9 @@ export class EngineCaseRun {
   private hello(role: Role, spec: HelloSpec, session: string): object {
     let target: string;
     if (spec.target === "unknown") target = UNKNOWN_TARGET_NAME;
-    else if (typeof spec.target === "object" && spec.target !== null) target = this.targetName(spec.target.role);
-    else target = this.targetName(role);
+    else if (typeof spec.target === "object" && spec.target !== null) {
+      target = "role" in spec.target ? this.targetName(spec.target.role) : UNKNOWN_TARGET_NAME.padEnd(spec.target.unknown_length, LONG_NAME_PADDING);
+    } else target = this.targetName(role);
     const token = spec.token === "wrong" ? `wrong-${this.target.token ?? ""}x` : spec.token === "none" ? "" : (this.target.token ?? "");
     const version = spec.version === null ? undefined : (spec.version ?? { major: 1, minor: 0 });
     return {
@@ -401,6 +408,10 @@ export class EngineCaseRun {
     }
     const wantStatus = GRPC_STATUS_OF[code as ErrorCode];
     if (status.code !== wantStatus) throw new StepFailure(`Error ${errorCodeName(code)} was followed by status ${grpcStatusName(status.code)}; it maps to ${grpcStatusName(wantStatus)}`);
+    const detailsMax = p.optionalNumber("status_details_max");
+    if (detailsMax !== undefined && status.details.length > detailsMax) {
+      throw new StepFailure(`session ${s.name}'s status details hold ${status.details.length} characters; at most ${detailsMax} (R-ERROR-TYPED)`);
+    }
   }
 
   private async open(p: Params, where: string): Promise<void> {
@@ -603,7 +614,8 @@ export class EngineCaseRun {
 interface HelloSpec {
   token?: "valid" | "wrong" | "none";
   version?: { major: number; minor: number } | null;
-  target?: "configured" | "unknown" | { role: Role };
+  /** unknown_length: an unknown name of that many characters. */
+  target?: "configured" | "unknown" | { role: Role } | { unknown_length: number };
   capabilities?: string[];
   /** Another connector: its streams are not the harness's (R-SRC-OPEN-OWNER). */
   connector_name?: string;
