@@ -110,7 +110,7 @@ describe("dataflow across workers", () => {
   it("forwards records that reach a worker not owning their slot, and counts them", async () => {
     const { flows, slotOf, hashOf, map } = await threeWorkers();
     const word = ["alpha", "beta", "gamma", "delta", "omega"].find((w) => map.owners[slotOf(w)] === 2)!;
-    const input: KeyedBatch = { ...emptyKeyedBatch(), keys: [word], hashes: [hashOf(word)], slots: [slotOf(word)], values: [word] };
+    const input: KeyedBatch = { ...emptyKeyedBatch(), keys: [word], hashes: [hashOf(word)], values: [word] };
     const run = await flows[1]!.runStage(0, input, { withIds: false, inbound: true, hops: 0 });
     await Promise.all(run.pending);
     expect(run.forwarded).toBe(1);

@@ -13,7 +13,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { emptyKeyedBatch, type KeyedBatch } from "../../src/runtime/dataflow.ts";
-import { createKeyHash, createSlotOf } from "../../src/routing/hash.ts";
+import { createKeyHash } from "../../src/routing/hash.ts";
 
 export { cpuSecSince, parseArg, printResult, readResult } from "./protocol-records.ts";
 
@@ -63,12 +63,11 @@ function headWords(path: string, count: number): string[] {
 
 export async function buildBatches(plan: LinkPlan): Promise<KeyedBatch[]> {
   const words = headWords(plan.corpusPath, plan.batchRecords * plan.distinctBatches);
-  const slotOf = await createSlotOf(4096);
   const hashOf = await createKeyHash();
   const batches: KeyedBatch[] = [];
   for (let b = 0; b < plan.distinctBatches; b++) {
     const keys = words.slice(b * plan.batchRecords, (b + 1) * plan.batchRecords);
-    batches.push({ ...emptyKeyedBatch(), keys, hashes: keys.map((k) => hashOf(k)), slots: keys.map((k) => slotOf(k)), values: [...keys] });
+    batches.push({ ...emptyKeyedBatch(), keys, hashes: keys.map((k) => hashOf(k)), values: [...keys] });
   }
   return batches;
 }
@@ -90,7 +89,7 @@ export class OrderSignature {
   add(batch: KeyedBatch): void {
     const n = batch.keys.length;
     const mid = n >> 1;
-    const sig = fnv(`${n}|${String(batch.keys[0])}|${String(batch.keys[mid])}|${String(batch.keys[n - 1])}|${batch.slots[mid]}|${String(batch.values[n - 1])}`);
+    const sig = fnv(`${n}|${String(batch.keys[0])}|${String(batch.keys[mid])}|${String(batch.keys[n - 1])}|${batch.hashes[mid]}|${String(batch.values[n - 1])}`);
     this.h = Math.imul(this.h ^ sig, 0x01000193) >>> 0;
     this.records += n;
     this.batches++;
@@ -147,7 +146,7 @@ export class LinkReceiver {
       this.firstMs = now;
       this.cpuStart = process.cpuUsage();
     }
-    if (!Array.isArray(batch.keys) || !Array.isArray(batch.slots) || batch.keys.length !== batch.slots.length) this.malformed++;
+    if (!Array.isArray(batch.keys) || !Array.isArray(batch.hashes) || batch.keys.length !== batch.hashes.length) this.malformed++;
     this.signature.add(batch);
     this.lastMs = now;
     if (this.windowStartMs === 0 && this.signature.records >= this.expectedRecords / 10) {

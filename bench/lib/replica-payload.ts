@@ -28,7 +28,7 @@ import wordCount from "../../examples/word-count/app.ts";
 import type { Key, PipelineSpec } from "../../src/app/spec.ts";
 import type { Payload, SourceBatch } from "../../src/connector/types.ts";
 import { decodeRecords, encodeRecords } from "../../src/exchange/payload.ts";
-import { createKeyHash } from "../../src/routing/hash.ts";
+import { createKeyHash, slotOfHash } from "../../src/routing/hash.ts";
 import { equalRanges } from "../../src/routing/partition-map.ts";
 import { compileDataflow, type Dataflow, type KeyedBatch, type StageRun } from "../../src/runtime/dataflow.ts";
 import { exportSlot, peekState, putState, type Mark, type StageStore } from "../../src/runtime/state-store.ts";
@@ -135,10 +135,10 @@ function encodeChanges(store: StageStore, input: KeyedBatch, run: StageRun): { p
   const seenText = new Set<string>();
   const seenBytes = new Set<string>();
   const slotSeen = new Uint8Array(store.slotCount);
-  const { keys, slots } = input;
+  const { keys, hashes } = input;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
-    const slot = slots[i]!;
+    const slot = slotOfHash(hashes[i]!, store.shift);
     if (slotSeen[slot] === 0) {
       slotSeen[slot] = 1;
       for (const [upstream, [seq, sub]] of store.marks[slot] ?? []) {
@@ -217,7 +217,6 @@ function packedCopy(batch: KeyedBatch): KeyedBatch {
   return {
     keys: packed(batch.keys),
     hashes: packed(batch.hashes),
-    slots: packed(batch.slots),
     values: packed(batch.values),
     lineage: packed(batch.lineage),
     upstreams: packed(batch.upstreams),
@@ -332,7 +331,7 @@ async function measureApp(c: AppCase, profile: Profile): Promise<AppResult> {
     if (writtenSparse(packed.keys)) result.sparseAfterPacking++;
     for (const [design, batch] of [["inputs", input], ["inputsPacked", packed]] as const) {
       addParts(result[design], {
-        "keys and slots": { keys: batch.keys, slots: batch.slots },
+        "keys and hashes": { keys: batch.keys, hashes: batch.hashes },
         values: batch.values,
         lineage: batch.lineage,
         marks: { upstreams: batch.upstreams, seqs: batch.seqs, subs: batch.subs },

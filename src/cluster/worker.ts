@@ -65,6 +65,7 @@ import { coordinatorHandlers } from "./coordinator-service.ts";
 import { createWorkerPort } from "./worker-port.ts";
 import { events } from "../observe/events.ts";
 import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./membership.ts";
+import { hashShift, slotOfHash } from "../routing/hash.ts";
 
 const RATE_WINDOW_MS = 2000;
 /** A worker whose coordinator has not answered a heartbeat for this long stops: nothing can change its map any more. */
@@ -258,8 +259,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     const records = decodeRecords(batch.payload);
     // Only slots this worker holds: a replica for a copy abandoned, or not begun, is no state of its.
     let keep: number[] | undefined;
-    for (let i = 0; i < records.slots.length; i++) {
-      const here = heldHere(records.slots[i]!);
+    const shift = hashShift(slotCount);
+    for (let i = 0; i < records.hashes.length; i++) {
+      const here = heldHere(slotOfHash(records.hashes[i]!, shift));
       if (here && keep === undefined) continue;
       keep ??= Array.from({ length: i }, (_, j) => j);
       if (here) keep.push(i);

@@ -48,7 +48,6 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
     const piece: KeyedBatch = {
       keys: batch.keys.slice(from, to),
       hashes: batch.hashes.slice(from, to),
-      slots: batch.slots.slice(from, to),
       values: batch.values.slice(from, to),
       lineage: part(batch.lineage),
       upstreams: part(batch.upstreams),

@@ -30,9 +30,8 @@ type KeyingStep = Extract<Step, { kind: "keyBy" | "keyByPartitioner" }>;
  */
 export interface KeyedBatch {
   keys: Key[];
-  /** Each key's routing hash (createKeyHash): its slot, and where its state is in the slot's table. */
+  /** Each key's routing hash (createKeyHash): its slot (slotOfHash), and where its state is in the slot's table. */
   hashes: number[];
-  slots: number[];
   values: unknown[];
   lineage: string[];
   /** With replicated state (else empty): each record's upstream, and its [seq, sub] place in it. */
@@ -340,10 +339,8 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     if (typeof key !== "string" && !(key instanceof Uint8Array)) {
       throw new KeywayError(ErrorCode.BAD_APP, `pipeline "${pipeline.name}": a key must be a string or bytes, got ${typeof key}`);
     }
-    const hash = hashOf(key);
     input.keys.push(key);
-    input.hashes.push(hash);
-    input.slots.push(slotOfHash(hash, shift));
+    input.hashes.push(hashOf(key));
   };
 
   const admit = (v: unknown): void => {
@@ -401,7 +398,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
   };
   /** Drops what a failed record emitted: everything past the lengths taken before it. */
   const truncate = (batch: KeyedBatch, length: number): void => {
-    for (const list of [batch.keys, batch.hashes, batch.slots, batch.values, batch.lineage, batch.upstreams, batch.seqs, batch.subs]) if (list.length > length) list.length = length;
+    for (const list of [batch.keys, batch.hashes, batch.values, batch.lineage, batch.upstreams, batch.seqs, batch.subs]) if (list.length > length) list.length = length;
   };
 
   /** Applies records to this worker's copy of their slots; returns how many were replays it dropped. */
@@ -409,7 +406,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const { store, emit } = stage;
     const stageName = `keyed stage ${stages.indexOf(stage) + 1}`;
     const { init, update } = stage.step;
-    const { keys, hashes, slots, values } = input;
+    const { keys, hashes, values } = input;
     const marked = marking && input.upstreams.length > 0;
     const n = only === undefined ? keys.length : only.length;
     let replays = 0;
@@ -420,12 +417,13 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     let previousSlot = -1;
     for (let j = 0; j < n; j++) {
       const i = only === undefined ? j : only[j]!;
+      const slot = slotOfHash(hashes[i]!, shift);
       if (outSlots !== undefined) {
         while (outSlots.length < sinkOut.values.length) outSlots.push(previousSlot);
-        previousSlot = slots[i]!;
+        previousSlot = slot;
       }
       const key = keys[i]!;
-      if (marked && !passMark(store, slots[i]!, input.upstreams[i]!, input.seqs[i]!, input.subs[i]!)) {
+      if (marked && !passMark(store, slot, input.upstreams[i]!, input.seqs[i]!, input.subs[i]!)) {
         replays++;
         replayed?.push(i);
         continue;
@@ -464,10 +462,10 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     const targets = placement.replicaTargets;
     if (targets === undefined || out?.replicate === undefined) return;
     let groups: Map<number, number[]> | undefined;
-    const n = local === undefined ? input.slots.length : local.length;
+    const n = local === undefined ? input.hashes.length : local.length;
     for (let j = 0; j < n; j++) {
       const i = local === undefined ? j : local[j]!;
-      const to = targets[input.slots[i]!];
+      const to = targets[slotOfHash(input.hashes[i]!, shift)];
       if (to === undefined) continue;
       groups ??= new Map();
       for (const t of to) {
@@ -520,8 +518,9 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
     let local: number[] | undefined;
     let remote: Map<number, number[]> | undefined;
     let held: number[] | undefined;
-    for (let i = 0; i < input.slots.length; i++) {
-      const slot = input.slots[i]!;
+    const { hashes } = input;
+    for (let i = 0; i < hashes.length; i++) {
+      const slot = slotOfHash(hashes[i]!, shift);
       const owner = owners[slot]!;
       const here = owner === self && (inbound || frozen === undefined || frozen[slot] === 0);
       if (here && local === undefined) continue;
@@ -542,7 +541,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
         if (inbound) {
           run.forwarded += indexes.length;
           if (hops > FORWARD_HOPS_MAX) {
-            throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `pipeline "${pipeline.name}": records for slot ${input.slots[indexes[0]!]} forwarded ${hops} times without reaching its owner`);
+            throw new KeywayError(ErrorCode.EPOCH_MISMATCH, `pipeline "${pipeline.name}": records for slot ${slotOfHash(input.hashes[indexes[0]!]!, shift)} forwarded ${hops} times without reaching its owner`);
           }
         }
         run.pending.push(routeOut.send(owner, s, pickRecords(input, indexes), hops));
@@ -633,7 +632,7 @@ export function compileDataflow(pipeline: PipelineSpec, routing: Routing): Dataf
 }
 
 export function emptyKeyedBatch(): KeyedBatch {
-  return { keys: [], hashes: [], slots: [], values: [], lineage: [], upstreams: [], seqs: [], subs: [] };
+  return { keys: [], hashes: [], values: [], lineage: [], upstreams: [], seqs: [], subs: [] };
 }
 
 function emptyRun(withIds: boolean): StageRun {
@@ -652,14 +651,13 @@ function pickList<T>(list: readonly T[], indexes: readonly number[]): T[] {
   return out;
 }
 
-/** The records at indexes, with their keys, hashes and slots so the receiver neither re-keys nor re-hashes. */
+/** The records at indexes, with their keys and hashes so the receiver neither re-keys nor re-hashes. */
 export function pickRecords(input: KeyedBatch, indexes: number[]): KeyedBatch {
   const withLineage = input.lineage.length > 0;
   const withMarks = input.upstreams.length > 0;
   return {
     keys: pickList(input.keys, indexes),
     hashes: pickList(input.hashes, indexes),
-    slots: pickList(input.slots, indexes),
     values: pickList(input.values, indexes),
     lineage: withLineage ? pickList(input.lineage, indexes) : [],
     upstreams: withMarks ? pickList(input.upstreams, indexes) : [],
