@@ -184,15 +184,14 @@ export function addClusterCommands(program: Command, setExitCode: (code: number)
       // At once: the first worker passes its SIGHUP on to local workers, which may still be starting.
       const unhook = credentialStore === undefined ? undefined : reloadOnSighup(credentialStore, log);
       const app = await loadApp(appPath);
-      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { joinEtcdCluster }, { clusterTransport }, { startMetrics }] = await Promise.all([
+      const [{ startClusterWorker }, { buildWorkerConnectors, bindingsFromJson }, { clusterTransport }, { startMetrics }] = await Promise.all([
         import("../cluster/worker.ts"),
         import("./worker-connectors.ts"),
-        import("./etcd-coordinator.ts"),
         import("../cluster/control-rpc.ts"),
         import("../metrics/server.ts"),
       ]);
       const metrics = await startMetrics(flags.metricsListen, log);
-      const etcd = flags.coordinator === undefined ? undefined : await joinEtcdCluster(flags.coordinator, app, log);
+      const etcd = flags.coordinator === undefined ? undefined : await (await import("./etcd-coordinator.ts")).joinEtcdCluster(flags.coordinator, app, log);
       let edge: BuiltWorkerConnectors["edge"];
       const dashboard = await startDashboardFor(flags.httpListen, log).catch(async (err: unknown) => {
         await etcd?.control.close();

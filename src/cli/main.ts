@@ -178,11 +178,10 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
     throw new KeywayError(ErrorCode.USAGE, `pipeline "${late.name}" keys by a partition function after a keyed stage, which runs on every worker; a cluster serves partition functions only before the first keyed stage`);
   }
   const token = flags.token ?? process.env.KEYWAY_TOKEN;
-  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }, { startEtcdControl }, { clusterTransport }] = await Promise.all([
+  const [{ startClusterWorker }, { launchLocalWorkers }, { buildWorkerConnectors, bindingsToJson, bindingsFinite, directoryFiles }, { clusterTransport }] = await Promise.all([
     import("../cluster/worker.ts"),
     import("../cluster/launcher.ts"),
     import("./worker-connectors.ts"),
-    import("./etcd-coordinator.ts"),
     import("../cluster/control-rpc.ts"),
   ]);
   const replicas = replicasFor(app, flags.replicas, log);
@@ -190,7 +189,7 @@ async function runCluster(appPath: string, app: AppSpec, table: BindingTable, fl
   const etcd =
     flags.coordinator === undefined
       ? undefined
-      : await startEtcdControl(flags.coordinator, app, log, { slotCount: flags.slots, replicas, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), failureTimeoutMs }, table);
+      : await (await import("./etcd-coordinator.ts")).startEtcdControl(flags.coordinator, app, log, { slotCount: flags.slots, replicas, bindingsJson: bindingsToJson(table), finite: bindingsFinite(table), failureTimeoutMs }, table);
   let stateLost: Error | undefined;
   const losing = deferred<never>();
   const abandonRun = (err: Error): void => losing.reject(err);
