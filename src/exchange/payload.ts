@@ -12,15 +12,17 @@ export const EXCHANGE_BATCH_RECORDS_MAX = 4096;
 
 /**
  * A batch as it travels: each record's upstream as an index into the batch's few distinct names
- * (node:v8 writes every string in full, and a file source's name is its path).
+ * (node:v8 writes every string in full, and a file source's name is its path), and the hashes as
+ * raw int32s (4 bytes each, where node:v8 writes a number of that size in 6).
  */
-interface WireBatch extends Omit<KeyedBatch, "upstreams"> {
+interface WireBatch extends Omit<KeyedBatch, "upstreams" | "hashes"> {
+  hashes: Int32Array;
   upstreamNames: string[];
   upstreamOf: number[];
 }
 
 function toWire(batch: KeyedBatch): WireBatch {
-  const { upstreams, ...rest } = batch;
+  const { upstreams, hashes, ...rest } = batch;
   const upstreamNames: string[] = [];
   const upstreamOf: number[] = [];
   let last = "";
@@ -34,7 +36,7 @@ function toWire(batch: KeyedBatch): WireBatch {
     }
     upstreamOf.push(lastIndex);
   }
-  return { ...rest, upstreamNames, upstreamOf };
+  return { ...rest, hashes: Int32Array.from(hashes), upstreamNames, upstreamOf };
 }
 
 /** The batch as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
@@ -61,10 +63,10 @@ export function encodeRecords(batch: KeyedBatch): Array<{ records: number; paylo
 }
 
 export function decodeRecords(bytes: Uint8Array): KeyedBatch {
-  const { upstreamNames, upstreamOf, ...rest } = deserialize(bytes) as WireBatch;
+  const { hashes, upstreamNames, upstreamOf, ...rest } = deserialize(bytes) as WireBatch;
   const upstreams: string[] = [];
   for (let i = 0; i < upstreamOf.length; i++) upstreams.push(upstreamNames[upstreamOf[i]!]!);
-  return { ...rest, upstreams };
+  return { ...rest, hashes: Array.from(hashes), upstreams };
 }
 
 /** Sink output as payloads of at most `maxRecords` records each, in order. */
