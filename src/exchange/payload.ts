@@ -36,7 +36,7 @@ function toWire(batch: KeyedBatch): WireBatch {
     }
     upstreamOf.push(lastIndex);
   }
-  return { ...rest, hashes: Int32Array.from(hashes), upstreamNames, upstreamOf };
+  return { ...rest, hashes: new Int32Array(hashes), upstreamNames, upstreamOf };
 }
 
 /** The batch as payloads of at most EXCHANGE_BATCH_RECORDS_MAX records each, in order. */
@@ -66,7 +66,10 @@ export function decodeRecords(bytes: Uint8Array): KeyedBatch {
   const { hashes, upstreamNames, upstreamOf, ...rest } = deserialize(bytes) as WireBatch;
   const upstreams: string[] = [];
   for (let i = 0; i < upstreamOf.length; i++) upstreams.push(upstreamNames[upstreamOf[i]!]!);
-  return { ...rest, hashes: Array.from(hashes), upstreams };
+  // By push: Array.from of a typed array takes the iterator protocol, 4x slower.
+  const hashList: number[] = [];
+  for (let i = 0; i < hashes.length; i++) hashList.push(hashes[i]!);
+  return { ...rest, hashes: hashList, upstreams };
 }
 
 /** Sink output as payloads of at most `maxRecords` records each, in order. */
