@@ -164,7 +164,8 @@ export function runSession<Req, K>(
       if (ended) return;
       const name = errorCodeName(error.code);
       if (error.code === ErrorCode.SHUTTING_DOWN) log.info({ code: name }, error.message);
-      else log.warn({ code: name, reason: error.message }, "connector session failed");
+      // Bounded as the status is: a connector must not be able to write 40 KB log lines at will.
+      else log.warn({ code: name, reason: boundedDetails(error.message) }, "connector session failed");
       const value = create(ErrorSchema, { code: error.code, message: error.message });
       endWith({ case: "error", value }, GRPC_STATUS_OF[error.code], `${name}: ${error.message}`);
     },

@@ -5,6 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
+import type { Logger } from "../../src/log/logger.ts";
 import { records, TestPartitioner, TestSink, TestSource } from "./helpers/connectors.ts";
 import { startHarness, type Harness, type HarnessOptions } from "./helpers/harness.ts";
 import { healthyNeighbour, type Neighbour } from "./helpers/neighbour.ts";
@@ -118,7 +119,9 @@ describe("bad input ends only the offending session", () => {
     // Found by the fuzzer (seed 2121042623, case 693): the name echoed in the status details made
     // an HTTP/2 trailer beyond the client's limit, the call never ended and the neighbour stalled.
     const target = "{|".repeat(20_000);
-    const { address, neighbour } = await setUp();
+    const warnings: unknown[] = [];
+    const log: Logger = { debug() {}, info() {}, error() {}, warn: (obj) => warnings.push(obj), child: () => log };
+    const { address, neighbour } = await setUp({ log });
     const session = openSource(address);
     session.send(hello(target));
     const { error, status } = await failure(session);
@@ -127,6 +130,8 @@ describe("bad input ends only the offending session", () => {
     expect(error.message).toContain(`"${target}"`);
     expect(status.details.length).toBeLessThanOrEqual(1024);
     expect(status.details).toContain("(40");
+    // The engine's log line is bounded the same way.
+    expect(warnings).toContainEqual({ code: "UNKNOWN_TARGET", reason: expect.stringMatching(/^.{1,1024}$/s) });
     await neighbour.flows();
   });
 

@@ -5,7 +5,7 @@
  *   keyed:  source "kin" -> keyBy(partitioner "pk") -> count per key  -> sink "kout"
  */
 import { app, partitioner, pipeline } from "../../../src/app/pipeline.ts";
-import { silentLogger } from "../../../src/log/logger.ts";
+import { silentLogger, type Logger } from "../../../src/log/logger.ts";
 import { startConnectorServer, type ConnectorServer, type ProtocolLimits, type SessionPlacement } from "../../../src/protocol/index.ts";
 import { partitionerNames } from "../../../src/runtime/dataflow.ts";
 import { startEngine, type Engine } from "../../../src/runtime/engine.ts";
@@ -50,6 +50,8 @@ export interface HarnessOptions {
   streamRetentionMs?: number;
   /** --session-timeout-ms: also how long a partitioner request may go unanswered. */
   sessionTimeoutMs?: number;
+  /** The server's logger (silent by default). */
+  log?: Logger;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -64,7 +66,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     sourceTargets: ["in", "kin"],
     sinkTargets: ["out", "kout"],
     partitioners: testApp.pipelines.flatMap(partitionerNames),
-    log: silentLogger(),
+    log: options.log ?? silentLogger(),
   });
   const harness: Harness = {
     server,
