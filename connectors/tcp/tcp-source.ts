@@ -14,6 +14,7 @@
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import type { Payload, Source, SourceBatch, SourceContext } from "../../src/connector/types.ts";
+import { FrameQueue } from "../frame-queue.ts";
 import { ErrorCode, KeywayError, isKeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
 import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes, lengthPrefixedDecoder, newlineDecoder } from "./framing.ts";
@@ -72,25 +73,17 @@ class TcpListenSource implements TcpSource {
   private name = "";
   private log: Logger | null = null;
   private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
   private closed = false;
-  private paused = false;
-  /** Frames waiting for read(); decoders append to it directly. */
-  private frames: Payload[] = [];
-  /**
-   * Bytes received since the last read(). It also counts framing and partial frames, so it
-   * overstates what is held and the bound errs on the safe side.
-   */
-  private framesBytes = 0;
-  private delivered = 0n;
-  private waitingRead: ((batch: SourceBatch | null) => void) | null = null;
+  private readonly queue: FrameQueue<Socket>;
 
-  constructor(private readonly settings: Settings) {}
+  constructor(private readonly settings: Settings) {
+    this.queue = new FrameQueue(settings, "tcp");
+  }
 
   async open(ctx: SourceContext): Promise<void> {
     this.name = ctx.name;
     this.log = ctx.log;
-    this.delivered = ctx.resumeFrom ?? 0n;
+    this.queue.open(ctx.name, ctx.log, ctx.resumeFrom);
     const server = createServer((socket) => this.accept(socket));
     server.maxConnections = this.settings.connectionsMax;
     server.on("drop", (dropped) =>
@@ -121,7 +114,7 @@ class TcpListenSource implements TcpSource {
   }
 
   queuedRecords(): number {
-    return this.frames.length;
+    return this.queue.queuedRecords();
   }
 
   address(): { host: string; port: number } {
@@ -132,27 +125,14 @@ class TcpListenSource implements TcpSource {
     return { host: bound.address, port: bound.port };
   }
 
-  read(): Promise<SourceBatch | null> {
-    if (this.closed) return Promise.resolve(null);
-    if (this.waitingRead !== null) {
-      return Promise.reject(new KeywayError(ErrorCode.INTERNAL, `source "${this.name}": concurrent read()`));
-    }
-    if (this.frames.length > 0) return Promise.resolve(this.takeBatch());
-    return new Promise((resolve) => {
-      this.waitingRead = resolve;
-    });
+  read(maxRecords?: number): Promise<SourceBatch | null> {
+    return this.queue.read(maxRecords);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.frames = [];
-    this.framesBytes = 0;
-    const resolve = this.waitingRead;
-    this.waitingRead = null;
-    resolve?.(null);
-    for (const socket of this.sockets) socket.destroy();
-    this.sockets.clear();
+    for (const socket of this.queue.close()) socket.destroy();
     const server = this.server;
     this.server = null;
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -165,16 +145,15 @@ class TcpListenSource implements TcpSource {
     }
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     const decoder = this.newDecoder();
-    this.sockets.add(socket);
-    if (this.paused) socket.pause();
+    this.queue.add(socket);
     this.log?.debug({ source: this.name, remote }, "tcp source connection accepted");
     socket.on("data", (chunk: Buffer) => {
-      this.framesBytes += chunk.length;
-      this.decode(socket, remote, () => decoder.push(chunk, this.frames));
+      this.queue.received(chunk.length);
+      this.decode(socket, remote, () => decoder.push(chunk, this.queue.frames));
     });
-    socket.on("end", () => this.decode(socket, remote, () => decoder.end(this.frames)));
+    socket.on("end", () => this.decode(socket, remote, () => decoder.end(this.queue.frames)));
     socket.on("error", (err) => this.log?.debug({ source: this.name, remote, err }, "tcp source connection error"));
-    socket.on("close", () => this.sockets.delete(socket));
+    socket.on("close", () => this.queue.remove(socket));
   }
 
   /** Runs one decoder step; frames it produced before any failure are kept and delivered. */
@@ -189,39 +168,7 @@ class TcpListenSource implements TcpSource {
       );
       socket.destroy();
     }
-    if (this.frames.length === 0) return;
-    const resolve = this.waitingRead;
-    if (resolve !== null) {
-      this.waitingRead = null;
-      resolve(this.takeBatch());
-    } else if (this.isFull()) {
-      this.pauseAll();
-    }
-  }
-
-  private takeBatch(): SourceBatch {
-    const values = this.frames;
-    this.frames = [];
-    this.framesBytes = 0;
-    this.delivered += BigInt(values.length);
-    if (this.paused) this.resumeAll();
-    return { values, position: this.delivered };
-  }
-
-  private isFull(): boolean {
-    return this.frames.length >= this.settings.bufferRecordsMax || this.framesBytes >= this.settings.bufferBytesMax;
-  }
-
-  private pauseAll(): void {
-    if (this.paused) return;
-    this.paused = true;
-    for (const socket of this.sockets) socket.pause();
-    this.log?.debug({ source: this.name, records: this.frames.length, bytes: this.framesBytes }, "tcp source full");
-  }
-
-  private resumeAll(): void {
-    this.paused = false;
-    for (const socket of this.sockets) socket.resume();
+    this.queue.arrived();
   }
 
   private newDecoder(): FrameDecoder<Payload> {

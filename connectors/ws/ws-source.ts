@@ -18,7 +18,8 @@
  * no ids of their own: the engine's `<position>#<index>` names them, as for the tcp source.
  */
 import type { WebSocket } from "ws";
-import type { Payload, Source, SourceBatch, SourceContext } from "../../src/connector/types.ts";
+import type { Source, SourceBatch, SourceContext } from "../../src/connector/types.ts";
+import { FrameQueue } from "../frame-queue.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
 import type { Logger } from "../../src/log/logger.ts";
 import { DEFAULT_MAX_FRAME_BYTES, assertMaxFrameBytes } from "../tcp/framing.ts";
@@ -84,23 +85,17 @@ class WsListenSource implements WsSource {
   private name = "";
   private log: Logger | null = null;
   private listener: WsListener | null = null;
-  private readonly clients = new Set<WebSocket>();
   private closed = false;
-  private paused = false;
-  /** A read is waiting and an answer is queued behind the messages arriving now. */
-  private answering = false;
-  /** Messages waiting for read(), and each one's size, so a partial take knows what it freed. */
-  private frames: Payload[] = [];
-  private framesBytes = 0;
-  private delivered = 0n;
-  private waitingRead: { resolve: (batch: SourceBatch | null) => void; maxRecords: number } | null = null;
+  private readonly queue: FrameQueue<WebSocket>;
 
-  constructor(private readonly settings: Settings) {}
+  constructor(private readonly settings: Settings) {
+    this.queue = new FrameQueue(settings, "ws");
+  }
 
   async open(ctx: SourceContext): Promise<void> {
     this.name = ctx.name;
     this.log = ctx.log;
-    this.delivered = ctx.resumeFrom ?? 0n;
+    this.queue.open(ctx.name, ctx.log, ctx.resumeFrom);
     const { host, port, path, tls, maxFrameBytes, connectionsMax } = this.settings;
     this.listener = await listenWs(
       { host, port, path, maxPayload: maxFrameBytes, connectionsMax, ...(tls === undefined ? {} : { tls }) },
@@ -116,27 +111,18 @@ class WsListenSource implements WsSource {
     return this.listener.address();
   }
 
-  read(maxRecords = Number.POSITIVE_INFINITY): Promise<SourceBatch | null> {
-    if (this.closed) return Promise.resolve(null);
-    if (this.waitingRead !== null) {
-      return Promise.reject(new KeywayError(ErrorCode.INTERNAL, `source "${this.name}": concurrent read()`));
-    }
-    if (this.frames.length > 0) return Promise.resolve(this.takeBatch(maxRecords));
-    return new Promise((resolve) => {
-      this.waitingRead = { resolve, maxRecords };
-    });
+  read(maxRecords?: number): Promise<SourceBatch | null> {
+    return this.queue.read(maxRecords);
+  }
+
+  queuedRecords(): number {
+    return this.queue.queuedRecords();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.frames = [];
-    this.framesBytes = 0;
-    const waiting = this.waitingRead;
-    this.waitingRead = null;
-    waiting?.resolve(null);
-    for (const ws of this.clients) ws.terminate();
-    this.clients.clear();
+    for (const ws of this.queue.close()) ws.terminate();
     const listener = this.listener;
     this.listener = null;
     await listener?.close();
@@ -147,74 +133,18 @@ class WsListenSource implements WsSource {
       ws.terminate();
       return;
     }
-    this.clients.add(ws);
-    if (this.paused) ws.pause();
+    this.queue.add(ws);
     this.log?.debug({ source: this.name, remote }, "ws source client connected");
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       // A copy, so a small message never pins the larger socket chunk it was cut from.
-      this.push(isBinary ? new Uint8Array(data) : utf8.decode(data), data.length);
+      this.queue.frames.push(isBinary ? new Uint8Array(data) : utf8.decode(data));
+      this.queue.received(data.length);
+      this.queue.arrived();
     });
     ws.on("error", (err: Error & { code?: string }) =>
       // ws has already sent the close code that fits (1009 too big, 1002 protocol, 1007 bad UTF-8).
       this.log?.warn({ source: this.name, remote, code: err.code, reason: err.message }, "ws source closing a client that sent a bad frame"),
     );
-    ws.on("close", () => this.clients.delete(ws));
-  }
-
-  private push(value: Payload, bytes: number): void {
-    this.frames.push(value);
-    this.framesBytes += bytes;
-    if (this.waitingRead !== null) {
-      // ws emits every message of a socket chunk in one go: answering the read after them makes one
-      // batch of the chunk, not a batch per message.
-      if (!this.answering) {
-        this.answering = true;
-        queueMicrotask(this.answerRead);
-      }
-    } else if (this.isFull()) {
-      this.pauseAll();
-    }
-  }
-
-  private readonly answerRead = (): void => {
-    this.answering = false;
-    const waiting = this.waitingRead;
-    if (waiting === null || this.frames.length === 0) return;
-    this.waitingRead = null;
-    waiting.resolve(this.takeBatch(waiting.maxRecords));
-  };
-
-  private takeBatch(maxRecords: number): SourceBatch {
-    let values: Payload[];
-    if (this.frames.length <= maxRecords) {
-      values = this.frames;
-      this.frames = [];
-      this.framesBytes = 0;
-    } else {
-      const count = Math.max(1, Math.floor(maxRecords));
-      values = this.frames.splice(0, count);
-      // A text message's UTF-16 length stands for its bytes (exact for ASCII, less otherwise): the byte
-      // bound is a memory bound, and it is exact again whenever read() takes everything.
-      for (const v of values) this.framesBytes -= typeof v === "string" ? v.length : v.byteLength;
-    }
-    this.delivered += BigInt(values.length);
-    if (this.paused && !this.isFull()) this.resumeAll();
-    return { values, position: this.delivered };
-  }
-
-  private isFull(): boolean {
-    return this.frames.length >= this.settings.bufferRecordsMax || this.framesBytes >= this.settings.bufferBytesMax;
-  }
-
-  private pauseAll(): void {
-    if (this.paused) return;
-    this.paused = true;
-    for (const ws of this.clients) ws.pause();
-    this.log?.debug({ source: this.name, records: this.frames.length, bytes: this.framesBytes }, "ws source full; clients paused");
-  }
-
-  private resumeAll(): void {
-    this.paused = false;
-    for (const ws of this.clients) ws.resume();
+    ws.on("close", () => this.queue.remove(ws));
   }
 }

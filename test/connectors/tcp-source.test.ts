@@ -99,6 +99,20 @@ describe.each<Framing>(["newline", "length-prefixed"])("tcp source, %s framing",
     }
   });
 
+  it("honours read(maxRecords): a batch of at most that many, the rest left for the next read", async () => {
+    const { source, port } = await openSource(framing);
+    const client = await connectClient(port);
+    const values = Array.from({ length: 10 }, (_, i) => `r${i}`);
+    client.write(encodeFrames(framing, values));
+    await until(() => source.queuedRecords!() === 10);
+    const first = (await source.read(3))!;
+    expect(asText(first.values)).toEqual(["r0", "r1", "r2"]);
+    expect(first.position).toBe(3n);
+    const rest = (await source.read())!;
+    expect(asText(rest.values)).toEqual(values.slice(3));
+    expect(rest.position).toBe(10n);
+  });
+
   it("stops reading when its buffer is full and delivers everything once read again", async () => {
     const bufferRecordsMax = 100;
     const { source, port } = await openSource(framing, { bufferRecordsMax, bufferBytesMax: 1024 * 1024 });
