@@ -5,8 +5,6 @@
  */
 import { create } from "@bufbuild/protobuf";
 import {
-  CommittedSchema,
-  CreditsSchema,
   ErrorCode,
   StreamEndedSchema,
   StreamOpenedSchema,
@@ -81,11 +79,12 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
 
   grant(records: number): void {
     this.creditsAvailable += records;
-    this.channel.send({ case: "credits", value: create(CreditsSchema, { records }) });
+    // Plain objects of the messages' shape: create() costs more than their fast encoding.
+    this.channel.send({ case: "credits", value: { $typeName: "keyway.v1.Credits", records } });
   }
 
   committed(stream: string, position: bigint): void {
-    this.channel.send({ case: "committed", value: create(CommittedSchema, { stream, position }) });
+    this.channel.send({ case: "committed", value: { $typeName: "keyway.v1.Committed", stream, position } });
   }
 
   streamEnded(stream: string, position: bigint): void {
