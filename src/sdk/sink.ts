@@ -93,6 +93,9 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
   private unsettled: bigint[] = [];
   private writing: Promise<void> | null = null;
   private stopping = false;
+  /** Credits for records written on the live session, not granted again yet, and the least worth a grant. */
+  private owed = 0;
+  private grantMin = 1;
 
   constructor(
     private readonly log: Logger,
@@ -114,8 +117,14 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
     this.session = session;
     this.unsettled = [];
     if (this.stopping) return session.halfClose("the sink is stopping");
-    const credits = Math.max(this.creditWindowRecords, welcome.limits?.maxBatchRecords ?? 0);
+    const maxBatch = welcome.limits?.maxBatchRecords ?? 0;
+    const credits = Math.max(this.creditWindowRecords, maxBatch);
     this.coverReplay(credits + (welcome.limits?.maxReplayRecords ?? 0));
+    // Credits go back in lumps (a Credits message per batch written costs as much as a small
+    // batch's own handling), never so late that the engine holds less than max_batch_records of
+    // them once what was sent is written (R-SINK-CREDITS-WINDOW).
+    this.owed = 0;
+    this.grantMin = Math.max(1, Math.min(Math.floor(credits / 4), credits - maxBatch));
     grant(session, credits);
   }
 
@@ -184,7 +193,11 @@ class SinkConnection implements RoleHandler<SinkRequest, SinkResponse> {
       if (!session.live || session !== this.session) continue;
       for (const { batch } of group) this.unsettled.push(batch.sequence);
       this.ack(session);
-      if (!this.stopping) grant(session, records);
+      this.owed += records;
+      if (!this.stopping && this.owed >= this.grantMin) {
+        grant(session, this.owed);
+        this.owed = 0;
+      }
     }
   }
 

@@ -13,7 +13,7 @@ import {
   type SourceResponse,
 } from "../gen/keyway/v1/connector_pb.ts";
 import type { HandshakePolicy } from "../handshake.ts";
-import { sourceCreditWindow, type ProtocolLimits } from "../limits.ts";
+import { SOURCE_GRANT_LINGER_MS, sourceCreditWindow, sourceGrantMin, type ProtocolLimits } from "../limits.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import type { RoleBinding, RoleHandler, SessionChannel } from "../session.ts";
 import type { ConnectorSource, OpenedAt, SourceSessionPort } from "./connector-source.ts";
@@ -39,6 +39,11 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   private readonly limits: ProtocolLimits;
   /** Credits granted and not yet spent. */
   private creditsAvailable: number;
+  /** Credits for records the pipeline has taken, not granted back yet: they go in lumps of grantMin. */
+  private owed = 0;
+  private readonly grantMin: number;
+  /** Set while owed credits wait for more to make a lump, or for the linger to pass. */
+  private lingering: NodeJS.Timeout | undefined;
   private readonly open = new Map<string, OpenStream>();
   private readonly opening = new Set<string>();
 
@@ -47,6 +52,7 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     this.source = source;
     this.limits = limits;
     this.creditsAvailable = sourceCreditWindow(limits);
+    this.grantMin = sourceGrantMin(limits);
   }
 
   get ended(): boolean {
@@ -74,10 +80,21 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   }
 
   onEnd(): void {
+    clearTimeout(this.lingering);
     this.source.detach(this, this.open.keys());
   }
 
   grant(records: number): void {
+    this.owed += records;
+    if (this.owed >= this.grantMin) this.grantOwed();
+    else this.lingering ??= setTimeout(() => this.grantOwed(), SOURCE_GRANT_LINGER_MS);
+  }
+
+  private grantOwed(): void {
+    clearTimeout(this.lingering);
+    this.lingering = undefined;
+    const records = this.owed;
+    this.owed = 0;
     this.creditsAvailable += records;
     // Plain objects of the messages' shape: create() costs more than their fast encoding.
     this.channel.send({ case: "credits", value: { $typeName: "keyway.v1.Credits", records } });
@@ -174,7 +191,11 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     stream.lastPosition = previous;
     this.creditsAvailable -= records.length;
     const replays = this.source.accept(this, name, records);
-    if (replays > 0) this.grant(replays);
+    // Replays' credits come back at once, right after their batch (protocol §7.2).
+    if (replays > 0) {
+      this.owed += replays;
+      this.grantOwed();
+    }
   }
 
   private endStream(name: string): void {
