@@ -35,8 +35,8 @@ const UINT32_MAX = 0xffffffff;
 export function encodeSourceResponse(message: SourceResponse): Buffer | undefined {
   const { kind } = message;
   if (message.$unknown !== undefined || (kind.case !== "credits" && kind.case !== "committed") || kind.value.$unknown !== undefined) return undefined;
-  try {
-    if (kind.case === "credits") return creditsMessage(SOURCE_CREDITS, kind.value.records);
+  return fast(() => {
+    if (kind.case === "credits") return varintMessage(SOURCE_CREDITS, uint32Of(kind.value.records));
     const { stream, position } = kind.value;
     const streamBytes = utf8Length(stream);
     const at = varintOf(position);
@@ -53,33 +53,22 @@ export function encodeSourceResponse(message: SourceResponse): Buffer | undefine
       writeVarint(buf, pos, at);
     }
     return buf;
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  });
 }
 
 export function decodeSourceResponse(bytes: Uint8Array): SourceResponse | undefined {
   return decodeOne(bytes, (c, field, end): SourceResponse | undefined => {
-    if (field === SOURCE_CREDITS) return { $typeName: "keyway.v1.SourceResponse", kind: { case: "credits", value: readCredits(c, end) } };
+    if (field === SOURCE_CREDITS) return { $typeName: "keyway.v1.SourceResponse", kind: { case: "credits", value: credits(readVarintField(c, end)) } };
     if (field !== SOURCE_COMMITTED) return undefined;
     let stream = "";
     let position = 0;
     while (c.pos < end) {
       const tag = readTag(c, end);
       const wireType = tag & 7;
-      switch (tag >>> 3) {
-        case 1:
-          if (wireType !== WIRE_LEN) throw NOT_FAST;
-          stream = readString(c, readLength(c, end));
-          break;
-        case 2:
-          if (wireType !== WIRE_VARINT) throw NOT_FAST;
-          position = readVarint(c, end);
-          break;
-        default:
-          skipField(c, wireType, end);
-      }
+      if (tag === ((1 << 3) | WIRE_LEN)) stream = readString(c, readLength(c, end));
+      else if (tag === ((2 << 3) | WIRE_VARINT)) position = readVarint(c, end);
+      else if (tag >>> 3 === 1 || tag >>> 3 === 2) throw NOT_FAST;
+      else skipField(c, wireType, end);
     }
     return { $typeName: "keyway.v1.SourceResponse", kind: { case: "committed", value: { $typeName: "keyway.v1.Committed", stream, position: BigInt(position) } } };
   });
@@ -88,38 +77,26 @@ export function decodeSourceResponse(bytes: Uint8Array): SourceResponse | undefi
 export function encodeSinkRequest(message: SinkRequest): Buffer | undefined {
   const { kind } = message;
   if (message.$unknown !== undefined || (kind.case !== "credits" && kind.case !== "ack") || kind.value.$unknown !== undefined) return undefined;
-  try {
-    if (kind.case === "credits") return creditsMessage(SINK_CREDITS, kind.value.records);
-    const sequence = varintOf(kind.value.sequence);
-    const size = sequence === 0 ? 0 : 1 + varintSize(sequence);
-    const buf = Buffer.allocUnsafe(lengthFieldSize(size));
-    buf[0] = (SINK_ACK << 3) | WIRE_LEN;
-    const pos = writeVarint(buf, 1, size);
-    if (sequence !== 0) {
-      buf[pos] = (1 << 3) | WIRE_VARINT;
-      writeVarint(buf, pos + 1, sequence);
-    }
-    return buf;
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  return fast(() => (kind.case === "credits" ? varintMessage(SINK_CREDITS, uint32Of(kind.value.records)) : varintMessage(SINK_ACK, varintOf(kind.value.sequence))));
 }
 
 export function decodeSinkRequest(bytes: Uint8Array): SinkRequest | undefined {
   return decodeOne(bytes, (c, field, end): SinkRequest | undefined => {
-    if (field === SINK_CREDITS) return { $typeName: "keyway.v1.SinkRequest", kind: { case: "credits", value: readCredits(c, end) } };
+    if (field === SINK_CREDITS) return { $typeName: "keyway.v1.SinkRequest", kind: { case: "credits", value: credits(readVarintField(c, end)) } };
     if (field !== SINK_ACK) return undefined;
-    let sequence = 0;
-    while (c.pos < end) {
-      const tag = readTag(c, end);
-      const wireType = tag & 7;
-      if (tag >>> 3 !== 1) skipField(c, wireType, end);
-      else if (wireType !== WIRE_VARINT) throw NOT_FAST;
-      else sequence = readVarint(c, end);
-    }
-    return { $typeName: "keyway.v1.SinkRequest", kind: { case: "ack", value: { $typeName: "keyway.v1.Ack", sequence: BigInt(sequence) } } };
+    const sequence = BigInt(readVarintField(c, end));
+    return { $typeName: "keyway.v1.SinkRequest", kind: { case: "ack", value: { $typeName: "keyway.v1.Ack", sequence } } };
   });
+}
+
+/** Runs an encoder; NOT_FAST from it means protobuf-es encodes the message. */
+function fast(encode: () => Buffer): Buffer | undefined {
+  try {
+    return encode();
+  } catch (err) {
+    if (err === NOT_FAST) return undefined;
+    throw err;
+  }
 }
 
 /** A response or request of exactly one field, a message: `read` decodes it, given its number and end. */
@@ -140,32 +117,38 @@ function decodeOne<T>(bytes: Uint8Array, read: (c: Cursor, field: number, end: n
   }
 }
 
-function readCredits(c: Cursor, end: number): { $typeName: "keyway.v1.Credits"; records: number } {
-  let records = 0;
+/** Field 1 of a message holding one varint (Credits, Ack), as protobuf-es reads it: 0 when absent, the last one when repeated. */
+function readVarintField(c: Cursor, end: number): number {
+  let value = 0;
   while (c.pos < end) {
     const tag = readTag(c, end);
-    const wireType = tag & 7;
-    if (tag >>> 3 !== 1) skipField(c, wireType, end);
-    else if (wireType !== WIRE_VARINT) throw NOT_FAST;
-    else {
-      records = readVarint(c, end);
-      // protobuf-es keeps a uint32's low 32 bits of a longer varint: it decides.
-      if (records > UINT32_MAX) throw NOT_FAST;
-    }
+    if (tag === ((1 << 3) | WIRE_VARINT)) value = readVarint(c, end);
+    else if (tag >>> 3 === 1) throw NOT_FAST;
+    else skipField(c, tag & 7, end);
   }
+  return value;
+}
+
+function credits(records: number): { $typeName: "keyway.v1.Credits"; records: number } {
+  // protobuf-es keeps a uint32's low 32 bits of a longer varint: it decides.
+  if (records > UINT32_MAX) throw NOT_FAST;
   return { $typeName: "keyway.v1.Credits", records };
 }
 
-/** A Credits kind (field `field` of its oneof); a count that is not a uint32 leaves the fast path. */
-function creditsMessage(field: number, records: unknown): Buffer {
-  if (typeof records !== "number" || !Number.isInteger(records) || records < 0 || records > UINT32_MAX) throw NOT_FAST;
-  const size = records === 0 ? 0 : 1 + varintSize(records);
+function uint32Of(value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > UINT32_MAX) throw NOT_FAST;
+  return value;
+}
+
+/** A oneof member `field` holding a message whose only field, 1, is the varint `value` (left out when 0). */
+function varintMessage(field: number, value: number): Buffer {
+  const size = value === 0 ? 0 : 1 + varintSize(value);
   const buf = Buffer.allocUnsafe(lengthFieldSize(size));
   buf[0] = (field << 3) | WIRE_LEN;
   const pos = writeVarint(buf, 1, size);
-  if (records !== 0) {
+  if (value !== 0) {
     buf[pos] = (1 << 3) | WIRE_VARINT;
-    writeVarint(buf, pos + 1, records);
+    writeVarint(buf, pos + 1, value);
   }
   return buf;
 }
