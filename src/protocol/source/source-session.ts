@@ -44,6 +44,12 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   private readonly grantMin: number;
   /** Set while owed credits wait for more to make a lump, or for the linger to pass. */
   private lingering: NodeJS.Timeout | undefined;
+  /**
+   * Committed positions not sent yet, by stream: one Committed per stream goes at the end of the
+   * event loop's turn, with the highest, however many batches the pipeline finished in it.
+   */
+  private readonly commits = new Map<string, bigint>();
+  private commitsQueued = false;
   private readonly open = new Map<string, OpenStream>();
   private readonly opening = new Set<string>();
 
@@ -101,10 +107,21 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   }
 
   committed(stream: string, position: bigint): void {
-    this.channel.send({ case: "committed", value: { $typeName: "keyway.v1.Committed", stream, position } });
+    this.commits.set(stream, position);
+    if (this.commitsQueued) return;
+    this.commitsQueued = true;
+    setImmediate(() => this.flush());
+  }
+
+  flush(): void {
+    this.commitsQueued = false;
+    for (const [stream, position] of this.commits) this.channel.send({ case: "committed", value: { $typeName: "keyway.v1.Committed", stream, position } });
+    this.commits.clear();
   }
 
   streamEnded(stream: string, position: bigint): void {
+    // The stream's last Committed goes before its StreamEnded.
+    this.flush();
     this.channel.send({ case: "ended", value: create(StreamEndedSchema, { stream, position }) });
   }
 
