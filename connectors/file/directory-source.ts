@@ -8,6 +8,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Source, SourceBatch, SourceContext } from "../../src/connector/types.ts";
 import { ErrorCode, KeywayError } from "../../src/errors.ts";
+import { Fifo } from "../../src/util/fifo.ts";
 import { fileSource, type FileSourceOptions } from "./file-source.ts";
 
 /** The regular files of a directory, by name; an empty directory is an error. */
@@ -35,6 +36,12 @@ export function directorySource(dir: string, options: FileSourceOptions = {}): S
   let batches = 0n;
   let closed = false;
   const offsets: Record<string, string> = {};
+  // Per batch read and not yet committed or passed by a progress taken: the offset it moved and
+  // where that offset was before, so progress is taken only when asked for, as of an earlier batch.
+  const moves = new Fifo<{ position: bigint; path: string; before: string | undefined }>();
+  const forgetThrough = (position: bigint): void => {
+    while (moves.length > 0 && moves.peek()!.position <= position) moves.shift();
+  };
 
   const openCurrent = async (): Promise<void> => {
     const path = files[current]!;
@@ -57,15 +64,30 @@ export function directorySource(dir: string, options: FileSourceOptions = {}): S
         if (closed || source === undefined) return null;
         const batch = await source.read();
         if (batch !== null) {
-          offsets[files[current]!] = String(batch.position);
-          return { values: batch.values, position: ++batches };
+          const path = files[current]!;
+          moves.push({ position: ++batches, path, before: offsets[path] });
+          offsets[path] = String(batch.position);
+          return { values: batch.values, position: batches };
         }
         await source.close();
         if (++current >= files.length || closed) return null;
         await openCurrent();
       }
     },
-    checkpoint: () => ({ offsets: { ...offsets } }),
+    progressAt(position) {
+      forgetThrough(position);
+      const at = { ...offsets };
+      for (let i = moves.length - 1; i >= 0; i--) {
+        const { path, before } = moves.at(i);
+        if (before === undefined) delete at[path];
+        else at[path] = before;
+      }
+      return { offsets: at };
+    },
+    // Without a data dir each batch is committed as it is done; a checkpoint's commit (its offsets) needs nothing here.
+    commit(upTo) {
+      if (typeof upTo === "bigint") forgetThrough(upTo);
+    },
     async close() {
       closed = true;
       await source?.close();

@@ -57,7 +57,7 @@ export interface SourceContext {
   name: string;
   /** Resume after this position (a value a previous batch carried); absent: from the start. */
   resumeFrom?: bigint;
-  /** For a source with checkpoint(): what it returned for the checkpoint being restored. */
+  /** For a source with progressAt(): what it returned for the checkpoint being restored. */
   resumeState?: unknown;
   /** True when commit() comes only after checkpoint files (--data-dir), false when after each batch. */
   checkpointed?: boolean;
@@ -80,19 +80,23 @@ export interface Source {
    */
   read(maxRecords?: number): Promise<SourceBatch | null>;
   /**
-   * Progress covering every batch read() has returned, as v8-serialisable data, for sources whose
-   * progress is more than one position (several streams, an idempotency window). The engine takes
-   * it between batches, stores it in checkpoints, and hands it back as ctx.resumeState.
+   * For sources whose progress is more than one position (several streams, an idempotency window):
+   * the progress covering every batch up to the one at `position` (a SourceBatch.position), as
+   * v8-serialisable data, though read() may have returned later batches since. The engine asks
+   * only when it needs it (a checkpoint, a source closed), never for an earlier batch than the
+   * last it asked about or committed; it stores it in checkpoints and hands it back as
+   * ctx.resumeState. Without it, a source's progress is its last batch position.
    */
-  checkpoint?(): unknown;
+  progressAt?(position: bigint): unknown;
   /**
-   * At a checkpoint's barrier: the progress to store instead of `upTo` (a value checkpoint()
+   * At a checkpoint's barrier: the progress to store instead of `upTo` (a value progressAt()
    * returned, or the restored one), without what the source has forgotten since it was taken (a
    * connector source's retired streams); that value then comes back in commit(). Optional.
    */
   prune?(upTo: unknown): unknown;
   /**
-   * Everything up to this point is committed: a batch position, or a value checkpoint() returned.
+   * Everything up to this point is committed: a batch position (without --data-dir, each batch's
+   * as it is done), or a value progressAt() or prune() returned (a checkpoint's).
    * A source may acknowledge its upstream up to it.
    */
   commit?(upTo: unknown): void;

@@ -45,7 +45,7 @@ export interface ChainMeta {
   /** The checkpoint's number: one more than the previous checkpoint's; a base made by compaction takes its last delta's. */
   seq: number;
   createdAtMs: number;
-  /** Per pipeline, in app order: the source's progress (a bigint position or its checkpoint() value). */
+  /** Per pipeline, in app order: the source's progress (a bigint position or its progressAt() value). */
   sources: Array<{ progress: unknown } | undefined>;
 }
 

@@ -30,7 +30,7 @@ import { LEGACY_FILE_NAME, readLegacyCheckpoint, type LegacyCheckpoint } from ".
 export interface Checkpoint {
   app: string;
   slotCount: number;
-  /** Per pipeline, in app order: the source's progress (a bigint position or its checkpoint() value). */
+  /** Per pipeline, in app order: the source's progress (a bigint position or its progressAt() value). */
   sources: Array<{ progress: unknown } | undefined>;
   /** Per pipeline, in app order: [slot, exported state, or null for a slot that is now empty]. */
   slots: Array<Array<[number, Uint8Array | null]>>;

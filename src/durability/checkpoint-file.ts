@@ -16,7 +16,7 @@ const FORMAT_VERSION = 1;
 export interface LegacyCheckpoint {
   app: string;
   slotCount: number;
-  /** Per pipeline, in app order: the source's progress (a bigint position or its checkpoint() value). */
+  /** Per pipeline, in app order: the source's progress (a bigint position or its progressAt() value). */
   sources: Array<{ progress: unknown } | undefined>;
   /** Per pipeline, in app order: [slot, exported slot state] for every slot that holds keys. */
   slots: Array<Array<[number, Uint8Array]>>;

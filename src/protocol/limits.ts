@@ -82,6 +82,19 @@ export function sourceCreditWindow(limits: ProtocolLimits): number {
   return SOURCE_CREDIT_WINDOW_BATCHES * limits.maxBatchRecords;
 }
 
+/**
+ * The smallest grant a source session gets back as the pipeline takes its records: a quarter of
+ * its window. A Credits message per batch taken would cost as much as the batch's own handling
+ * when batches are small; in lumps, the connector still holds three quarters of the window or
+ * more whenever the engine keeps up. Less than a lump goes back SOURCE_GRANT_LINGER_MS after the
+ * records were taken.
+ */
+export const SOURCE_GRANT_LINGER_MS = 10;
+
+export function sourceGrantMin(limits: ProtocolLimits): number {
+  return Math.max(1, Math.floor(sourceCreditWindow(limits) / 4));
+}
+
 export function limitsMessage(limits: ProtocolLimits, maxReplayRecords = 0): Limits {
   return create(LimitsSchema, { ...limits, maxReplayRecords });
 }

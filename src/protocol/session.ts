@@ -58,6 +58,8 @@ export interface RoleHandler<Req> {
   onMessage(request: Req): void;
   /** Called once when the session ends, however it ended. */
   onEnd(): void;
+  /** The session is about to end while it can still send (before its Error or Redirect, or as the connector half-closes): send what is held back. */
+  flush?(): void;
   /**
    * The credentials were reloaded and the session's credential (still valid for its role and
    * target) may be narrower: throws a ProtocolError if what the session holds is now outside it.
@@ -129,6 +131,7 @@ export function runSession<Req, K>(
 
   const endWith = (kind: CommonKind, status: GrpcStatus, details: string): void => {
     if (ended) return;
+    handler?.flush?.();
     finish();
     call.write(binding.respond(kind));
     // grpc-js turns an emitted error into the call's status, sent after the writes before it.
@@ -257,6 +260,7 @@ export function runSession<Req, K>(
   // The connector half-closed: it will send nothing more, so the session is over.
   call.on("end", () => {
     if (ended) return;
+    handler?.flush?.();
     finish();
     log.info("connector session ended by the connector");
     call.end();

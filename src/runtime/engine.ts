@@ -197,7 +197,7 @@ export interface Engine {
 export interface SourceStanding {
   pipeline: number;
   source: Source;
-  /** Its last committed progress (a batch position, or what checkpoint() returned); undefined before any. */
+  /** Its last committed progress (a batch position, or what progressAt() returned); undefined before any. */
   progress: unknown;
   ended: boolean;
   /** The source's upstream name in marks, for batches that carry none. */
@@ -475,15 +475,13 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       let done: Promise<void>;
       try {
         stats.recordsIn += batch.values.length;
-        // Progress covers every batch read() returned so far: taken before the next read.
-        const after = source.checkpoint?.() ?? batch.position;
         const run = await flow.process(batch, wantsIds[pipeline]!, standing.label);
         uncommittedOut[pipeline]! += run.values.length;
         flowed[pipeline]!.in += batch.values.length;
         flowed[pipeline]!.out += run.values.length;
         const delivery = deliver(pipeline, run);
         done = delivery.done;
-        tracker.add(done, after);
+        tracker.add(done, batch.position);
         await delivery.written;
       } catch (err) {
         settle();
@@ -543,11 +541,12 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       if (!abandoned()) await Promise.all(sinks.map((s) => s.flush()));
       // Given up meanwhile: capturing would clear the changed-slot marks of a checkpoint never written.
       if (abandoned()) throw new KeywayError(ErrorCode.TIMED_OUT, "checkpoint given up");
-      // What a source has forgotten since its progress was taken (retired streams) is left out.
+      // A source's progress is taken only now, as of its last finished batch; what it has
+      // forgotten since (retired streams) is left out.
       for (const entry of sources) {
-        const p = progress[entry.pipeline];
-        if (p === undefined || entry.source.prune === undefined) continue;
-        progress[entry.pipeline] = entry.progress = entry.source.prune(p);
+        const p = progressOf(entry.source, progress[entry.pipeline]);
+        if (p === undefined) continue;
+        progress[entry.pipeline] = entry.progress = entry.source.prune?.(p) ?? p;
       }
       covered = uncommittedOut.slice();
       // The slots changed since the last checkpoint (a delta), or every occupied one when the chain wants a base.
@@ -683,6 +682,7 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
       closing = true;
       await closeSources();
       await sourcesDone();
+      for (const standing of sources) standing.progress = progressOf(standing.source, standing.progress);
       return [...sources];
     },
     receive(batch) {
@@ -737,6 +737,11 @@ export async function startEngine(spec: AppSpec | PipelineSpec, connectors: Conn
     },
     sourceNames: () => sources.map(({ pipeline }) => app.pipelines[pipeline]!.source.name),
   };
+}
+
+/** A source's progress after the batch at `position` (what the engine tracks): its progressAt() when it has one. */
+function progressOf(source: Source, position: unknown): unknown {
+  return typeof position === "bigint" && source.progressAt !== undefined ? source.progressAt(position) : position;
 }
 
 /** A failed record as one JSON line: what failed, where, and the record itself (text, or bytes as hex). */

@@ -150,7 +150,7 @@ async function pump(
       lastPosition = await client.send(stream, batch.values[i]!, sendOptions);
     }
     if (commit !== undefined && lastPosition !== undefined) {
-      uncommitted.push({ lastPosition, upTo: source.checkpoint?.() ?? batch.position });
+      uncommitted.push({ lastPosition, upTo: batch.position });
     }
   }
   if (signal.aborted || !source.finite) return;

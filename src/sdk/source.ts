@@ -170,6 +170,8 @@ const RECORD_OVERHEAD_BYTES = 32;
 /** The RecordBatch and SourceRequest framing around the records, plus the stream name's slack. */
 const BATCH_OVERHEAD_BYTES = 64;
 const MAX_MESSAGE_BYTES_FALLBACK = 16 * 1024 * 1024;
+/** The headers of every record sent without any: one object, not one per record (frozen: accept() replaces it). */
+const NO_HEADERS: { [key: string]: string } = Object.freeze({});
 
 class SourceConnection implements SourceClient, RoleHandler<SourceRequest, SourceResponse> {
   readonly done: Promise<void>;
@@ -456,7 +458,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
       key: undefined,
       value: toBytes(value),
       eventTimeMs: options?.eventTimeMs === undefined ? 0n : BigInt(Math.trunc(options.eventTimeMs)),
-      headers: {},
+      headers: NO_HEADERS,
       idempotencyId: options?.idempotencyId ?? "",
     };
     let bytes = RECORD_OVERHEAD_BYTES + record.value.length + record.idempotencyId.length;
@@ -465,6 +467,7 @@ class SourceConnection implements SourceClient, RoleHandler<SourceRequest, Sourc
       bytes += record.key.length;
     }
     if (options?.headers !== undefined) {
+      record.headers = {};
       for (const [name, text] of Object.entries(options.headers)) {
         record.headers[name] = text;
         bytes += name.length + text.length + RECORD_OVERHEAD_BYTES;

@@ -7,6 +7,8 @@ import {
   ConnectorService,
   RecordBatchSchema,
   RecordSchema,
+  SinkRequestSchema,
+  SourceResponseSchema,
   SinkBatchSchema,
   SinkRecordSchema,
   SinkResponseSchema,
@@ -16,6 +18,7 @@ import {
 } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
 import { decodeSourceRequest, encodeSourceRequest } from "../../src/protocol/wire/record-batch-codec.ts";
 import { decodeSinkResponse, encodeSinkResponse } from "../../src/protocol/wire/sink-batch-codec.ts";
+import { decodeSinkRequest, decodeSourceResponse, encodeSinkRequest, encodeSourceResponse } from "../../src/protocol/wire/control-codecs.ts";
 import { CONNECTOR_CODECS } from "../../src/protocol/wire/connector-codecs.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition } from "../../src/rpc/grpc-adapter.ts";
 
@@ -82,6 +85,23 @@ function known(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(known);
   if (typeof value !== "object" || value === null) return value;
   return Object.fromEntries(Object.entries(value).filter(([k, v]) => k !== "$unknown" && v !== undefined).map(([k, v]) => [k, known(v)]));
+}
+
+/**
+ * Decodes `bytes` with protobuf-es and with a fast path, which must never accept what protobuf-es
+ * rejects and must agree with it on what it takes. Returns protobuf-es's message (undefined: rejected).
+ */
+function agreesWithProtobufEs(schema: DescMessage, decode: (bytes: Uint8Array) => object | undefined, bytes: Uint8Array): object | undefined {
+  let expected: object | undefined;
+  try {
+    expected = fromBinary(schema, bytes);
+  } catch {
+    expected = undefined;
+  }
+  const fast = decode(bytes);
+  if (expected === undefined) expect(fast).toBeUndefined();
+  else if (fast !== undefined) expect(known(fast)).toEqual(known(expected));
+  return expected;
 }
 
 const sourceDeserialize = serverDefinition(ConnectorService, 1 << 20, CONNECTOR_CODECS).Source!.requestDeserialize;
@@ -220,19 +240,8 @@ describe.each(cases)("$name codec", ({ schema, random, encode, decode, batchFiel
         variants.push(corrupt);
       }
       for (const variant of variants) {
-        let expected: object | undefined;
-        try {
-          expected = fromBinary(schema, variant);
-        } catch {
-          expected = undefined;
-        }
-        const fast = decode(variant);
-        if (expected === undefined) {
-          rejected++;
-          expect(fast).toBeUndefined();
-        } else if (fast !== undefined) {
-          expect(known(fast)).toEqual(known(expected));
-        }
+        const expected = agreesWithProtobufEs(schema, decode, variant);
+        if (expected === undefined) rejected++;
         if (schema === SourceRequestSchema) {
           const result = deserialize(Buffer.from(variant));
           if (expected === undefined) expect(isDecodeFailure(result) && result.decodeFailure === "malformed").toBe(true);
@@ -258,6 +267,70 @@ describe.each(cases)("$name codec", ({ schema, random, encode, decode, batchFiel
     expect(() => fromBinary(schema, bytes)).toThrow();
     expect(decode(bytes)).toBeUndefined();
     void recordSchema;
+  });
+});
+
+function randomControl(r: () => number): { schema: DescMessage; message: object } {
+  const big = () => BigInt(Math.floor(r() * 2 ** (r() < 0.5 ? 7 : 48)));
+  const records = r() < 0.1 ? 0 : r() < 0.1 ? 0xffffffff : Math.floor(r() * 2 ** (r() < 0.5 ? 7 : 32));
+  switch (Math.floor(r() * 4)) {
+    case 0:
+      return { schema: SourceResponseSchema, message: create(SourceResponseSchema, { kind: { case: "credits", value: { records } } }) };
+    case 1:
+      return { schema: SourceResponseSchema, message: create(SourceResponseSchema, { kind: { case: "committed", value: { stream: pick(r, TEXTS), position: r() < 0.1 ? 0n : big() } } }) };
+    case 2:
+      return { schema: SinkRequestSchema, message: create(SinkRequestSchema, { kind: { case: "credits", value: { records } } }) };
+    default:
+      return { schema: SinkRequestSchema, message: create(SinkRequestSchema, { kind: { case: "ack", value: { sequence: r() < 0.1 ? 0n : big() } } }) };
+  }
+}
+
+const controlCodec = (schema: DescMessage) =>
+  schema === SourceResponseSchema
+    ? { encode: encodeSourceResponse as (m: never) => Buffer | undefined, decode: decodeSourceResponse as (b: Uint8Array) => object | undefined }
+    : { encode: encodeSinkRequest as (m: never) => Buffer | undefined, decode: decodeSinkRequest as (b: Uint8Array) => object | undefined };
+
+describe("the control messages' codec (Credits, Committed, Ack)", () => {
+  it("encodes the bytes protobuf-es encodes and decodes what it decodes, for random messages", () => {
+    const r = rng(11);
+    for (let i = 0; i < 2000; i++) {
+      const { schema, message } = randomControl(r);
+      const { encode, decode } = controlCodec(schema);
+      const expected = toBinary(schema, message as never);
+      expect(new Uint8Array(encode(message as never)!)).toEqual(expected);
+      expect(known(decode(expected))).toEqual(known(fromBinary(schema, expected)));
+    }
+  });
+
+  it("leaves other kinds, unknown top-level fields and values outside its range to protobuf-es", () => {
+    expect(encodeSourceResponse(create(SourceResponseSchema, { kind: { case: "ended", value: { stream: "a", position: 1n } } }))).toBeUndefined();
+    expect(encodeSinkRequest(create(SinkRequestSchema, { kind: { case: "hello", value: {} } }))).toBeUndefined();
+    expect(encodeSinkRequest(create(SinkRequestSchema, { kind: { case: "ack", value: { sequence: 2n ** 60n } } }))).toBeUndefined();
+    const credits = toBinary(SinkRequestSchema, create(SinkRequestSchema, { kind: { case: "credits", value: { records: 5 } } }));
+    expect(decodeSinkRequest(Buffer.concat([credits, credits]))).toBeUndefined();
+    const wide = new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.Varint).uint64(2n ** 33n).finish()).finish();
+    expect(decodeSinkRequest(wide)).toBeUndefined();
+    const late = new BinaryWriter().tag(3, WireType.LengthDelimited).bytes(new BinaryWriter().tag(1, WireType.Varint).uint64(2n ** 50n).finish()).finish();
+    expect(decodeSinkRequest(late)).toBeUndefined();
+    expect(known(fromBinary(SinkRequestSchema, late))).toEqual({ $typeName: "keyway.v1.SinkRequest", kind: { case: "ack", value: { $typeName: "keyway.v1.Ack", sequence: `${2n ** 50n}n` } } });
+  });
+
+  it("skips unknown fields inside the message, and never accepts bytes protobuf-es rejects", () => {
+    const inner = new BinaryWriter().tag(9, WireType.LengthDelimited).string("x").tag(2, WireType.Varint).uint64(7n).tag(1, WireType.LengthDelimited).string("s").finish();
+    const bytes = new BinaryWriter().tag(4, WireType.LengthDelimited).bytes(inner).finish();
+    expect(known(decodeSourceResponse(bytes))).toEqual(known(fromBinary(SourceResponseSchema, bytes)));
+    const r = rng(13);
+    let rejected = 0;
+    for (let i = 0; i < 500; i++) {
+      const { schema, message } = randomControl(r);
+      const bytes = toBinary(schema, message as never);
+      const variants = [bytes.subarray(0, Math.floor(r() * bytes.length))];
+      const corrupt = bytes.slice();
+      corrupt[Math.floor(r() * corrupt.length)] = Math.floor(r() * 256);
+      variants.push(corrupt);
+      for (const variant of variants) if (agreesWithProtobufEs(schema, controlCodec(schema).decode, variant) === undefined) rejected++;
+    }
+    expect(rejected).toBeGreaterThan(50);
   });
 });
 

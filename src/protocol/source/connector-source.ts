@@ -4,7 +4,7 @@
  * stream it tracks four positions, which only ever grow and always satisfy
  * committed <= handed <= accepted:
  *   accepted  the last position queued (resume_after; a record at or below it is a replay)
- *   handed    the last position read() has passed on (what checkpoint() records)
+ *   handed    the last position read() has passed on (what progressAt() records)
  *   lastValue the last position passed on with a value (drops carry none)
  *   committed the last position reported in Committed
  * The queue holds at most the credits granted to live and recently ended sessions: a session
@@ -84,6 +84,20 @@ export interface OpenedAt {
 }
 
 /**
+ * What one batch read() returned moved: the streams whose handed position it advanced (drops
+ * passed on before it included), from where to where, and the idempotency ids handed before it.
+ * Kept until the batch is committed, or a checkpoint's progress is taken past it: progress is
+ * computed only when asked for, as of a batch that later ones may have followed already.
+ */
+interface BatchMoves {
+  position: bigint;
+  streams: StreamState[];
+  before: bigint[];
+  after: bigint[];
+  idsBefore: number;
+}
+
+/**
  * A batch's records as they wait for read(): the batch itself, not one object per record. Its
  * positions increase (the session checked them), so the replays it held were a prefix, skipped.
  */
@@ -118,7 +132,7 @@ export class ConnectorSource implements Source {
   private wantsMeta = false;
   private log: Logger | undefined;
   private sweeper: NodeJS.Timeout | undefined;
-  /** Progress values handed out (checkpoint(), prune()), each tagged with its capture number. */
+  /** Progress values handed out (progressAt(), prune()), each tagged with its capture number. */
   private captures = 0;
   private readonly captureOf = new WeakMap<object, number>();
   private readonly retiring = new Set<StreamState>();
@@ -130,6 +144,10 @@ export class ConnectorSource implements Source {
   private readonly arrived = new Signal();
   private readonly window: IdempotencyWindow;
   private batchesRead = 0n;
+  /** Per batch read and not yet committed (or passed by a progress taken), what it moved, oldest first. */
+  private readonly moves = new Fifo<BatchMoves>();
+  /** What the read() under way has moved so far: drops of takes that returned nothing, then its batch. */
+  private moving: BatchMoves | undefined;
   private closed = false;
   private claim: StreamClaim | undefined;
   /** Notified whenever a stream's committed position moves, or the source closes. */
@@ -197,18 +215,36 @@ export class ConnectorSource implements Source {
     return credits;
   }
 
-  checkpoint(): SourceProgress {
+  /**
+   * The progress covering every batch up to the one at `position` (batches after it may have been
+   * read already: what they moved is taken back out). Batches up to it are not asked about again.
+   */
+  progressAt(position: bigint): SourceProgress {
+    const handedAt = new Map<StreamState, bigint>();
+    let idsUpTo = this.window.handedCount;
+    const later = this.moving === undefined ? [] : [this.moving];
+    while (this.moves.length > 0 && this.moves.peek()!.position <= position) this.moves.shift();
+    for (let i = this.moves.length - 1; i >= 0; i--) later.push(this.moves.at(i));
+    // Newest first, so each stream ends up at where the earliest later batch found it.
+    for (const moved of later) {
+      moved.streams.forEach((stream, j) => handedAt.set(stream, moved.before[j]!));
+      idsUpTo = moved.idsBefore;
+    }
+    this.window.trim(idsUpTo);
     // A retiring stream is left out: a checkpoint taken from now on no longer holds it.
-    const handed = [...this.streams.values()].filter((s) => s.handed > 0n && s.retiring === undefined);
-    return this.tagged({
-      streams: Object.fromEntries(handed.map((s) => [s.name, s.handed])),
-      owners: Object.fromEntries(handed.filter((s) => s.owner !== undefined).map((s) => [s.name, s.owner!])),
-      idempotencyIds: this.window.checkpointChunks(),
-    });
+    const streams: { [stream: string]: bigint } = {};
+    const owners: { [stream: string]: string } = {};
+    for (const stream of this.streams.values()) {
+      const handed = handedAt.get(stream) ?? stream.handed;
+      if (handed === 0n || stream.retiring !== undefined) continue;
+      streams[stream.name] = handed;
+      if (stream.owner !== undefined) owners[stream.name] = stream.owner;
+    }
+    return this.tagged({ streams, owners, idempotencyIds: this.window.checkpointChunks(idsUpTo) });
   }
 
   /**
-   * The progress to checkpoint instead of `upTo` (a value checkpoint() returned, or the restored
+   * The progress to checkpoint instead of `upTo` (a value progressAt() returned, or the restored
    * one), without the streams being retired: the engine calls it at each checkpoint's barrier, so a
    * retirement becomes durable even while no batch flows.
    */
@@ -228,7 +264,9 @@ export class ConnectorSource implements Source {
     });
   }
 
+  /** `upTo` is a batch's position (each batch committed as it is done), or a value progressAt() or prune() returned (a checkpoint). */
   commit(upTo: unknown): void {
+    if (typeof upTo === "bigint") return this.commitBatches(upTo);
     const progress = parseProgress(this.name, upTo);
     const capture = this.captureNumber(upTo);
     for (const [name, position] of Object.entries(progress.streams)) {
@@ -239,6 +277,17 @@ export class ConnectorSource implements Source {
     }
     // A checkpoint taken after a stream began retiring is durable: no restore brings it back.
     for (const stream of [...this.retiring]) if (stream.retiring! < capture) this.forget(stream);
+  }
+
+  private commitBatches(position: bigint): void {
+    while (this.moves.length > 0 && this.moves.peek()!.position <= position) {
+      const { streams, after } = this.moves.shift()!;
+      // A stream retired since is gone, or is a new stream of that name: nothing of it to settle.
+      streams.forEach((stream, i) => {
+        if (this.streams.get(stream.name) === stream) this.settle(stream, after[i]!);
+      });
+    }
+    this.window.trim(this.moves.peek()?.idsBefore ?? this.moving?.idsBefore ?? this.window.handedCount);
   }
 
   async close(): Promise<void> {
@@ -467,6 +516,7 @@ export class ConnectorSource implements Source {
       const name = stream.name;
       const from = queued.next;
       const to = Math.min(records.length, from + most - taken);
+      this.moved(stream);
       for (let i = from; i < to; i++) {
         const record = records[i]!;
         const position = record.position;
@@ -500,7 +550,20 @@ export class ConnectorSource implements Source {
     for (const stream of passedDrops) this.settle(stream, 0n);
     if (values.length === 0) return undefined;
     this.batchesRead++;
+    const moving = this.moving!;
+    moving.position = this.batchesRead;
+    moving.after = moving.streams.map((s) => s.handed);
+    this.moves.push(moving);
+    this.moving = undefined;
     return { values, position: this.batchesRead, recordIds, upstreams, seqs, ...(anyMeta ? { meta } : {}) };
+  }
+
+  /** Notes, before `stream`'s handed position moves, where it was when the read() under way began moving it. */
+  private moved(stream: StreamState): void {
+    const moving = (this.moving ??= { position: 0n, streams: [], before: [], after: [], idsBefore: this.window.handedCount });
+    if (moving.streams.includes(stream)) return;
+    moving.streams.push(stream);
+    moving.before.push(stream.handed);
   }
 
   /**

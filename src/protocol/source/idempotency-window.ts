@@ -4,9 +4,11 @@
  * checkpoint records, since queued records are not covered by it yet). The accepted ids run
  * ahead of the handed ones by at most the records queued.
  *
- * The engine takes a checkpoint value after every batch, so the handed ids are kept in chunks:
- * a full chunk never changes again, and a snapshot shares the full chunks and copies only the
- * last one, instead of copying the whole window each time.
+ * The handed ids are kept in chunks: a full chunk never changes again, so a snapshot shares the
+ * full chunks and copies only the last one. A snapshot may be asked for as of an earlier point
+ * (the last batch the engine finished, while later ones were handed already): the chunks keep ids
+ * the window has moved past until the owner trims them, which it does once no such snapshot can
+ * be asked for any more.
  */
 import { Fifo } from "../../util/fifo.ts";
 
@@ -23,6 +25,8 @@ export class IdempotencyWindow {
   private handed: string[][] = [[]];
   /** Ids held in the chunks. */
   private handedKept = 0;
+  /** Ids handed since the start: the point a snapshot is taken as of. */
+  private handedTotal = 0;
 
   constructor(sizeIds: number) {
     this.sizeIds = sizeIds;
@@ -53,15 +57,36 @@ export class IdempotencyWindow {
     }
     last.push(id);
     this.handedKept++;
-    // Drops the oldest chunk once the window no longer reaches into it.
-    while (this.handedKept - this.handed[0]!.length >= this.sizeIds) {
-      this.handedKept -= this.handed.shift()!.length;
-    }
+    this.handedTotal++;
   }
 
-  /** Chunks holding the last sizeIds handed ids (and possibly a few older ones before them). */
-  checkpointChunks(): string[][] {
-    return [...this.handed.slice(0, -1), this.handed.at(-1)!.slice()];
+  /** Ids handed so far: what checkpointChunks takes as its `upTo`. */
+  get handedCount(): number {
+    return this.handedTotal;
+  }
+
+  /**
+   * Drops the oldest chunks the window no longer reaches into, as of every point from `oldest`
+   * (a handedCount) on: snapshots are asked for no earlier than that from now on.
+   */
+  trim(oldest: number): void {
+    const keep = this.sizeIds + (this.handedTotal - oldest);
+    while (this.handedKept - this.handed[0]!.length >= keep) this.handedKept -= this.handed.shift()!.length;
+  }
+
+  /**
+   * Chunks holding the last sizeIds ids handed up to `upTo` (a handedCount not older than the
+   * last trim), possibly with a few older ones before them.
+   */
+  checkpointChunks(upTo = this.handedTotal): string[][] {
+    const chunks: string[][] = [];
+    let left = this.handedKept - (this.handedTotal - upTo);
+    for (const chunk of this.handed) {
+      if (left <= 0) break;
+      chunks.push(left >= chunk.length && chunk !== this.handed.at(-1) ? chunk : chunk.slice(0, left));
+      left -= chunk.length;
+    }
+    return chunks;
   }
 
   /** Restores a checkpoint's chunks: their last sizeIds ids count as accepted and handed. */
@@ -71,5 +96,6 @@ export class IdempotencyWindow {
       this.accept(id);
       this.hand(id);
     }
+    this.trim(this.handedTotal);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * What a connector source's checkpoint() returns and commit() and a restore take back: plain,
+ * What a connector source's progressAt() returns and commit() and a restore take back: plain,
  * v8-serialisable data, so the engine stores it in checkpoint files as it is.
  */
 import { ErrorCode, KeywayError } from "../../errors.ts";
@@ -33,7 +33,7 @@ export function parseProgress(name: string, value: unknown): SourceProgress {
     if (typeof owners !== "object" || owners === null) throw bad("owners is not an object");
     for (const [stream, owner] of Object.entries(owners)) if (typeof owner !== "string") throw bad(`stream "${stream}" has an owner that is not a string`);
   }
-  // Chunks, not each id: commit() runs this after every batch, and the window may hold 10^5 ids.
+  // Chunks, not each id: the window may hold 10^5 ids.
   if (!Array.isArray(idempotencyIds) || !idempotencyIds.every(Array.isArray)) throw bad("no idempotency ids");
   return owners === undefined ? { streams, idempotencyIds } : { streams, owners, idempotencyIds };
 }

@@ -5,8 +5,6 @@
  */
 import { create } from "@bufbuild/protobuf";
 import {
-  CommittedSchema,
-  CreditsSchema,
   ErrorCode,
   StreamEndedSchema,
   StreamOpenedSchema,
@@ -15,7 +13,7 @@ import {
   type SourceResponse,
 } from "../gen/keyway/v1/connector_pb.ts";
 import type { HandshakePolicy } from "../handshake.ts";
-import { sourceCreditWindow, type ProtocolLimits } from "../limits.ts";
+import { SOURCE_GRANT_LINGER_MS, sourceCreditWindow, sourceGrantMin, type ProtocolLimits } from "../limits.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import type { RoleBinding, RoleHandler, SessionChannel } from "../session.ts";
 import type { ConnectorSource, OpenedAt, SourceSessionPort } from "./connector-source.ts";
@@ -41,6 +39,17 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   private readonly limits: ProtocolLimits;
   /** Credits granted and not yet spent. */
   private creditsAvailable: number;
+  /** Credits for records the pipeline has taken, not granted back yet: they go in lumps of grantMin. */
+  private owed = 0;
+  private readonly grantMin: number;
+  /** Set while owed credits wait for more to make a lump, or for the linger to pass. */
+  private lingering: NodeJS.Timeout | undefined;
+  /**
+   * Committed positions not sent yet, by stream: one Committed per stream goes at the end of the
+   * event loop's turn, with the highest, however many batches the pipeline finished in it.
+   */
+  private readonly commits = new Map<string, bigint>();
+  private commitsQueued = false;
   private readonly open = new Map<string, OpenStream>();
   private readonly opening = new Set<string>();
 
@@ -49,6 +58,7 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     this.source = source;
     this.limits = limits;
     this.creditsAvailable = sourceCreditWindow(limits);
+    this.grantMin = sourceGrantMin(limits);
   }
 
   get ended(): boolean {
@@ -76,19 +86,42 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
   }
 
   onEnd(): void {
+    clearTimeout(this.lingering);
     this.source.detach(this, this.open.keys());
   }
 
   grant(records: number): void {
+    this.owed += records;
+    if (this.owed >= this.grantMin) this.grantOwed();
+    else this.lingering ??= setTimeout(() => this.grantOwed(), SOURCE_GRANT_LINGER_MS);
+  }
+
+  private grantOwed(): void {
+    clearTimeout(this.lingering);
+    this.lingering = undefined;
+    const records = this.owed;
+    this.owed = 0;
     this.creditsAvailable += records;
-    this.channel.send({ case: "credits", value: create(CreditsSchema, { records }) });
+    // Plain objects of the messages' shape: create() costs more than their fast encoding.
+    this.channel.send({ case: "credits", value: { $typeName: "keyway.v1.Credits", records } });
   }
 
   committed(stream: string, position: bigint): void {
-    this.channel.send({ case: "committed", value: create(CommittedSchema, { stream, position }) });
+    this.commits.set(stream, position);
+    if (this.commitsQueued) return;
+    this.commitsQueued = true;
+    setImmediate(() => this.flush());
+  }
+
+  flush(): void {
+    this.commitsQueued = false;
+    for (const [stream, position] of this.commits) this.channel.send({ case: "committed", value: { $typeName: "keyway.v1.Committed", stream, position } });
+    this.commits.clear();
   }
 
   streamEnded(stream: string, position: bigint): void {
+    // The stream's last Committed goes before its StreamEnded.
+    this.flush();
     this.channel.send({ case: "ended", value: create(StreamEndedSchema, { stream, position }) });
   }
 
@@ -175,7 +208,11 @@ export class SourceSession implements RoleHandler<SourceRequest>, SourceSessionP
     stream.lastPosition = previous;
     this.creditsAvailable -= records.length;
     const replays = this.source.accept(this, name, records);
-    if (replays > 0) this.grant(replays);
+    // Replays' credits come back at once, right after their batch (protocol §7.2).
+    if (replays > 0) {
+      this.owed += replays;
+      this.grantOwed();
+    }
   }
 
   private endStream(name: string): void {
