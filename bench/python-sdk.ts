@@ -23,6 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { SourceRequestSchema, SourceResponseSchema } from "../src/protocol/gen/keyway/v1/connector_pb.ts";
 import type { BenchContext } from "./lib/context.ts";
 import { procCpuSec } from "./lib/proc-cpu.ts";
+import { bytesBidiMethod } from "./lib/raw-grpc.ts";
 import { formatRate, medianRow, type BenchResult, type Comparison } from "./lib/report.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -188,18 +189,7 @@ export class Receiver {
   }
 }
 
-const identity = (b: Buffer): Buffer => b;
-const SOURCE_METHOD: grpc.ServiceDefinition = {
-  Source: {
-    path: "/keyway.v1.ConnectorService/Source",
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+const SOURCE_METHOD: grpc.ServiceDefinition = { Source: bytesBidiMethod("/keyway.v1.ConnectorService/Source") };
 
 /** A grpc-js server on a free port of 127.0.0.1 whose Source calls each go to `receiverFor()`. */
 export async function serve(receiverFor: () => Receiver): Promise<{ port: number; server: grpc.Server }> {

@@ -11,25 +11,15 @@
 //   node --import tsx bench/baselines/raw-stream-peer.ts '{"role":"send","address":"127.0.0.1:PORT",...}'
 import * as grpc from "@grpc/grpc-js";
 import { CHANNEL_OPTIONS } from "../../src/exchange/grpc-exchange.ts";
+import { bytesBidiMethod } from "../lib/raw-grpc.ts";
 import { decodeRecords, encodeRecords } from "../../src/exchange/payload.ts";
 import { buildBatches, cpuSecSince, LinkReceiver, OrderSignature, parseArg, printResult, type LinkPlan, type LinkSenderReport } from "../lib/exchange-records.ts";
 
 type Options = LinkPlan & ({ role: "receive" } | { role: "send"; address: string });
 
 const PATH = "/keyway.bench.RawStream/Pipe";
-const identity = (value: Buffer): Buffer => value;
-const definition: grpc.ServiceDefinition = {
-  Pipe: {
-    path: PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-    originalName: "pipe",
-  },
-};
+const PIPE = bytesBidiMethod(PATH);
+const definition: grpc.ServiceDefinition = { Pipe: { ...PIPE, originalName: "pipe" } };
 
 const options = parseArg<Options>();
 const expected = options.batches * options.batchRecords;
@@ -58,7 +48,7 @@ if (options.role === "receive") {
 } else {
   const batches = await buildBatches(options);
   const client = new grpc.Client(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-  const call = client.makeBidiStreamRequest<Buffer, Buffer>(PATH, identity, identity);
+  const call = client.makeBidiStreamRequest<Buffer, Buffer>(PATH, PIPE.requestSerialize, PIPE.responseDeserialize);
   const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
   call.on("data", () => undefined);
   call.on("error", () => undefined);
