@@ -8,7 +8,8 @@
  */
 import type { SinkRequest, SourceResponse } from "../gen/keyway/v1/connector_pb.ts";
 import {
-  cursorOver,
+  decodeOneField,
+  fastPath,
   lengthFieldSize,
   NOT_FAST,
   readLength,
@@ -35,7 +36,7 @@ const UINT32_MAX = 0xffffffff;
 export function encodeSourceResponse(message: SourceResponse): Buffer | undefined {
   const { kind } = message;
   if (message.$unknown !== undefined || (kind.case !== "credits" && kind.case !== "committed") || kind.value.$unknown !== undefined) return undefined;
-  return fast(() => {
+  return fastPath(() => {
     if (kind.case === "credits") return varintMessage(SOURCE_CREDITS, uint32Of(kind.value.records));
     const { stream, position } = kind.value;
     const streamBytes = utf8Length(stream);
@@ -57,7 +58,7 @@ export function encodeSourceResponse(message: SourceResponse): Buffer | undefine
 }
 
 export function decodeSourceResponse(bytes: Uint8Array): SourceResponse | undefined {
-  return decodeOne(bytes, (c, field, end): SourceResponse | undefined => {
+  return decodeOneField(bytes, (c, field, end): SourceResponse | undefined => {
     if (field === SOURCE_CREDITS) return { $typeName: "keyway.v1.SourceResponse", kind: { case: "credits", value: credits(readVarintField(c, end)) } };
     if (field !== SOURCE_COMMITTED) return undefined;
     let stream = "";
@@ -77,44 +78,16 @@ export function decodeSourceResponse(bytes: Uint8Array): SourceResponse | undefi
 export function encodeSinkRequest(message: SinkRequest): Buffer | undefined {
   const { kind } = message;
   if (message.$unknown !== undefined || (kind.case !== "credits" && kind.case !== "ack") || kind.value.$unknown !== undefined) return undefined;
-  return fast(() => (kind.case === "credits" ? varintMessage(SINK_CREDITS, uint32Of(kind.value.records)) : varintMessage(SINK_ACK, varintOf(kind.value.sequence))));
+  return fastPath(() => (kind.case === "credits" ? varintMessage(SINK_CREDITS, uint32Of(kind.value.records)) : varintMessage(SINK_ACK, varintOf(kind.value.sequence))));
 }
 
 export function decodeSinkRequest(bytes: Uint8Array): SinkRequest | undefined {
-  return decodeOne(bytes, (c, field, end): SinkRequest | undefined => {
+  return decodeOneField(bytes, (c, field, end): SinkRequest | undefined => {
     if (field === SINK_CREDITS) return { $typeName: "keyway.v1.SinkRequest", kind: { case: "credits", value: credits(readVarintField(c, end)) } };
     if (field !== SINK_ACK) return undefined;
     const sequence = BigInt(readVarintField(c, end));
     return { $typeName: "keyway.v1.SinkRequest", kind: { case: "ack", value: { $typeName: "keyway.v1.Ack", sequence } } };
   });
-}
-
-/** Runs an encoder; NOT_FAST from it means protobuf-es encodes the message. */
-function fast(encode: () => Buffer): Buffer | undefined {
-  try {
-    return encode();
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
-}
-
-/** A response or request of exactly one field, a message: `read` decodes it, given its number and end. */
-function decodeOne<T>(bytes: Uint8Array, read: (c: Cursor, field: number, end: number) => T | undefined): T | undefined {
-  const c = cursorOver(bytes);
-  const end = c.buf.length;
-  try {
-    const tag = readTag(c, end);
-    if ((tag & 7) !== WIRE_LEN) return undefined;
-    const fieldEnd = readLength(c, end);
-    // A second field (another kind, the same one again, unknown fields): protobuf-es decides.
-    if (fieldEnd !== end) return undefined;
-    const message = read(c, tag >>> 3, fieldEnd);
-    return message !== undefined && c.pos === end ? message : undefined;
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
 }
 
 /** Field 1 of a message holding one varint (Credits, Ack), as protobuf-es reads it: 0 when absent, the last one when repeated. */

@@ -207,3 +207,31 @@ export function writeStringMapEntry(buf: Buffer, pos: number, field: number, nam
   buf[pos++] = (2 << 3) | WIRE_LEN;
   return writeString(buf, writeVarint(buf, pos, textBytes), text, textBytes);
 }
+
+/** Runs a fast-path encoder or decoder: undefined, or NOT_FAST thrown from it, sends the caller to protobuf-es. */
+export function fastPath<T>(run: () => T | undefined): T | undefined {
+  try {
+    return run();
+  } catch (err) {
+    if (err === NOT_FAST) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A message of exactly one length-delimited field (a oneof member): `read` decodes it, given its
+ * number and end. A second field (another kind, the same one again, unknown fields), or bytes
+ * `read` leaves unread, send the caller to protobuf-es, which decides.
+ */
+export function decodeOneField<T>(bytes: Uint8Array, read: (c: Cursor, field: number, end: number) => T | undefined): T | undefined {
+  return fastPath(() => {
+    const c = cursorOver(bytes);
+    const end = c.buf.length;
+    const tag = readTag(c, end);
+    if ((tag & 7) !== WIRE_LEN) return undefined;
+    const fieldEnd = readLength(c, end);
+    if (fieldEnd !== end) return undefined;
+    const message = read(c, tag >>> 3, fieldEnd);
+    return message !== undefined && c.pos === end ? message : undefined;
+  });
+}

@@ -9,7 +9,8 @@
  */
 import type { Record as WireRecord, RecordBatch, SourceRequest } from "../gen/keyway/v1/connector_pb.ts";
 import {
-  cursorOver,
+  decodeOneField,
+  fastPath,
   lengthFieldSize,
   NOT_FAST,
   readBytes,
@@ -33,7 +34,8 @@ import {
 } from "./proto-wire.ts";
 
 /** SourceRequest.batch: field 3, length-delimited. */
-const BATCH_TAG = (3 << 3) | WIRE_LEN;
+const BATCH_FIELD = 3;
+const BATCH_TAG = (BATCH_FIELD << 3) | WIRE_LEN;
 const EMPTY = new Uint8Array(0);
 /**
  * The headers of every record that has none: one object, not one per record. Only the engine
@@ -42,18 +44,9 @@ const EMPTY = new Uint8Array(0);
 const NO_HEADERS: { [key: string]: string } = Object.freeze({});
 
 export function decodeSourceRequest(bytes: Uint8Array): SourceRequest | undefined {
-  const c = cursorOver(bytes);
-  const end = c.buf.length;
-  try {
-    // Any other first field (another kind, a repeated oneof member, unknown fields): protobuf-es.
-    if (readTag(c, end) !== BATCH_TAG) return undefined;
-    const batch = readRecordBatch(c, readLength(c, end));
-    if (c.pos !== end) return undefined;
-    return { $typeName: "keyway.v1.SourceRequest", kind: { case: "batch", value: batch } };
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  return decodeOneField(bytes, (c, field, end): SourceRequest | undefined =>
+    field === BATCH_FIELD ? { $typeName: "keyway.v1.SourceRequest", kind: { case: "batch", value: readRecordBatch(c, end) } } : undefined,
+  );
 }
 
 function readRecordBatch(c: Cursor, end: number): RecordBatch {
@@ -137,7 +130,7 @@ export function encodeSourceRequest(message: SourceRequest): Buffer | undefined 
   const batch = message.kind.value;
   const { records } = batch;
   if (batch.$unknown !== undefined || !Array.isArray(records) || typeof batch.stream !== "string") return undefined;
-  try {
+  return fastPath(() => {
     if (recordSizes.length < records.length) recordSizes = new Int32Array(records.length * 2);
     const streamBytes = utf8Length(batch.stream);
     let batchSize = streamBytes === 0 ? 0 : lengthFieldSize(streamBytes);
@@ -158,10 +151,7 @@ export function encodeSourceRequest(message: SourceRequest): Buffer | undefined 
       pos = writeRecord(buf, writeVarint(buf, pos, recordSizes[i]!), records[i]!);
     }
     return buf;
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  });
 }
 
 function recordSize(r: WireRecord): number {

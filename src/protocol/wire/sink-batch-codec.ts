@@ -6,7 +6,8 @@
  */
 import type { SinkBatch, SinkRecord, SinkResponse } from "../gen/keyway/v1/connector_pb.ts";
 import {
-  cursorOver,
+  decodeOneField,
+  fastPath,
   lengthFieldSize,
   NOT_FAST,
   readBytes,
@@ -30,21 +31,14 @@ import {
 } from "./proto-wire.ts";
 
 /** SinkResponse.batch: field 2, length-delimited. */
-const BATCH_TAG = (2 << 3) | WIRE_LEN;
+const BATCH_FIELD = 2;
+const BATCH_TAG = (BATCH_FIELD << 3) | WIRE_LEN;
 const EMPTY = new Uint8Array(0);
 
 export function decodeSinkResponse(bytes: Uint8Array): SinkResponse | undefined {
-  const c = cursorOver(bytes);
-  const end = c.buf.length;
-  try {
-    if (readTag(c, end) !== BATCH_TAG) return undefined;
-    const batch = readSinkBatch(c, readLength(c, end));
-    if (c.pos !== end) return undefined;
-    return { $typeName: "keyway.v1.SinkResponse", kind: { case: "batch", value: batch } };
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  return decodeOneField(bytes, (c, field, end): SinkResponse | undefined =>
+    field === BATCH_FIELD ? { $typeName: "keyway.v1.SinkResponse", kind: { case: "batch", value: readSinkBatch(c, end) } } : undefined,
+  );
 }
 
 function readSinkBatch(c: Cursor, end: number): SinkBatch {
@@ -115,7 +109,7 @@ export function encodeSinkResponse(message: SinkResponse): Buffer | undefined {
   const batch = message.kind.value;
   const { records } = batch;
   if (batch.$unknown !== undefined || !Array.isArray(records)) return undefined;
-  try {
+  return fastPath(() => {
     if (recordSizes.length < records.length) {
       recordSizes = new Int32Array(records.length * 2);
       idBytes = new Int32Array(records.length * 2);
@@ -168,8 +162,5 @@ export function encodeSinkResponse(message: SinkResponse): Buffer | undefined {
       for (const name in r.headers) pos = writeStringMapEntry(buf, pos, 5, name, r.headers[name]!);
     }
     return buf;
-  } catch (err) {
-    if (err === NOT_FAST) return undefined;
-    throw err;
-  }
+  });
 }
