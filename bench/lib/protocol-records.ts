@@ -9,6 +9,8 @@
  * the receiving process subtracts the stamp from its own reading to get a latency.
  */
 
+import { decimal } from "../../src/util/decimal.ts";
+
 export const KEY_COUNT = 1000;
 
 /** Microseconds on the machine-wide monotonic clock (comparable across processes). */
@@ -16,8 +18,9 @@ export function nowUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
 }
 
+/** decimal(): with `${seq}` every record's numbers would outlive the sender's young generation (see there). */
 export function recordText(seq: number, stampUs: number): string {
-  return `k${seq % KEY_COUNT},${seq},${stampUs}`;
+  return `k${decimal(seq % KEY_COUNT)},${decimal(seq)},${decimal(stampUs)}`;
 }
 
 /** FNV-1a of an ASCII string (the record texts are ASCII, so this equals fnvBytes of its UTF-8). */

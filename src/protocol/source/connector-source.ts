@@ -25,6 +25,7 @@ import type { Logger } from "../../log/logger.ts";
 import { ErrorCode, type Record as WireRecord } from "../gen/keyway/v1/connector_pb.ts";
 import type { ProtocolLimits } from "../limits.ts";
 import { Fifo } from "../../util/fifo.ts";
+import { decimal } from "../../util/decimal.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import { Signal } from "../../util/signal.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
@@ -531,9 +532,9 @@ export class ConnectorSource implements Source {
           meta.push(m);
           anyMeta ||= m !== undefined;
         }
-        // A number prints faster than a bigint; positions past 2^53 keep the bigint's digits.
+        // A number prints faster than a bigint (decimal: see why there); positions past 2^53 keep the bigint's digits.
         const seq = Number(position);
-        recordIds.push(seq <= Number.MAX_SAFE_INTEGER ? `${name}@${seq}` : `${name}@${position}`);
+        recordIds.push(seq <= Number.MAX_SAFE_INTEGER ? `${name}@${decimal(seq)}` : `${name}@${position}`);
         upstreams.push(name);
         seqs.push(seq);
         if (record.idempotencyId !== "") this.window.hand(record.idempotencyId);
