@@ -20,7 +20,7 @@ import {
   type Redirect,
   type Welcome,
 } from "./gen/keyway/v1/connector_pb.ts";
-import { isDecodeFailure, type DecodeFailure } from "../rpc/grpc-adapter.ts";
+import { isDecodeFailure, type DecodeFailure, type EncodedMessage } from "../rpc/grpc-adapter.ts";
 import type { PeerCertificate } from "node:tls";
 import { ANYONE, authenticate, checkHello, checkScope, type HandshakePolicy, type Role } from "./handshake.ts";
 import type { Credential } from "./credentials.ts";
@@ -47,6 +47,8 @@ export interface SessionChannel<K> {
   /** True once the session has ended, however it ended; sends are then dropped. */
   readonly ended: boolean;
   send(kind: K): void;
+  /** Sends a response of this role encoded already (as a fast-path codec would have). */
+  sendEncoded(message: EncodedMessage): void;
   /** Sends the Error, then ends the call with the status mapped from its code. */
   fail(error: ProtocolError): void;
   /** Sends a Redirect, then ends the call with UNAVAILABLE. */
@@ -162,6 +164,9 @@ export function runSession<Req, K>(
     },
     send(kind) {
       if (!ended) call.write(binding.respond(kind));
+    },
+    sendEncoded(message) {
+      if (!ended) call.write(message);
     },
     fail(error) {
       if (ended) return;

@@ -31,9 +31,22 @@ export interface MessageCodec {
 /** Codecs by message type name (e.g. "keyway.v1.SourceRequest"). */
 export type MessageCodecs = Readonly<Record<string, MessageCodec>>;
 
+const ENCODED = Symbol("a message's bytes, encoded already");
+
+/** A message its sender encoded ahead (to keep its bytes, not its objects, until it is acked): written as it is. */
+export interface EncodedMessage {
+  readonly [ENCODED]: Buffer;
+}
+
+export function encodedMessage(bytes: Buffer): EncodedMessage {
+  return { [ENCODED]: bytes };
+}
+
 function serializer(schema: DescMessage, codec: MessageCodec | undefined) {
   const encode = codec?.encode as ((message: object) => Buffer | undefined) | undefined;
   return (message: object): Buffer => {
+    const encoded = (message as Partial<EncodedMessage>)[ENCODED];
+    if (encoded !== undefined) return encoded;
     if (encode !== undefined && isMessage(message, schema)) {
       const fast = encode(message);
       if (fast !== undefined) return fast;

@@ -17,7 +17,8 @@ import {
   type SourceRequest,
 } from "../../src/protocol/gen/keyway/v1/connector_pb.ts";
 import { decodeSourceRequest, encodeSourceRequest } from "../../src/protocol/wire/record-batch-codec.ts";
-import { decodeSinkResponse, encodeSinkResponse } from "../../src/protocol/wire/sink-batch-codec.ts";
+import { decodeSinkResponse, encodeSinkEntries, sinkBatchResponse } from "../../src/protocol/wire/sink-batch-codec.ts";
+import type { RecordMeta } from "../../src/connector/types.ts";
 import { decodeSinkRequest, decodeSourceResponse, encodeSinkRequest, encodeSourceResponse } from "../../src/protocol/wire/control-codecs.ts";
 import { CONNECTOR_CODECS } from "../../src/protocol/wire/connector-codecs.ts";
 import { clientDefinition, isDecodeFailure, serverDefinition } from "../../src/rpc/grpc-adapter.ts";
@@ -102,6 +103,25 @@ function agreesWithProtobufEs(schema: DescMessage, decode: (bytes: Uint8Array) =
   if (expected === undefined) expect(fast).toBeUndefined();
   else if (fast !== undefined) expect(known(fast)).toEqual(known(expected));
   return expected;
+}
+
+/** A record's metadata as the engine's runs carry it (an event time is a number there). */
+function metaOf(record: { key?: Uint8Array; eventTimeMs: bigint; headers: { [key: string]: string } }): RecordMeta {
+  return { ...(record.key === undefined ? {} : { key: record.key }), ...(record.eventTimeMs === 0n ? {} : { eventTimeMs: Number(record.eventTimeMs) }), headers: record.headers };
+}
+
+/** How the engine makes a SinkResponse{batch}: its output lists encoded (encodeSinkEntries), then one batch cut from them. */
+function encodeSinkResponse(message: SinkResponse): Buffer | undefined {
+  if (message.kind.case !== "batch") return undefined;
+  const { sequence, records } = message.kind.value;
+  // An event time past 2^53 is not a number the engine can hold.
+  if (records.some((r) => r.eventTimeMs > 2n ** 53n)) return undefined;
+  const entries = encodeSinkEntries(
+    records.map((r) => r.value),
+    records.map((r) => r.id),
+    records.map(metaOf),
+  );
+  return sinkBatchResponse(sequence, [entries.bytes], entries.bytes.length);
 }
 
 const sourceDeserialize = serverDefinition(ConnectorService, 1 << 20, CONNECTOR_CODECS).Source!.requestDeserialize;
@@ -219,7 +239,8 @@ describe.each(cases)("$name codec", ({ schema, random, encode, decode, batchFiel
       const message = create(schema, { kind: { case: "batch", value: create(batchSchema, { records } as never) } } as never);
       const bytes = toBinary(schema, message);
       expect(decode(bytes)).toBeUndefined();
-      if (eventTimeMs > 2n ** 53n || eventTimeMs < 0n) expect(encode(message as never)).toBeUndefined();
+      // The engine's sink output takes negative event times (ten bytes); a source's fast path leaves them.
+      if (eventTimeMs > 2n ** 53n || (schema === SourceRequestSchema && eventTimeMs < 0n)) expect(encode(message as never)).toBeUndefined();
       else expect(new Uint8Array(encode(message as never)!)).toEqual(bytes);
       const deserialize = schema === SourceRequestSchema ? sourceDeserialize : sinkDeserialize;
       expect(known(deserialize(Buffer.from(bytes)))).toEqual(known(fromBinary(schema, bytes)));
@@ -289,6 +310,77 @@ const controlCodec = (schema: DescMessage) =>
   schema === SourceResponseSchema
     ? { encode: encodeSourceResponse as (m: never) => Buffer | undefined, decode: decodeSourceResponse as (b: Uint8Array) => object | undefined }
     : { encode: encodeSinkRequest as (m: never) => Buffer | undefined, decode: decodeSinkRequest as (b: Uint8Array) => object | undefined };
+
+describe("the engine's sink output (encodeSinkEntries, sinkBatchResponse)", () => {
+  const expectedBatch = (sequence: bigint, values: Array<string | Uint8Array>, ids: string[], meta: Array<RecordMeta | undefined>) =>
+    toBinary(
+      SinkResponseSchema,
+      create(SinkResponseSchema, {
+        kind: {
+          case: "batch",
+          value: create(SinkBatchSchema, {
+            sequence,
+            records: values.map((value, i) => {
+              const m = meta[i];
+              return create(SinkRecordSchema, {
+                id: ids[i]!,
+                value: typeof value === "string" ? Buffer.from(value) : value,
+                ...(m?.key === undefined ? {} : { key: typeof m.key === "string" ? Buffer.from(m.key) : m.key }),
+                ...(m?.eventTimeMs === undefined ? {} : { eventTimeMs: BigInt(Math.trunc(m.eventTimeMs)) }),
+                headers: m?.headers ?? {},
+              });
+            }),
+          }),
+        },
+      }),
+    );
+
+  it("encodes string values and keys as their UTF-8, and a batch cut across several writes, as protobuf-es does", () => {
+    const r = rng(17);
+    for (let round = 0; round < 300; round++) {
+      const writes = Array.from({ length: 1 + Math.floor(r() * 3) }, () => {
+        const n = Math.floor(r() * 5);
+        const values = Array.from({ length: n }, () => (r() < 0.5 ? pick(r, TEXTS) : bytesOf(r, 20)));
+        const ids = Array.from({ length: n }, () => pick(r, TEXTS));
+        const meta = Array.from({ length: n }, (): RecordMeta | undefined =>
+          r() < 0.5 ? undefined : { ...(r() < 0.5 ? { key: r() < 0.5 ? pick(r, TEXTS) : bytesOf(r, 4) } : {}), ...(r() < 0.5 ? { eventTimeMs: Math.floor((r() - 0.2) * 2 ** 45) + 0.5 } : {}), headers: headersOf(r) },
+        );
+        const given = r() < 0.3 ? undefined : meta;
+        return { values, ids, meta: given, entries: encodeSinkEntries(values, ids, given) };
+      });
+      // A batch takes each write's records from a random place on, as cut() does.
+      const spans: Uint8Array[] = [];
+      const values: Array<string | Uint8Array> = [];
+      const ids: string[] = [];
+      const meta: Array<RecordMeta | undefined> = [];
+      for (const w of writes) {
+        const from = Math.floor(r() * (w.values.length + 1));
+        const start = from === 0 ? 0 : w.entries.ends[from - 1]!;
+        spans.push(w.entries.bytes.subarray(start));
+        values.push(...w.values.slice(from));
+        ids.push(...w.ids.slice(from));
+        meta.push(...(w.meta?.slice(from) ?? w.values.slice(from).map(() => undefined)));
+      }
+      const sequence = BigInt(Math.floor(r() * 1e9));
+      const bytes = sinkBatchResponse(sequence, spans, spans.reduce((n, s) => n + s.length, 0));
+      expect(new Uint8Array(bytes)).toEqual(expectedBatch(sequence, values, ids, meta));
+    }
+  });
+
+  it("writes a negative or fractional event time as protobuf-es writes the truncated int64", () => {
+    for (const eventTimeMs of [-1, -1.7, -(2 ** 40), 2.9, 2 ** 52 + 1]) {
+      const meta = [{ eventTimeMs }];
+      const entries = encodeSinkEntries(["v"], ["id"], meta);
+      expect(new Uint8Array(sinkBatchResponse(3n, [entries.bytes], entries.bytes.length))).toEqual(expectedBatch(3n, ["v"], ["id"], meta));
+    }
+  });
+
+  it("counts each record's share of a message as the limits do, and leaves a header that is not a string to its caller", () => {
+    const entries = encodeSinkEntries(["abc", new Uint8Array(5)], ["é", ""], [undefined, { key: "kk", headers: { h: "vv" } }]);
+    expect([...entries.counted]).toEqual([3 + 2 + 32, 5 + 0 + 32 + (2 + 32) + (1 + 2 + 32)]);
+    expect(() => encodeSinkEntries(["v"], ["id"], [{ headers: { h: 7 as unknown as string } }])).toThrow();
+  });
+});
 
 describe("the control messages' codec (Credits, Committed, Ack)", () => {
   it("encodes the bytes protobuf-es encodes and decodes what it decodes, for random messages", () => {

@@ -7,10 +7,22 @@
  */
 import type { Payload, RecordMeta, Sink, SinkContext } from "../../connector/types.ts";
 import { ErrorCode, KeywayError } from "../../errors.ts";
-import type { SinkBatch, SinkRecord } from "../gen/keyway/v1/connector_pb.ts";
+import { encodedMessage, type EncodedMessage } from "../../rpc/grpc-adapter.ts";
 import { Fifo } from "../../util/fifo.ts";
-import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES, SINK_BUFFER_BATCHES, type ProtocolLimits } from "../limits.ts";
+import { BATCH_OVERHEAD_BYTES, SINK_BUFFER_BATCHES, type ProtocolLimits } from "../limits.ts";
 import { Signal } from "../../util/signal.ts";
+import { fastPath } from "../wire/proto-wire.ts";
+import { encodeSinkEntries, sinkBatchResponse, type SinkEntries } from "../wire/sink-batch-codec.ts";
+
+/**
+ * A SinkBatch as the engine keeps it until acked: its encoded SinkResponse (bytes, not an object
+ * per record, so unacked output costs the young generation nothing to keep), resent as it is.
+ */
+export interface SinkBatchOut {
+  sequence: bigint;
+  records: number;
+  message: EncodedMessage;
+}
 
 /** What the sink needs of a session to send it batches. */
 export interface SinkSessionPort {
@@ -20,22 +32,23 @@ export interface SinkSessionPort {
   /** The highest sequence sent to the session and not yet acked; 0n when none. */
   readonly lastUnackedSequence: bigint;
   /** Sends a batch, spending one credit per record. */
-  send(batch: SinkBatch): void;
+  send(batch: SinkBatchOut): void;
 }
 
-/** The headers of every output that has none: one object, not one per record (withMeta replaces it). */
-const NO_HEADERS: { [key: string]: string } = Object.freeze({});
+/** Records of one write, encoded, of which those from `next` on are not cut into a batch yet. */
+interface Unsent extends SinkEntries {
+  next: number;
+}
 
 export class ConnectorSink implements Sink {
   readonly wantsRecordIds = true;
   readonly name: string;
   private readonly limits: ProtocolLimits;
   private readonly bufferRecordsMax: number;
-  private readonly unsent = new Fifo<SinkRecord>();
-  /** Each unsent record's share of a SinkBatch message, framing included: beside it, not in an object per record. */
-  private readonly unsentBytes = new Fifo<number>();
+  private readonly unsent = new Fifo<Unsent>();
+  private unsentRecords = 0;
   /** Unacked batches of ended sessions, by sequence: they go out before anything new. */
-  private resend: SinkBatch[] = [];
+  private resend: SinkBatchOut[] = [];
   private resendRecords = 0;
   /** Records sent to live sessions and not yet acked. */
   private unackedRecords = 0;
@@ -66,31 +79,21 @@ export class ConnectorSink implements Sink {
     if (recordIds === undefined || recordIds.length !== values.length) {
       throw new KeywayError(ErrorCode.INTERNAL, `connector sink "${this.name}" needs one record id per value`);
     }
+    const entries = fastPath(() => encodeSinkEntries(values, recordIds, meta));
+    if (entries === undefined) throw new KeywayError(ErrorCode.BAD_APP, `connector sink "${this.name}": an output's headers must be strings`);
     const roomBytes = this.limits.maxMessageBytes - BATCH_OVERHEAD_BYTES;
-    const records: SinkRecord[] = [];
-    const sizes: number[] = [];
     for (let i = 0; i < values.length; i++) {
-      const value = values[i]!;
-      const bytes = typeof value === "string" ? Buffer.from(value) : value;
-      const id = recordIds[i]!;
-      // A plain object of the message's shape: protobuf-es's create() costs more than the encoding.
-      const record: SinkRecord = { $typeName: "keyway.v1.SinkRecord", id, key: undefined, value: bytes, eventTimeMs: 0n, headers: NO_HEADERS };
-      const extra = meta?.[i] === undefined ? 0 : withMeta(record, meta[i]!);
-      const size = bytes.byteLength + Buffer.byteLength(id) + extra + RECORD_OVERHEAD_BYTES;
+      const size = entries.counted[i]!;
       if (size > roomBytes) {
         throw new KeywayError(
           ErrorCode.FRAME_TOO_LARGE,
-          `connector sink "${this.name}": output record ${id} takes ${size} bytes; a message holds at most ${this.limits.maxMessageBytes} (--max-message-bytes)`,
+          `connector sink "${this.name}": output record ${recordIds[i]} takes ${size} bytes; a message holds at most ${this.limits.maxMessageBytes} (--max-message-bytes)`,
         );
       }
-      records.push(record);
-      sizes.push(size);
     }
-    for (let i = 0; i < records.length; i++) {
-      this.unsent.push(records[i]!);
-      this.unsentBytes.push(sizes[i]!);
-    }
-    this.recordsWritten += records.length;
+    if (values.length > 0) this.unsent.push({ ...entries, next: 0 });
+    this.unsentRecords += values.length;
+    this.recordsWritten += values.length;
     this.dispatch();
     while (!this.closed && this.bufferedRecords() >= this.bufferRecordsMax) await this.changed.wait();
   }
@@ -120,7 +123,7 @@ export class ConnectorSink implements Sink {
   }
 
   bufferedRecords(): number {
-    return this.unsent.length + this.resendRecords + this.unackedRecords;
+    return this.unsentRecords + this.resendRecords + this.unackedRecords;
   }
 
   /** Credits the live sessions granted that the engine has not spent: room downstream going unused. */
@@ -143,19 +146,19 @@ export class ConnectorSink implements Sink {
   }
 
   /** The session ended: its unacked batches are resent on another session. */
-  detach(session: SinkSessionPort, unacked: readonly SinkBatch[]): void {
+  detach(session: SinkSessionPort, unacked: readonly SinkBatchOut[]): void {
     const index = this.sessions.indexOf(session);
     if (index >= 0) this.sessions.splice(index, 1);
-    const records = unacked.reduce((n, b) => n + b.records.length, 0);
+    const records = unacked.reduce((n, b) => n + b.records, 0);
     this.unackedRecords -= records;
     this.resendRecords += records;
     this.resend = [...this.resend, ...unacked].sort((a, b) => (a.sequence < b.sequence ? -1 : 1));
     this.dispatch();
   }
 
-  acked(batches: readonly SinkBatch[]): void {
+  acked(batches: readonly SinkBatchOut[]): void {
     for (const b of batches) {
-      this.unackedRecords -= b.records.length;
+      this.unackedRecords -= b.records;
       this.unackedFrom.delete(b.sequence);
     }
     this.changed.notify();
@@ -167,19 +170,19 @@ export class ConnectorSink implements Sink {
   dispatch(): void {
     while (this.resend.length > 0) {
       const batch = this.resend[0]!;
-      const session = this.pick(batch.records.length, batch.sequence);
+      const session = this.pick(batch.records, batch.sequence);
       if (session === undefined) return;
       this.resend.shift();
-      this.resendRecords -= batch.records.length;
-      this.unackedRecords += batch.records.length;
+      this.resendRecords -= batch.records;
+      this.unackedRecords += batch.records;
       session.send(batch);
     }
     for (;;) {
-      if (this.unsent.length === 0) return;
+      if (this.unsentRecords === 0) return;
       const session = this.pick(1, this.nextSequence);
       if (session === undefined) return;
       const batch = this.cut(session.creditsAvailable);
-      this.unackedRecords += batch.records.length;
+      this.unackedRecords += batch.records;
       session.send(batch);
     }
   }
@@ -202,35 +205,35 @@ export class ConnectorSink implements Sink {
   }
 
   /** A new batch from the unsent records, within the credits, maxBatchRecords and maxMessageBytes. */
-  private cut(credits: number): SinkBatch {
+  private cut(credits: number): SinkBatchOut {
     const recordsMax = Math.min(credits, this.limits.maxBatchRecords);
+    const maxBytes = this.limits.maxMessageBytes;
     let bytes = BATCH_OVERHEAD_BYTES;
-    const records: SinkRecord[] = [];
-    while (records.length < recordsMax && this.unsent.length > 0 && bytes + this.unsentBytes.peek()! <= this.limits.maxMessageBytes) {
-      bytes += this.unsentBytes.shift()!;
-      records.push(this.unsent.shift()!);
+    let records = 0;
+    const spans: Uint8Array[] = [];
+    let spanBytes = 0;
+    while (records < recordsMax && this.unsent.length > 0) {
+      const unsent = this.unsent.peek()!;
+      const { ends, counted } = unsent;
+      const from = unsent.next;
+      let to = from;
+      while (to < ends.length && records < recordsMax && bytes + counted[to]! <= maxBytes) {
+        bytes += counted[to++]!;
+        records++;
+      }
+      if (to > from) {
+        const start = from === 0 ? 0 : ends[from - 1]!;
+        spans.push(unsent.bytes.subarray(start, ends[to - 1]!));
+        spanBytes += ends[to - 1]! - start;
+      }
+      unsent.next = to;
+      if (to < ends.length) break;
+      this.unsent.shift();
     }
-    this.unackedFrom.set(this.nextSequence, this.recordsCut);
-    this.recordsCut += records.length;
-    return { $typeName: "keyway.v1.SinkBatch", sequence: this.nextSequence++, records };
+    this.unsentRecords -= records;
+    const sequence = this.nextSequence++;
+    this.unackedFrom.set(sequence, this.recordsCut);
+    this.recordsCut += records;
+    return { sequence, records, message: encodedMessage(sinkBatchResponse(sequence, spans, spanBytes)) };
   }
-}
-
-/** Sets an output's key, event time and headers on its SinkRecord; returns the bytes they add (conservatively). */
-function withMeta(record: SinkRecord, meta: RecordMeta): number {
-  let bytes = 0;
-  if (meta.key !== undefined) {
-    const key = typeof meta.key === "string" ? Buffer.from(meta.key) : meta.key;
-    record.key = key;
-    bytes += key.byteLength + RECORD_OVERHEAD_BYTES;
-  }
-  if (meta.eventTimeMs !== undefined) record.eventTimeMs = BigInt(Math.trunc(meta.eventTimeMs));
-  const headers = Object.entries(meta.headers ?? {}) as Array<[string, string]>;
-  // The record holds the shared empty NO_HEADERS until now.
-  if (headers.length > 0) record.headers = {};
-  for (const [name, text] of headers) {
-    record.headers[name] = text;
-    bytes += Buffer.byteLength(name) + Buffer.byteLength(text) + RECORD_OVERHEAD_BYTES;
-  }
-  return bytes;
 }

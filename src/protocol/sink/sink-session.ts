@@ -2,18 +2,13 @@
  * One sink session: the connector grants credits and acks batches; the engine sends batches
  * within the credits. Acks are cumulative over the batches sent on this session.
  */
-import {
-  ErrorCode,
-  type SinkBatch,
-  type SinkRequest,
-  type SinkResponse,
-} from "../gen/keyway/v1/connector_pb.ts";
+import { ErrorCode, type SinkRequest, type SinkResponse } from "../gen/keyway/v1/connector_pb.ts";
 import { ErrorCode as KeywayCode, KeywayError } from "../../errors.ts";
 import type { HandshakePolicy } from "../handshake.ts";
 import type { ProtocolLimits } from "../limits.ts";
 import { ProtocolError } from "../protocol-error.ts";
 import type { RoleBinding, RoleHandler, SessionChannel } from "../session.ts";
-import type { ConnectorSink, SinkSessionPort } from "./connector-sink.ts";
+import type { ConnectorSink, SinkBatchOut, SinkSessionPort } from "./connector-sink.ts";
 
 type SinkKind = SinkResponse["kind"];
 
@@ -22,7 +17,7 @@ export class SinkSession implements RoleHandler<SinkRequest>, SinkSessionPort {
   private readonly sink: ConnectorSink;
   creditsAvailable = 0;
   /** Batches sent on this session and not acked, in send order (sequences increase along it). */
-  private unacked: SinkBatch[] = [];
+  private unacked: SinkBatchOut[] = [];
 
   constructor(channel: SessionChannel<SinkKind>, sink: ConnectorSink) {
     this.channel = channel;
@@ -38,11 +33,11 @@ export class SinkSession implements RoleHandler<SinkRequest>, SinkSessionPort {
     return this.unacked.at(-1)?.sequence ?? 0n;
   }
 
-  send(batch: SinkBatch): void {
-    if (batch.records.length > this.creditsAvailable) throw new KeywayError(KeywayCode.INTERNAL, "a sink batch over the session's credits");
-    this.creditsAvailable -= batch.records.length;
+  send(batch: SinkBatchOut): void {
+    if (batch.records > this.creditsAvailable) throw new KeywayError(KeywayCode.INTERNAL, "a sink batch over the session's credits");
+    this.creditsAvailable -= batch.records;
     this.unacked.push(batch);
-    this.channel.send({ case: "batch", value: batch });
+    this.channel.sendEncoded(batch.message);
   }
 
   onMessage(request: SinkRequest): void {

@@ -1,13 +1,14 @@
 /**
  * The fast path for SinkResponse{batch: SinkBatch}, the message that carries output to a sink:
- * encoded in the engine and decoded in the SDK straight from and to the bytes, as
+ * encoded in the engine (from its output lists) and decoded in the SDK straight from and to the bytes, as
  * record-batch-codec.ts does for sources (same bytes as protobuf-es; undefined sends the caller to
  * protobuf-es).
  */
+import type { Payload, RecordMeta } from "../../connector/types.ts";
 import type { SinkBatch, SinkRecord, SinkResponse } from "../gen/keyway/v1/connector_pb.ts";
+import { RECORD_OVERHEAD_BYTES } from "../limits.ts";
 import {
   decodeOneField,
-  fastPath,
   lengthFieldSize,
   NOT_FAST,
   readBytes,
@@ -19,7 +20,6 @@ import {
   skipField,
   stringMapEntrySize,
   utf8Length,
-  varintOf,
   varintSize,
   WIRE_LEN,
   WIRE_VARINT,
@@ -100,67 +100,143 @@ function readSinkRecord(c: Cursor, end: number): SinkRecord {
   return { $typeName: "keyway.v1.SinkRecord", id, key, value, eventTimeMs: eventTimeMs === 0 ? 0n : BigInt(eventTimeMs), headers: headers ?? {} };
 }
 
-/** Scratch for encodeSinkResponse: each record's id length and content size, from the sizing pass to the writing one. */
-let idBytes = new Int32Array(1024);
-let recordSizes = new Int32Array(1024);
+/** Output records encoded as SinkBatch.records entries, back to back: what a SinkBatch is cut from. */
+export interface SinkEntries {
+  bytes: Buffer;
+  /** Where each record's entry ends in `bytes`. */
+  ends: Int32Array;
+  /**
+   * Each record's share of a message as the engine's limits count it: its value, id and metadata
+   * with RECORD_OVERHEAD_BYTES per field group (more than it takes, so a batch never exceeds them).
+   */
+  counted: Int32Array;
+}
 
-export function encodeSinkResponse(message: SinkResponse): Buffer | undefined {
-  if (message.kind.case !== "batch" || message.$unknown !== undefined) return undefined;
-  const batch = message.kind.value;
-  const { records } = batch;
-  if (batch.$unknown !== undefined || !Array.isArray(records)) return undefined;
-  return fastPath(() => {
-    if (recordSizes.length < records.length) {
-      recordSizes = new Int32Array(records.length * 2);
-      idBytes = new Int32Array(records.length * 2);
+/** Scratch from the sizing pass to the writing one: each record's id and value length in UTF-8, and its content size. */
+let idBytes = new Int32Array(1024);
+let valueBytes = new Int32Array(1024);
+let contentBytes = new Int32Array(1024);
+
+/**
+ * Encodes output records straight from the engine's parallel lists (no SinkRecord or Buffer per
+ * record), the same bytes as protobuf-es; SinkBatch messages are then cut from them by copying
+ * (sinkBatchResponse).
+ */
+export function encodeSinkEntries(values: readonly Payload[], ids: readonly string[], meta: readonly (RecordMeta | undefined)[] | undefined): SinkEntries {
+  const n = values.length;
+  if (contentBytes.length < n) {
+    idBytes = new Int32Array(n * 2);
+    valueBytes = new Int32Array(n * 2);
+    contentBytes = new Int32Array(n * 2);
+  }
+  const counted = new Int32Array(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const value = values[i]!;
+    const id = utf8Length(ids[i]);
+    const valueLength = typeof value === "string" ? utf8Length(value) : value.byteLength;
+    let size = id === 0 ? 0 : lengthFieldSize(id);
+    if (valueLength > 0) size += lengthFieldSize(valueLength);
+    let count = valueLength + id + RECORD_OVERHEAD_BYTES;
+    const m = meta?.[i];
+    if (m !== undefined) {
+      const extra = metaSizes(m);
+      size += extra.size;
+      count += extra.counted;
     }
-    const sequence = varintOf(batch.sequence);
-    let batchSize = sequence === 0 ? 0 : 1 + varintSize(sequence);
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      if (r.$unknown !== undefined || !(r.value instanceof Uint8Array) || (r.key !== undefined && !(r.key instanceof Uint8Array))) throw NOT_FAST;
-      const id = utf8Length(r.id);
-      const eventTimeMs = varintOf(r.eventTimeMs);
-      let size = id === 0 ? 0 : lengthFieldSize(id);
-      if (r.key !== undefined) size += lengthFieldSize(r.key.byteLength);
-      if (r.value.byteLength > 0) size += lengthFieldSize(r.value.byteLength);
-      if (eventTimeMs !== 0) size += 1 + varintSize(eventTimeMs);
-      for (const name in r.headers) size += lengthFieldSize(stringMapEntrySize(utf8Length(name), utf8Length(r.headers[name])));
-      idBytes[i] = id;
-      recordSizes[i] = size;
-      batchSize += lengthFieldSize(size);
+    idBytes[i] = id;
+    valueBytes[i] = valueLength;
+    contentBytes[i] = size;
+    counted[i] = count;
+    total += lengthFieldSize(size);
+  }
+  const bytes = Buffer.allocUnsafe(total);
+  const ends = new Int32Array(n);
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    bytes[pos++] = (2 << 3) | WIRE_LEN;
+    pos = writeVarint(bytes, pos, contentBytes[i]!);
+    const id = idBytes[i]!;
+    if (id > 0) {
+      bytes[pos++] = (1 << 3) | WIRE_LEN;
+      pos = writeString(bytes, writeVarint(bytes, pos, id), ids[i]!, id);
     }
-    const buf = Buffer.allocUnsafe(lengthFieldSize(batchSize));
-    buf[0] = BATCH_TAG;
-    let pos = writeVarint(buf, 1, batchSize);
-    if (sequence !== 0) {
-      buf[pos++] = (1 << 3) | WIRE_VARINT;
-      pos = writeVarint(buf, pos, sequence);
-    }
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      buf[pos++] = (2 << 3) | WIRE_LEN;
-      pos = writeVarint(buf, pos, recordSizes[i]!);
-      const id = idBytes[i]!;
-      if (id > 0) {
-        buf[pos++] = (1 << 3) | WIRE_LEN;
-        pos = writeString(buf, writeVarint(buf, pos, id), r.id, id);
-      }
-      if (r.key !== undefined) {
-        buf[pos++] = (2 << 3) | WIRE_LEN;
-        pos = writeBytes(buf, writeVarint(buf, pos, r.key.byteLength), r.key);
-      }
-      if (r.value.byteLength > 0) {
-        buf[pos++] = (3 << 3) | WIRE_LEN;
-        pos = writeBytes(buf, writeVarint(buf, pos, r.value.byteLength), r.value);
-      }
-      const eventTimeMs = Number(r.eventTimeMs);
-      if (eventTimeMs !== 0) {
-        buf[pos++] = (4 << 3) | WIRE_VARINT;
-        pos = writeVarint(buf, pos, eventTimeMs);
-      }
-      for (const name in r.headers) pos = writeStringMapEntry(buf, pos, 5, name, r.headers[name]!);
-    }
-    return buf;
-  });
+    const m = meta?.[i];
+    if (m?.key !== undefined) pos = writePayloadField(bytes, pos, 2, m.key, payloadLength(m.key), true);
+    pos = writePayloadField(bytes, pos, 3, values[i]!, valueBytes[i]!, false);
+    if (m !== undefined) pos = writeTimeAndHeaders(bytes, pos, m);
+    ends[i] = pos;
+  }
+  return { bytes, ends, counted };
+}
+
+/** SinkResponse{batch: SinkBatch{sequence, records}}, the records being entries of encodeSinkEntries (`entryBytes` in all). */
+export function sinkBatchResponse(sequence: bigint, entries: readonly Uint8Array[], entryBytes: number): Buffer {
+  const seq = Number(sequence);
+  const batchSize = (seq === 0 ? 0 : 1 + varintSize(seq)) + entryBytes;
+  const buf = Buffer.allocUnsafe(lengthFieldSize(batchSize));
+  buf[0] = BATCH_TAG;
+  let pos = writeVarint(buf, 1, batchSize);
+  if (seq !== 0) {
+    buf[pos++] = (1 << 3) | WIRE_VARINT;
+    pos = writeVarint(buf, pos, seq);
+  }
+  for (const entry of entries) pos = writeBytes(buf, pos, entry);
+  return buf;
+}
+
+function payloadLength(payload: Payload): number {
+  return typeof payload === "string" ? utf8Length(payload) : payload.byteLength;
+}
+
+/** A bytes field from a string or bytes; an empty one is written only when the field has presence (the key). */
+function writePayloadField(buf: Buffer, pos: number, field: number, payload: Payload, length: number, present: boolean): number {
+  if (length === 0 && !present) return pos;
+  buf[pos++] = (field << 3) | WIRE_LEN;
+  pos = writeVarint(buf, pos, length);
+  return typeof payload === "string" ? writeString(buf, pos, payload, length) : writeBytes(buf, pos, payload);
+}
+
+/** An int64 as protobuf writes it: a negative one takes ten bytes (two's complement). */
+function eventTimeOf(meta: RecordMeta): bigint | number {
+  if (meta.eventTimeMs === undefined) return 0;
+  const ms = Math.trunc(meta.eventTimeMs);
+  return Number.isSafeInteger(ms) && ms >= 0 ? ms : BigInt.asUintN(64, BigInt(ms));
+}
+
+/** The bytes a record's metadata adds: encoded, and as the engine's limits count them. */
+function metaSizes(meta: RecordMeta): { size: number; counted: number } {
+  let size = 0;
+  let counted = 0;
+  if (meta.key !== undefined) {
+    const key = payloadLength(meta.key);
+    size += lengthFieldSize(key);
+    counted += key + RECORD_OVERHEAD_BYTES;
+  }
+  const time = eventTimeOf(meta);
+  if (typeof time === "bigint") {
+    size += 2;
+    for (let rest = time; rest >= 0x80n; rest >>= 7n) size++;
+  } else if (time !== 0) size += 1 + varintSize(time);
+  for (const name in meta.headers) {
+    const nameBytes = utf8Length(name);
+    const textBytes = utf8Length(meta.headers[name]);
+    size += lengthFieldSize(stringMapEntrySize(nameBytes, textBytes));
+    counted += nameBytes + textBytes + RECORD_OVERHEAD_BYTES;
+  }
+  return { size, counted };
+}
+
+function writeTimeAndHeaders(buf: Buffer, pos: number, meta: RecordMeta): number {
+  let time = eventTimeOf(meta);
+  if (typeof time === "bigint") {
+    buf[pos++] = (4 << 3) | WIRE_VARINT;
+    for (; time >= 0x80n; time >>= 7n) buf[pos++] = Number(time & 0x7fn) | 0x80;
+    buf[pos++] = Number(time);
+  } else if (time !== 0) {
+    buf[pos++] = (4 << 3) | WIRE_VARINT;
+    pos = writeVarint(buf, pos, time);
+  }
+  for (const name in meta.headers) pos = writeStringMapEntry(buf, pos, 5, name, meta.headers[name]!);
+  return pos;
 }
