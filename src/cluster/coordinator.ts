@@ -528,6 +528,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             try {
               await port.copySlots(member(chunk[0]!.primary)!, chunk.map((c) => c.slot), chunk[0]!.to);
             } catch (err) {
+              // A run that ended meanwhile (its workers leaving) needs no copies any more.
+              if (runEnded) return "done" as const;
               log.warn({ from: chunk[0]!.primary, to: chunk[0]!.to, slots: chunk.length, err: (err as Error).message }, "a copy failed; trying again");
               return "retry" as const;
             }
@@ -540,7 +542,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             return "copied" as const;
           });
           if (result === "done") break;
-          if (result === "retry") await new Promise((r) => setTimeout(r, COPY_RETRY_MS));
+          // Unref'd: a retry still waiting when the run ends must not hold the process open.
+          if (result === "retry") await new Promise((r) => setTimeout(r, COPY_RETRY_MS).unref());
         }
       } while (rebuildAgain);
       if (copied > 0) {
