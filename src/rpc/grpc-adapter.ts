@@ -42,10 +42,15 @@ export function encodedMessage(bytes: Buffer): EncodedMessage {
   return { [ENCODED]: bytes };
 }
 
+/** The bytes of an EncodedMessage; undefined for any other message. */
+export function encodedBytes(message: object): Buffer | undefined {
+  return (message as Partial<EncodedMessage>)[ENCODED];
+}
+
 function serializer(schema: DescMessage, codec: MessageCodec | undefined) {
   const encode = codec?.encode as ((message: object) => Buffer | undefined) | undefined;
   return (message: object): Buffer => {
-    const encoded = (message as Partial<EncodedMessage>)[ENCODED];
+    const encoded = encodedBytes(message);
     if (encoded !== undefined) return encoded;
     if (encode !== undefined && isMessage(message, schema)) {
       const fast = encode(message);
