@@ -1,8 +1,8 @@
 /**
  * What crosses an exchange link: a record batch or sink output as columns in one buffer
  * (column-writer.ts). Keys and values that are strings or bytes are packed (lengths, then the
- * bytes), hashes are int32s and marks plain numbers, so a word-count record costs a few bytes
- * and no per-record object on either side; a column of anything else (an app's objects) is a
+ * text or bytes), hashes are int32s and marks float64s, so a word-count record costs a few bytes
+ * and, decoded, nothing but its strings; a column of anything else (an app's objects) is a
  * node:v8 blob. Laid out as: format, flags, record count, then the columns below in order.
  */
 import type { SinkOutput, Payload } from "../connector/types.ts";
