@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlClients } from "../src/cluster/control-rpc.ts";
+import { CLUSTER_VERSION } from "../src/cluster/membership.ts";
 import { ControlService, JoinResponseSchema, StatusResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { clusterStatus, corpus, expectExact } from "./helpers/cluster.ts";
 import { expectOneLineError, freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
@@ -78,10 +79,10 @@ describe("cluster", () => {
     // A worker of another major version of the cluster protocol, spoken raw.
     const clients = createControlClients("s3cret");
     const incompatible = await clients
-      .call(address, "Join", { version: { major: 4, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
+      .call(address, "Join", { version: { major: CLUSTER_VERSION.major + 1, minor: 0 }, address: "127.0.0.1:1", app: "sequence-window", appDigest: "" }, JoinResponseSchema)
       .then(() => "joined", (err: { details?: string }) => err.details ?? "");
     clients.close();
-    expect(incompatible).toMatch(/cluster protocol 4\.0 is not compatible with this cluster's 3\.0/);
+    expect(incompatible).toContain(`cluster protocol ${CLUSTER_VERSION.major + 1}.0 is not compatible with this cluster's ${CLUSTER_VERSION.major}.${CLUSTER_VERSION.minor}`);
     const ok = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address, "--token", "s3cret"]);
     running.push(ok);
     await waitFor("two workers", async () => ((await clusterStatus(address, "s3cret")).workers.length === 2 ? true : undefined));

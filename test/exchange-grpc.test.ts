@@ -5,7 +5,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { CHANNEL_OPTIONS, createExchange, type BatchIn, type Exchange } from "../src/exchange/grpc-exchange.ts";
+import { CHANNEL_OPTIONS, CLUSTER_VERSION, createExchange, type BatchIn, type Exchange } from "../src/exchange/grpc-exchange.ts";
 import { ExchangeService, type LinkResponse } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
 import { createLogger } from "../src/log/logger.ts";
 import { clientDefinition } from "../src/rpc/grpc-adapter.ts";
@@ -81,12 +81,12 @@ describe("the exchange over gRPC", () => {
       for (const f of frames) call.write(f);
       return new Promise((resolve) => call.on("error", (err: grpc.ServiceError) => resolve(`${err.code}: ${err.details}`)));
     };
-    const open = { kind: { case: "open", value: { from: "w9", version: { major: 3, minor: 0 } } } };
+    const open = { kind: { case: "open", value: { from: "w9", version: CLUSTER_VERSION } } };
     const at = (seq: bigint) => ({ kind: { case: "batch", value: { seq, epoch: 1n, records: 1, payload: Uint8Array.of(7) } } });
     expect(await outcome(undefined, [open])).toBe("16: wrong or missing cluster token");
     expect(await outcome(TOKEN, [at(1n)])).toBe("3: a link starts with LinkOpen, then carries batches");
     expect(await outcome(TOKEN, [open, at(1n), at(3n)])).toMatch(/^9: batch 3 from w9 after 1: a batch is missing$/);
-    expect(await outcome(TOKEN, [{ kind: { case: "open", value: { from: "w9", version: { major: 9, minor: 0 } } } }])).toBe("9: cluster protocol 9 is not 3");
+    expect(await outcome(TOKEN, [{ kind: { case: "open", value: { from: "w9", version: { major: 9, minor: 0 } } } }])).toBe(`9: cluster protocol 9 is not ${CLUSTER_VERSION.major}`);
     // Only the one good batch was applied; the receiver serves on.
     expect(applied).toEqual([7]);
   });

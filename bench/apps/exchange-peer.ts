@@ -15,6 +15,7 @@ import { CHANNEL_OPTIONS, createExchange } from "../../src/exchange/grpc-exchang
 import { decodeRecords, encodeRecords } from "../../src/exchange/payload.ts";
 import { createLogger } from "../../src/log/logger.ts";
 import { buildBatches, cpuSecSince, INFLIGHT_BATCHES_MAX, LinkReceiver, OrderSignature, parseArg, printResult, type LinkPlan, type LinkSenderReport } from "../lib/exchange-records.ts";
+import { widenReceiveWindow } from "../../src/rpc/receive-window.ts";
 
 type Options = LinkPlan & ({ role: "receive" } | { role: "send"; address: string });
 
@@ -45,6 +46,8 @@ if (options.role === "receive") {
   });
   server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
     if (err !== null) throw err;
+    // As the worker's cluster server does (src/cluster/control-rpc.ts).
+    widenReceiveWindow(server);
     process.stderr.write(`listening ${port}\n`);
   });
 } else {

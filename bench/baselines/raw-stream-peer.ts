@@ -14,6 +14,7 @@ import { CHANNEL_OPTIONS } from "../../src/exchange/grpc-exchange.ts";
 import { bytesBidiMethod } from "../lib/raw-grpc.ts";
 import { decodeRecords, encodeRecords } from "../../src/exchange/payload.ts";
 import { buildBatches, cpuSecSince, LinkReceiver, OrderSignature, parseArg, printResult, type LinkPlan, type LinkSenderReport } from "../lib/exchange-records.ts";
+import { widenReceiveWindow } from "../../src/rpc/receive-window.ts";
 
 type Options = LinkPlan & ({ role: "receive" } | { role: "send"; address: string });
 
@@ -43,6 +44,8 @@ if (options.role === "receive") {
   });
   server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
     if (err !== null) throw err;
+    // As the worker's cluster server does (src/cluster/control-rpc.ts).
+    widenReceiveWindow(server);
     process.stderr.write(`listening ${port}\n`);
   });
 } else {

@@ -8,7 +8,7 @@
  * slots, values, no lineage) of ~1000 words, key = value = the word, slot = the word's real slot
  * of 4096. The words are the first words of the benchmark corpus, cut into a fixed set of
  * distinct batches that the sender cycles through; each is encoded with the exchange's own
- * encodeRecords (node:v8) when it is sent, and decoded with decodeRecords when it arrives, on
+ * encodeRecords (src/exchange/payload.ts) when it is sent, and decoded with decodeRecords when it arrives, on
  * both sides, so both carry the same payload bytes and pay the same codec.
  */
 import { closeSync, openSync, readSync } from "node:fs";

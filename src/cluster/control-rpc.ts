@@ -13,6 +13,7 @@ import { bindServer } from "../rpc/bind.ts";
 import { parseListenAddress } from "../rpc/listen-address.ts";
 import { clusterChannelCredentials, clusterServerCredentials } from "../rpc/tls-credentials.ts";
 import type { ClusterTls } from "../rpc/tls.ts";
+import { widenReceiveWindow } from "../rpc/receive-window.ts";
 
 export type Handlers = grpc.UntypedServiceImplementation;
 export type UnaryHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
@@ -60,8 +61,10 @@ export async function serveCluster(
   const server = new grpc.Server(CHANNEL_OPTIONS);
   server.addService(serverDefinition(ControlService, CLUSTER_MESSAGE_BYTES_MAX), guarded(token, resolve));
   server.addService(exchange.definition, exchange.service);
+  const address = await bindServer(server, parseListenAddress(listen), "workers", clusterServerCredentials(tls));
+  widenReceiveWindow(server);
   return {
-    address: await bindServer(server, parseListenAddress(listen), "workers", clusterServerCredentials(tls)),
+    address,
     shutdown: () => new Promise<void>((done) => server.tryShutdown(() => done())),
     forceShutdown: () => server.forceShutdown(),
   };

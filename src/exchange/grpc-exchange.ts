@@ -22,7 +22,7 @@ import type { ClusterTls } from "../rpc/tls.ts";
 import { BACKOFF_DEFAULTS, backoffDelayMs, type BackoffOptions } from "../util/backoff.ts";
 import { createLinkReceiver, createLinkSender, LINK_WINDOW_DEFAULT, type LinkReceiver, type LinkSender, type LinkWindow } from "./link-state.ts";
 
-export const CLUSTER_VERSION = { major: 3, minor: 0 } as const;
+export const CLUSTER_VERSION = { major: 4, minor: 0 } as const;
 /** Reconnect delays of a broken link: short, since a worker that restarts or a link that blips should cost little. */
 const RECONNECT_BACKOFF: BackoffOptions = { ...BACKOFF_DEFAULTS, initialMs: 50, maxMs: 1000 };
 /** How long a link to a worker that left may take to finish what it carries before that fails. */

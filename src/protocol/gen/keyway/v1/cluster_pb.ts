@@ -1201,8 +1201,8 @@ export type ExchangeBatch = Message<"keyway.v1.ExchangeBatch"> & {
   records: number;
 
   /**
-   * node:v8 serialisation of parallel arrays {slots, keys, values, lineage, upstreams, seqs,
-   * subs}; for to_sink {values, ids}; for snapshot {slots: [{slot, pipelines}]}.
+   * Records or, for to_sink, sink output as columns (src/exchange/payload.ts: strings and bytes
+   * packed, anything else node:v8); for snapshot node:v8 of {slots: [{slot, pipelines}]}.
    *
    * @generated from field: bytes payload = 8;
    */
