@@ -166,7 +166,21 @@ export async function connectEtcd(uri: string, app: string, log: Logger): Promis
       return JSON.parse(value) as ClusterConfig;
     },
     async register(id, address) {
-      await ns.put(`members/${id}`).value(JSON.stringify({ address, lease: leaseId })).lease(leaseId);
+      // The worker has joined by now: a put a blip of etcd failed is retried (as the campaign is),
+      // until the lease itself is lost, which fences this worker anyway.
+      for (;;) {
+        try {
+          await ns.put(`members/${id}`).value(JSON.stringify({ address, lease: leaseId })).lease(leaseId);
+          return;
+        } catch (err) {
+          // A lost lease is the error to give: this worker is fenced, not failed.
+          const lost = keeper.lost();
+          if (lost !== undefined) throw lost;
+          if (closed) throw err;
+          log.debug({ err: reasonOf(err as Error) }, "writing this worker's member key failed; trying again");
+          await sleep(RETRY_MS);
+        }
+      }
     },
     async liveMembers() {
       const keys = await ns.getAll().prefix("members/").keys();
