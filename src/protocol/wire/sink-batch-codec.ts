@@ -1,8 +1,8 @@
 /**
  * The fast path for SinkResponse{batch: SinkBatch}, the message that carries output to a sink:
- * encoded in the engine (from its output lists) and decoded in the SDK straight from and to the bytes, as
- * record-batch-codec.ts does for sources (same bytes as protobuf-es; undefined sends the caller to
- * protobuf-es).
+ * encoded in the engine straight from its output lists, and decoded in the SDK straight from the
+ * bytes, as record-batch-codec.ts does for sources. Same bytes as protobuf-es; a decode that
+ * returns undefined sends the caller to protobuf-es.
  */
 import type { Payload, RecordMeta } from "../../connector/types.ts";
 import type { SinkBatch, SinkRecord, SinkResponse } from "../gen/keyway/v1/connector_pb.ts";
