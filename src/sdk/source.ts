@@ -25,6 +25,7 @@ import {
   type SourceResponse,
   type Welcome,
 } from "../protocol/gen/keyway/v1/connector_pb.ts";
+import { NO_HEADERS } from "../protocol/wire/proto-wire.ts";
 import { Fifo } from "../util/fifo.ts";
 import { deferred, type Deferred } from "../util/deferred.ts";
 import { ConnectorError, GrpcStatus } from "./errors.ts";
@@ -170,8 +171,6 @@ const RECORD_OVERHEAD_BYTES = 32;
 /** The RecordBatch and SourceRequest framing around the records, plus the stream name's slack. */
 const BATCH_OVERHEAD_BYTES = 64;
 const MAX_MESSAGE_BYTES_FALLBACK = 16 * 1024 * 1024;
-/** The headers of every record sent without any: one object, not one per record (frozen: accept() replaces it). */
-const NO_HEADERS: { [key: string]: string } = Object.freeze({});
 
 class SourceConnection implements SourceClient, RoleHandler<SourceRequest, SourceResponse> {
   readonly done: Promise<void>;

@@ -139,6 +139,13 @@ export function readStringMapEntry(c: Cursor, entryEnd: number, headers: { [key:
   headers[key] = value;
 }
 
+/**
+ * The headers of every record that has none: one object, not one per record. Frozen, so a write
+ * fails: whoever would add headers (an SDK's send with headers) replaces it, and the engine copies
+ * headers before an app sees them.
+ */
+export const NO_HEADERS: { [key: string]: string } = Object.freeze({});
+
 // ---- writing ----
 
 /** A uint64 or int64 field's bigint as a number, when the fast path writes it (0 <= v < 2^53). */

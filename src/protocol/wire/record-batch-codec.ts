@@ -12,6 +12,7 @@ import {
   decodeOneField,
   fastPath,
   lengthFieldSize,
+  NO_HEADERS,
   NOT_FAST,
   readBytes,
   readLength,
@@ -37,11 +38,6 @@ import {
 const BATCH_FIELD = 3;
 const BATCH_TAG = (BATCH_FIELD << 3) | WIRE_LEN;
 const EMPTY = new Uint8Array(0);
-/**
- * The headers of every record that has none: one object, not one per record. Only the engine
- * decodes SourceRequests, and it copies headers before an app sees them; frozen, so a write fails.
- */
-const NO_HEADERS: { [key: string]: string } = Object.freeze({});
 
 export function decodeSourceRequest(bytes: Uint8Array): SourceRequest | undefined {
   return decodeOneField(bytes, (c, field, end): SourceRequest | undefined =>
