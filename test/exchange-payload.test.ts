@@ -41,6 +41,20 @@ describe("exchange record payload", () => {
     expect(Array.isArray(decoded[0]!.hashes)).toBe(true);
   });
 
+  it("writes marks at the narrowest width that holds them, and any mark exactly", () => {
+    const withMarks = (seqs: number[]): KeyedBatch => ({ ...emptyKeyedBatch(), keys: seqs.map((_, i) => `k${i}`), hashes: seqs.map(() => 1), values: seqs.map(() => 0), upstreams: seqs.map(() => "s"), seqs, subs: seqs.map((_, i) => i) });
+    const columns = [[1, 255], [256, 65_535], [65_536, 2 ** 32 - 1], [2 ** 32, Number.MAX_SAFE_INTEGER], [-1, 2], [0.5, 3]];
+    const sizes = columns.map((seqs) => {
+      const batch = withMarks(seqs);
+      expect(roundTrip(batch)).toEqual(batch);
+      return encodeRecords(batch)[0]!.payload.length;
+    });
+    // Two seqs a batch: each wider column costs two bytes a width step more (1, 2, 4, 8 bytes).
+    expect(sizes.slice(1, 4).map((size, i) => size - sizes[i]!)).toEqual([2, 4, 8]);
+    expect(sizes[4]).toBe(sizes[3]);
+    expect(sizes[5]).toBe(sizes[3]);
+  });
+
   it("keeps a replica's quiet flag", () => {
     const batch: KeyedBatch = { ...emptyKeyedBatch(), keys: ["a"], hashes: [-5], values: [1], quiet: true };
     expect(roundTrip(batch)).toEqual(batch);

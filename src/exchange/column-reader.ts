@@ -45,15 +45,31 @@ export function readU32(r: ColumnReader): number {
   return value;
 }
 
-/** `n` numbers writeNumbers wrote. */
-export function readNumbers(r: ColumnReader, n: number, type: "int32" | "float64"): number[] {
-  const int = type === "int32";
-  need(r, n * (int ? 4 : 8));
+/** `n` int32s writeInt32s wrote. */
+export function readInt32s(r: ColumnReader, n: number): number[] {
+  need(r, n * 4);
   const out: number[] = [];
   const { view } = r;
   let at = r.at;
-  if (int) for (let i = 0; i < n; i++, at += 4) out.push(view.getInt32(at, true));
-  else for (let i = 0; i < n; i++, at += 8) out.push(view.getFloat64(at, true));
+  for (let i = 0; i < n; i++, at += 4) out.push(view.getInt32(at, true));
+  r.at = at;
+  return out;
+}
+
+/** `n` marks writeMarks wrote, at the width it chose. */
+export function readMarks(r: ColumnReader, n: number): number[] {
+  const width = readU8(r);
+  if (width !== 1 && width !== 2 && width !== 4 && width !== 8) throw malformed(r, `mark width ${width}`);
+  need(r, n * width);
+  const out: number[] = [];
+  const { view } = r;
+  let at = r.at;
+  for (let i = 0; i < n; i++, at += width) {
+    if (width === 1) out.push(view.getUint8(at));
+    else if (width === 2) out.push(view.getUint16(at, true));
+    else if (width === 4) out.push(view.getUint32(at, true));
+    else out.push(view.getFloat64(at, true));
+  }
   r.at = at;
   return out;
 }

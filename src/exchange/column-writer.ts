@@ -44,14 +44,38 @@ export function writeU32(w: ColumnWriter, value: number): void {
   w.at += 4;
 }
 
-/** Numbers as int32s (hashes, indexes) or float64s (marks), little-endian. */
-export function writeNumbers(w: ColumnWriter, values: readonly number[], type: "int32" | "float64"): void {
-  const int = type === "int32";
-  ensure(w, values.length * (int ? 4 : 8));
+/** Int32s (hashes, indexes), little-endian. */
+export function writeInt32s(w: ColumnWriter, values: readonly number[]): void {
+  ensure(w, values.length * 4);
   const { view } = w;
   let at = w.at;
-  if (int) for (let i = 0; i < values.length; i++, at += 4) view.setInt32(at, values[i]!, true);
-  else for (let i = 0; i < values.length; i++, at += 8) view.setFloat64(at, values[i]!, true);
+  for (let i = 0; i < values.length; i++, at += 4) view.setInt32(at, values[i]!, true);
+  w.at = at;
+}
+
+/**
+ * Marks (source positions, ranks): non-negative integers, as the narrowest of u8, u16 and u32 that
+ * holds them all (ranks are small, a batch's positions mostly below 2^32), else float64s. One byte
+ * says which. As float64s always, they took 16 bytes a record, more than node:v8 wrote.
+ */
+export function writeMarks(w: ColumnWriter, values: readonly number[]): void {
+  let max = 0;
+  for (let i = 0; i < values.length && max >= 0; i++) {
+    const v = values[i]!;
+    max = Number.isInteger(v) && v >= 0 ? Math.max(max, v) : -1;
+  }
+  const width = max < 0 || max > 0xffffffff ? 8 : max > 0xffff ? 4 : max > 0xff ? 2 : 1;
+  writeU8(w, width);
+  ensure(w, values.length * width);
+  const { view } = w;
+  let at = w.at;
+  for (let i = 0; i < values.length; i++, at += width) {
+    const v = values[i]!;
+    if (width === 1) view.setUint8(at, v);
+    else if (width === 2) view.setUint16(at, v, true);
+    else if (width === 4) view.setUint32(at, v, true);
+    else view.setFloat64(at, v, true);
+  }
   w.at = at;
 }
 

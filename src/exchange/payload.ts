@@ -1,15 +1,16 @@
 /**
  * What crosses an exchange link: a record batch or sink output as columns in one buffer
  * (column-writer.ts). Keys and values that are strings or bytes are packed (lengths, then the
- * text or bytes), hashes are int32s and marks float64s, so a word-count record costs a few bytes
- * and, decoded, nothing but its strings; a column of anything else (an app's objects) is a
- * node:v8 blob. Laid out as: format, flags, record count, then the columns below in order.
+ * text or bytes), hashes are int32s and marks the narrowest unsigned width that holds them, so
+ * a word-count record costs a few bytes and, decoded, nothing but its strings; a column of
+ * anything else (an app's objects) is a node:v8 blob. Laid out as: format, flags, record count,
+ * then the columns below in order.
  */
 import type { SinkOutput, Payload } from "../connector/types.ts";
 import type { Key } from "../app/spec.ts";
 import type { KeyedBatch } from "../runtime/dataflow.ts";
-import { createColumnReader, malformed, readColumn, readNumbers, readStringColumn, readU32, readU8, type ColumnReader } from "./column-reader.ts";
-import { createColumnWriter, writeColumn, writeNumbers, writeU32, writeU8, written, type ColumnWriter } from "./column-writer.ts";
+import { createColumnReader, malformed, readColumn, readInt32s, readMarks, readStringColumn, readU32, readU8, type ColumnReader } from "./column-reader.ts";
+import { createColumnWriter, writeColumn, writeInt32s, writeMarks, writeU32, writeU8, written, type ColumnWriter } from "./column-writer.ts";
 
 /**
  * Records per exchange batch at most. A source batch (a 64 KiB file chunk is ~9k words) goes
@@ -73,12 +74,12 @@ function writeUpstreams(w: ColumnWriter, upstreams: readonly string[]): void {
   }
   writeU32(w, names.length);
   writeColumn(w, names);
-  writeNumbers(w, of, "int32");
+  writeInt32s(w, of);
 }
 
 function readUpstreams(r: ColumnReader, n: number): string[] {
   const names = readStringColumn(r, readU32(r));
-  const of = readNumbers(r, n, "int32");
+  const of = readInt32s(r, n);
   const upstreams: string[] = [];
   for (let i = 0; i < n; i++) {
     const name = names[of[i]!];
@@ -107,12 +108,12 @@ export function encodeRecords(batch: KeyedBatch): Piece[] {
     const whole = to - from === n;
     const w = header(RECORDS_FORMAT, flags, to - from, (to - from) * RECORD_BYTES_HINT);
     writeColumn(w, part(batch.keys, from, to, whole));
-    writeNumbers(w, part(batch.hashes, from, to, whole), "int32");
+    writeInt32s(w, part(batch.hashes, from, to, whole));
     if ((flags & VALUES_ARE_KEYS) === 0) writeColumn(w, part(batch.values, from, to, whole));
     if ((flags & LINEAGE) !== 0) writeColumn(w, part(batch.lineage, from, to, whole));
     if ((flags & UPSTREAMS) !== 0) writeUpstreams(w, part(batch.upstreams, from, to, whole));
-    if ((flags & SEQS) !== 0) writeNumbers(w, part(batch.seqs, from, to, whole), "float64");
-    if ((flags & SUBS) !== 0) writeNumbers(w, part(batch.subs, from, to, whole), "float64");
+    if ((flags & SEQS) !== 0) writeMarks(w, part(batch.seqs, from, to, whole));
+    if ((flags & SUBS) !== 0) writeMarks(w, part(batch.subs, from, to, whole));
     return { records: to - from, payload: written(w) };
   });
 }
@@ -131,12 +132,12 @@ function finished(r: ColumnReader): void {
 export function decodeRecords(bytes: Uint8Array): KeyedBatch {
   const { r, flags, n } = opened(bytes, RECORDS_FORMAT, "an exchange record batch");
   const keys = readColumn(r, n) as Key[];
-  const hashes = readNumbers(r, n, "int32");
+  const hashes = readInt32s(r, n);
   const values = (flags & VALUES_ARE_KEYS) !== 0 ? keys.slice() : readColumn(r, n);
   const lineage = (flags & LINEAGE) !== 0 ? readStringColumn(r, n) : [];
   const upstreams = (flags & UPSTREAMS) !== 0 ? readUpstreams(r, n) : [];
-  const seqs = (flags & SEQS) !== 0 ? readNumbers(r, n, "float64") : [];
-  const subs = (flags & SUBS) !== 0 ? readNumbers(r, n, "float64") : [];
+  const seqs = (flags & SEQS) !== 0 ? readMarks(r, n) : [];
+  const subs = (flags & SUBS) !== 0 ? readMarks(r, n) : [];
   finished(r);
   const batch: KeyedBatch = { keys, hashes, values, lineage, upstreams, seqs, subs };
   if ((flags & QUIET) !== 0) batch.quiet = true;
