@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createControlClients } from "../src/cluster/control-rpc.ts";
 import { CLUSTER_VERSION } from "../src/cluster/membership.ts";
 import { ControlService, JoinResponseSchema, StatusResponseSchema } from "../src/protocol/gen/keyway/v1/cluster_pb.ts";
-import { clusterStatus, corpus, expectExact } from "./helpers/cluster.ts";
+import { COORDINATOR_LOST_MS } from "../src/cluster/worker.ts";
+import { clusterStatus, corpus, errors, expectCleanExit, expectEveryWindowOnce, expectExact, lineCount, steadyLoad } from "./helpers/cluster.ts";
 import { expectOneLineError, freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
@@ -154,6 +155,31 @@ describe("cluster", () => {
     worker.child.kill("SIGCONT");
     await waitFor("w1 reachable again", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1")?.reachable === true ? true : undefined), 10_000);
   });
+
+  it("a worker paused past the coordinator-lost limit asks again on waking, stays, and every window is right, once", async () => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const dir = scratchDir("cluster-paused");
+    const output = join(dir, "out.txt");
+    const tcpPort = await freePort();
+    const engine = startKeyway(["run", "examples/validation/sequence-window.ts", "--source", `in=tcp://127.0.0.1:${tcpPort}`,
+      "--sink", `out=file:${output}`, "--cluster-listen", address, "--replicas", "1", "--failure-timeout-ms", "60000"]);
+    running.push(engine);
+    await waitFor("the cluster", () => clusterStatus(address).catch(() => undefined));
+    const worker = startKeyway(["worker", "examples/validation/sequence-window.ts", "--join", address]);
+    running.push(worker);
+    await waitFor("w1 holding slots", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1" && w.slots > 0) === undefined ? undefined : true));
+    const load = await steadyLoad(tcpPort, 500);
+    await waitFor("records flowing", () => (lineCount(output) > 1000 ? true : undefined));
+    // Stopped longer than COORDINATOR_LOST_MS: its heartbeats' deadlines pass while it cannot ask.
+    worker.child.kill("SIGSTOP");
+    await new Promise((r) => setTimeout(r, COORDINATOR_LOST_MS + 2000));
+    worker.child.kill("SIGCONT");
+    await waitFor("w1 reachable again", async () => ((await clusterStatus(address)).workers.find((w) => w.id === "w1")?.reachable === true ? true : undefined), 20_000);
+    await expectEveryWindowOnce(load, output);
+    expect(worker.child.exitCode).toBe(null);
+    expect(errors(worker.stderr())).toEqual([]);
+    await expectCleanExit(engine);
+  });
 });
 
 describe("cluster sources", () => {
@@ -164,10 +190,21 @@ describe("cluster sources", () => {
     const output = join(dir, "out.txt");
     const address = `127.0.0.1:${await freePort()}`;
     const engine = startKeyway(["run", "examples/word-count/app.ts", "--source", `lines=file:${join(dir, "in")}`, "--sink", `counts=file:${output}`,
-      "--workers", "3", "--cluster-listen", address]);
+      "--workers", "3", "--cluster-listen", address,
+      // No copies to rebuild, which the shrink would wait for while w2 is stopped.
+      "--replicas", "1", "--failure-timeout-ms", "60000"]);
     running.push(engine);
     await waitFor("output flowing", () => (existsSync(output) && readFileSync(output).length > 100_000 ? true : undefined), 60_000);
-    const shrink = await runKeyway(["cluster", "shrink", "--address", address, "--worker", "w2"]);
+    // w2 is stopped until the shrink is under way, so it cannot reach the end of its file first.
+    const w2 = (await clusterStatus(address)).workers.find((w) => w.id === "w2")!;
+    process.kill(w2.pid, "SIGSTOP");
+    const shrinking = runKeyway(["cluster", "shrink", "--address", address, "--worker", "w2"]);
+    try {
+      await waitFor("the shrink to start", () => (/"msg":"workers leaving"/.test(engine.stderr()) ? true : undefined), 60_000);
+    } finally {
+      process.kill(w2.pid, "SIGCONT");
+    }
+    const shrink = await shrinking;
     expect(shrink.code, shrink.stderr).toBe(0);
     const finished = await engine.finished;
     expect(finished.code, finished.stderr).toBe(0);

@@ -646,20 +646,23 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // The coordinator's own process stays; only its data role goes.
         members = members.map((m) => (chosen.includes(m.id) ? { ...m, data: false } : m));
         try {
+          // Every worker learns first that the leaving ones hold no data, so a stream they give up is
+          // not redirected back to them.
+          await publish({ ...map, epoch: nextEpoch() }, undefined, members);
+          // A leaving worker's sources go on elsewhere before its slots move: it stops reading now, and
+          // its slots move while it no longer adds to them.
+          for (const worker of leaving) {
+            const moved = await port.stopSources(worker).catch((err: Error) => {
+              log.warn({ worker: worker.id, err: err.message }, "a leaving worker did not stop its sources cleanly");
+              return [] as SourceAssignment[];
+            });
+            await releaseStreamsOf(worker);
+            const heirs = members.filter((m) => m.data);
+            await Promise.all(moved.map((s, i) => place(heirs[i % heirs.length]!, [s])));
+          }
           await migrate();
         } catch (err) {
           return failMove(`removing ${chosen.join(", ")}`, err, before);
-        }
-        for (const worker of leaving) {
-          const moved = await port.stopSources(worker).catch((err: Error) => {
-            log.warn({ worker: worker.id, err: err.message }, "a leaving worker did not stop its sources cleanly");
-            return [] as SourceAssignment[];
-          });
-          await releaseStreamsOf(worker);
-          const heirs = members.filter((m) => m.data);
-          await Promise.all(
-            moved.map((s, i) => place(heirs[i % heirs.length]!, [s])),
-          );
         }
         members = members.filter((m) => !leaving.some((w) => w.id === m.id));
         checkDone();

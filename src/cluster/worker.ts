@@ -68,7 +68,7 @@ import { appDigest, CLUSTER_VERSION, workerForInstance, type Worker } from "./me
 import { hashShift, slotOfHash } from "../routing/hash.ts";
 
 const RATE_WINDOW_MS = 2000;
-/** A worker whose coordinator has not answered a heartbeat for this long stops: nothing can change its map any more. */
+/** A worker whose coordinator has not answered its heartbeats for this long stops: nothing can change its map any more. */
 export const COORDINATOR_LOST_MS = 10_000;
 const CONTROL_DEADLINE_MS = 10 * 60_000;
 const ETCD_RETRY_MS = 200;
@@ -845,22 +845,24 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
         .then(takeOver)
         .catch((err: Error) => lose(err));
     }
-    let answeredAt = Date.now();
+    // Silence is counted in heartbeats sent, not in time since the last answer: a worker that was itself
+    // paused (a stopped process, a frozen machine) asks again before it concludes its coordinator is gone.
+    let unanswered = 0;
     heartbeat = setInterval(() => {
       if (coordinatorId === selfId) return;
-      // With etcd, a coordinator that does not answer is replaced through its lease; this worker goes on.
-      if (control === undefined && Date.now() - answeredAt > COORDINATOR_LOST_MS) {
-        clearInterval(heartbeat);
-        lose(new KeywayError(ErrorCode.WORKER_LOST, `the coordinator at ${coordinatorAddress()} has not answered for ${COORDINATOR_LOST_MS / 1000} s; this worker stops`));
-        return;
-      }
       clients.call(coordinatorAddress(), "Heartbeat", { workerId: selfId, epoch: BigInt(placement.map.epoch) }, HeartbeatResponseSchema, HEARTBEAT_INTERVAL_MS * 4).then(
-        () => (answeredAt = Date.now()),
+        () => (unanswered = 0),
         (err: grpc.ServiceError) => {
           if (control !== undefined && err.code === grpc.status.UNAVAILABLE) void endLeaseIfGone();
-          if (err.code !== grpc.status.FAILED_PRECONDITION || !err.details.startsWith(ErrorCode.FENCED)) return;
+          if (err.code === grpc.status.FAILED_PRECONDITION && err.details.startsWith(ErrorCode.FENCED)) {
+            clearInterval(heartbeat);
+            lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced (${err.details}); it exits (start a new worker to rejoin)`));
+            return;
+          }
+          // With etcd, a coordinator that does not answer is replaced through its lease; this worker goes on.
+          if (control !== undefined || ++unanswered < COORDINATOR_LOST_MS / HEARTBEAT_INTERVAL_MS) return;
           clearInterval(heartbeat);
-          lose(new KeywayError(ErrorCode.FENCED, `worker ${selfId} was declared dead by the cluster and fenced (${err.details}); it exits (start a new worker to rejoin)`));
+          lose(new KeywayError(ErrorCode.WORKER_LOST, `the coordinator at ${coordinatorAddress()} has not answered for ${COORDINATOR_LOST_MS / 1000} s; this worker stops`));
         },
       );
     }, HEARTBEAT_INTERVAL_MS);
