@@ -212,6 +212,11 @@ describe("cluster sources", () => {
     // Three files placed at the start, one per worker, and w2's unfinished one placed again.
     expect(finished.stderr.match(/"msg":"reading sources placed here"/g)?.length).toBe(4);
     expectExact(readFileSync(output, "utf8"), counts);
+    // The summary counts w2's work too, though w2 is gone by the end.
+    const lines = [0, 1, 2].reduce((n, f) => n + readFileSync(join(dir, "in", `part-${f}.txt`), "utf8").split("\n").length - 1, 0);
+    const words = [...counts.values()].reduce((a, b) => a + b, 0);
+    const whole = new Intl.NumberFormat("en");
+    expect(finished.stderr).toContain(`: ${whole.format(lines)} records in, ${whole.format(words)} out,`);
   });
 });
 

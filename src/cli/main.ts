@@ -16,7 +16,7 @@ import { checkSlotCount, SLOT_COUNT_DEFAULT } from "../routing/hash.ts";
 import { checkBindings } from "../runtime/bindings.ts";
 import { partitionerAfterKeyedStage } from "../runtime/dataflow.ts";
 import { CHECKPOINT_TIMEOUT_MS_DEFAULT, MAX_UNCOMMITTED_RECORDS_DEFAULT, startEngine, type Engine, type EngineStats } from "../runtime/engine.ts";
-import type { Coordinator } from "../cluster/coordinator.ts";
+import type { Coordinator, DepartedFigures } from "../cluster/coordinator.ts";
 import { ETCD_FAILURE_TIMEOUT_MS_DEFAULT, FAILURE_TIMEOUT_MS_DEFAULT } from "../cluster/failure-timeouts.ts";
 import { addClusterCommands } from "./cluster-commands.ts";
 import { collectBindings, type BindingTable } from "./bindings.ts";
@@ -285,18 +285,19 @@ function localWorkerArgs(flags: RunFlags): string[] {
   return args;
 }
 
-/** The whole cluster's figures for the summary, from every worker still there at the end. */
+/** The whole cluster's figures for the summary: every worker still there at the end, and those a shrink removed. */
 async function clusterTotals(coordinator: Coordinator): Promise<EngineStats> {
-  const { members } = await coordinator.status();
-  const sum = (pick: (s: NonNullable<(typeof members)[number]["stats"]>) => bigint) => members.reduce((n, m) => n + (m.stats === undefined ? 0 : Number(pick(m.stats))), 0);
+  const { members, departed } = await coordinator.status();
+  const sum = (pick: (s: DepartedFigures & { keys: bigint }) => bigint) => members.reduce((n, m) => n + (m.stats === undefined ? 0 : Number(pick(m.stats))), 0);
   return {
-    recordsIn: sum((s) => s.recordsIn),
-    recordsOut: sum((s) => s.recordsOut),
+    recordsIn: sum((s) => s.recordsIn) + Number(departed.recordsIn),
+    recordsOut: sum((s) => s.recordsOut) + Number(departed.recordsOut),
+    // A departed worker's keys live on where its slots went.
     keys: sum((s) => s.keys),
     bufferedRecords: 0,
     checkpoints: 0,
     checkpointsAbandoned: 0,
-    recordsForwarded: sum((s) => s.recordsForwarded),
+    recordsForwarded: sum((s) => s.recordsForwarded) + Number(departed.recordsForwarded),
   };
 }
 

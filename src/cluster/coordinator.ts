@@ -114,6 +114,14 @@ export interface ClusterView {
   underReplicated: number;
   fenced: string[];
   members: Array<Worker & { slots: number; backups: number; coordinator: boolean; reachable: boolean; stats: WorkerStatsResponse | undefined }>;
+  /** What the workers removed by a shrink had done, for a run's totals. */
+  departed: DepartedFigures;
+}
+
+export interface DepartedFigures {
+  recordsIn: bigint;
+  recordsOut: bigint;
+  recordsForwarded: bigint;
 }
 
 export interface Coordinator {
@@ -184,6 +192,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     restored?.streams.map((s) => [`${s.source}\u0000${s.stream}`, { holder: s.holder, position: s.position, ...(s.owner === undefined ? {} : { owner: s.owner }) }]),
   );
   let moving = false;
+  const departed: DepartedFigures = { recordsIn: 0n, recordsOut: 0n, recordsForwarded: 0n };
   // The highest epoch a worker may hold: a slot move shows the new owner its map before it is
   // published, and if the move fails that epoch must not name a different map later.
   let shown = map.epoch;
@@ -664,6 +673,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         } catch (err) {
           return failMove(`removing ${chosen.join(", ")}`, err, before);
         }
+        for (const worker of leaving) {
+          const stats = await port.stats(worker).catch(() => undefined);
+          if (stats === undefined) continue;
+          departed.recordsIn += stats.recordsIn;
+          departed.recordsOut += stats.recordsOut;
+          departed.recordsForwarded += stats.recordsForwarded;
+        }
         members = members.filter((m) => !leaving.some((w) => w.id === m.id));
         checkDone();
         await publish({ ...map, epoch: nextEpoch() }, undefined, members);
@@ -747,6 +763,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           reachable: m.id === self.id || now - (lastSeen.get(m.id) ?? 0) < UNREACHABLE_AFTER_MS,
           stats: stats[i],
         })),
+        departed: { ...departed },
       };
     },
     replicated() {

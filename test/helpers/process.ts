@@ -56,15 +56,29 @@ export function scratchDir(prefix: string): string {
   return mkdtempSync(join(base, `${prefix}-`));
 }
 
-/** A port that was free a moment ago (bind to 0, read it, release it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+// Ports handed out lie below the kernel's ephemeral range (32768 and up here), from which every
+// outgoing connection takes its local port: a port picked by binding to 0 could be taken by one
+// of those before the process it was meant for binds it (a RabbitMQ test failed so). Each vitest
+// worker takes its own block, in turn from a random start, so parallel test files never pick the
+// same port either.
+const PORT_BLOCK = 1800;
+const PORT_BASE = 10_000 + ((Number(process.env.VITEST_POOL_ID ?? 1) - 1) % 8) * PORT_BLOCK;
+let nextPort = Math.floor(Math.random() * PORT_BLOCK);
+
+/** A port free a moment ago (bound, then released), that nothing else on the machine is handed meanwhile. */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < PORT_BLOCK; tries++) {
+    const port = PORT_BASE + (nextPort++ % PORT_BLOCK);
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_BASE}-${PORT_BASE + PORT_BLOCK - 1}`);
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
   });
 }
 
