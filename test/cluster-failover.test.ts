@@ -117,6 +117,23 @@ describe("cluster failover", () => {
     expect(finished.code, finished.stderr).toBe(0);
   });
 
+  it("the first worker stopped past the failure timeout declares nobody dead on waking: every worker stays, every window is right, once", async () => {
+    const { engine, output, address, tcpPort } = await sequenceCluster("failover-coordinator-paused", 3, 2);
+    const load = await steadyLoad(tcpPort, 1000);
+    await waitFor("records flowing", () => (lineCount(output) > 5000 ? true : undefined), 60_000);
+    // Twice the failure timeout (2 s by default): every worker's heartbeats wait unread meanwhile.
+    engine.child.kill("SIGSTOP");
+    await new Promise((r) => setTimeout(r, 4000));
+    engine.child.kill("SIGCONT");
+    const atWake = lineCount(output);
+    await waitFor("records flowing after the pause", () => (lineCount(output) > atWake ? true : undefined), 60_000);
+    await expectEveryWindowOnce(load, output);
+    const status = await clusterStatus(address);
+    expect([status.fenced, status.workers.length]).toEqual([[], 3]);
+    expect(engine.stderr()).not.toMatch(/"msg":"workers declared dead and fenced"/);
+    await expectCleanExit(engine);
+  });
+
   it("R=1: a SIGKILLed worker takes the only copy of its slots, and the run stops with an error naming them", async () => {
     const { engine, output, address, tcpPort } = await sequenceCluster("failover-lost", 2, 1);
     const load = await steadyLoad(tcpPort, 1000);

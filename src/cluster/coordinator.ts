@@ -41,6 +41,8 @@ export const HEARTBEAT_INTERVAL_MS = 500;
 /** A worker silent this long shows as unreachable: four missed heartbeats, to ride out a GC pause. */
 export const UNREACHABLE_AFTER_MS = 2000;
 const FAILURE_CHECK_MS = 100;
+/** A failure check this much later than due means the coordinator's own process was paused. */
+const SELF_PAUSE_MS = 500;
 /**
  * A worker this late with its heartbeat is probed: if its address refuses connections, its
  * process is gone and it is declared dead at once, without waiting for the failure timeout
@@ -486,7 +488,13 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const probing = new Set<string>();
   const joiningIds = new Set<string>();
   const late = (id: string, ms: number) => Date.now() - (lastSeen.get(id) ?? Date.now()) > ms;
+  let checkedAt = Date.now();
   const detector = setInterval(() => {
+    const now = Date.now();
+    // A tick this late means this process was itself paused (stopped, a frozen machine, a long GC or a
+    // blocked event loop): the heartbeats sent meanwhile are still unread, so silence counts from now.
+    if (now - checkedAt > SELF_PAUSE_MS) for (const id of lastSeen.keys()) lastSeen.set(id, now);
+    checkedAt = now;
     if (runEnded) return;
     const others = members.filter((m) => m.id !== self.id && !joiningIds.has(m.id));
     // With etcd a worker's lease says whether it lives: silence alone proves nothing there, since a
