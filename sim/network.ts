@@ -92,7 +92,8 @@ export function createSimNetwork(random: Random, procs: ProcessTable): SimNetwor
   };
   const deliver = (from: Node, to: Node, notBefore: number, fn: () => void): number => {
     stats.messages++;
-    const at = Math.max(Date.now() + latency(), notBefore, from.pausedUntil, to.pausedUntil, cutUntil(from, to));
+    // A paused receiver runs its due timers first as it wakes (see processes.ts), then reads this.
+    const at = Math.max(Date.now() + latency(), notBefore, from.pausedUntil, to.pausedUntil + 1, cutUntil(from, to));
     later(to, at - Date.now(), fn);
     return at;
   };

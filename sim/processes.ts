@@ -50,11 +50,17 @@ export function createProcessTable(tracked: boolean): ProcessTable {
       const cleared = new WeakSet<object>();
       /** The callback as its process may run it now: not when dead, later when paused. */
       const gate = (process: SimProcess, handle: () => object, cb: Callback, args: unknown[], repeating: boolean) => {
+        let owedFor = 0;
         const fire = (): void => {
           if (!process.alive || cleared.has(handle())) return;
           const wait = process.pausedUntil - Date.now();
-          // An interval's ticks during a pause are not made up (a stopped process misses them).
-          if (wait > 0) return void (repeating ? undefined : current.exit(() => timeout(fire, wait)));
+          if (wait > 0) {
+            // An interval's ticks missed in a pause come once, as the process wakes, before the messages
+            // that waited for it: Node runs due timers before it reads its sockets.
+            if (!repeating || owedFor !== process.pausedUntil) current.exit(() => timeout(fire, wait));
+            owedFor = process.pausedUntil;
+            return;
+          }
           current.run(process, () => cb(...args));
         };
         return fire;

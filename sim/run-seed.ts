@@ -111,7 +111,12 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const clock = installClock(random.code);
   // Tracking which process runs costs two thirds of the speed (a hook on every promise): it is on
   // where it matters, with etcd, whose coordinator may die or pause and must then decide nothing.
-  const procs = createProcessTable(control === "etcd");
+  const faultsUntil = random.faults.int(1500, 4000);
+  const faults = drawFaults(random.faults, options.mode, FAILURE_TIMEOUT_MS, faultsUntil);
+  // With the embedded coordinator, one pause in four stops the first worker: it must not wake up
+  // declaring the others dead. No new draw: a seed's other faults stay as they were.
+  const pausesFirst = (f: Fault) => control === "embedded" && f.kind === "pause" && f.pick % 4 === 0;
+  const procs = createProcessTable(control === "etcd" || faults.some(pausesFirst));
   const uninstallProcs = procs.install();
   const net = createSimNetwork(random.net, procs);
   const etcd = control === "etcd" ? createSimEtcd({ random: random.etcd.next, app: app.name, processes: { run: (address, fn) => procs.run(procs.of(address), fn), detached: procs.detached } }) : undefined;
@@ -245,7 +250,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       case "partition":
       case "leave": {
         // A leave is asked of the coordinator, which keeps its own process.
-        const target = pickWorker(f.pick, f.kind === "leave");
+        const target = !pausesFirst(f) ? pickWorker(f.pick, f.kind === "leave") : isDown(nodes[0]!) ? undefined : nodes[0];
         if (target === undefined) return "no worker to take";
         if (f.kind !== "leave" && options.mode === "safe") {
           if (!survivable([target])) return `skipped: ${target.worker!.id()} holds the last live copy of a slot`;
@@ -328,8 +333,6 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   };
 
   const committedAll = () => Array.from({ length: workload.sources }, (_, i) => watch.committed.get(i) === BigInt(workload.recordsPerSource)).every(Boolean);
-  const faultsUntil = random.faults.int(1500, 4000);
-  const faults = drawFaults(random.faults, options.mode, FAILURE_TIMEOUT_MS, faultsUntil);
   const faultsLast = Math.max(0, ...faults.map((f) => f.at + ("forMs" in f ? f.forMs : 0)));
   // Simulated time at which every initial worker had joined; faults are drawn relative to it.
   let formedAt = Infinity;

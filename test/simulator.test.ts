@@ -16,7 +16,7 @@ const expectAllPassed = (out: Finished, seeds: number) => {
 };
 
 /** Seeds on which the simulator found a bug, each fixed (the sequence-window app on the embedded coordinator; safe mode unless noted). */
-const REGRESSIONS = [18, 24, 36, 121, 123, 416, 532, 568, 659, 661, 710, 723, 761, 794, 906, 967];
+const REGRESSIONS = [18, 24, 33, 36, 121, 123, 129, 416, 532, 568, 659, 661, 710, 723, 761, 794, 906, 967];
 const OVERLOAD_REGRESSIONS = [15];
 /** Found with word count: a failed move's epoch reused for a different map. */
 const WORD_COUNT_REGRESSIONS = [258];
