@@ -368,6 +368,12 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
         else outcome = "state-lost";
         break;
       }
+      // Overload can leave no worker at all (each crashed, or stopped on losing its etcd lease): the
+      // state is lost with nobody left to say so, and what reached the sink was checked as it came.
+      if (options.mode === "overload" && nodes.every((n) => !n.proc.alive)) {
+        outcome = "state-lost";
+        break;
+      }
       complete ||= check.complete() && committedAll();
       if (complete && !replicated) {
         void coordinator()?.replicated().then(() => (replicated = true));
