@@ -464,6 +464,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         return;
       }
       members = members.filter((m) => !dead.includes(m.id));
+      // A shrink cut short (its coordinator died) may have left only workers it was removing: they keep
+      // the data role, since the slots and sources need a holder.
+      if (!members.some((m) => m.data)) members = members.map((m) => ({ ...m, data: true }));
       const suspects = new Set(members.filter((m) => late(m.id, SUSPECT_AFTER_MS)).map((m) => m.id));
       const next = promote(map, new Set(dead), nextEpoch(), suspects);
       await announce(next);
