@@ -18,6 +18,8 @@ const expectAllPassed = (out: Finished, seeds: number) => {
 /** Seeds on which the simulator found a bug, each fixed (the sequence-window app on the embedded coordinator; safe mode unless noted). */
 const REGRESSIONS = [18, 24, 33, 36, 121, 123, 129, 416, 532, 568, 659, 661, 710, 723, 761, 794, 906, 967];
 const OVERLOAD_REGRESSIONS = [15];
+/** Found with etcd in overload mode: a failover's map thawed slots frozen for a move. */
+const ETCD_OVERLOAD_REGRESSIONS = [24];
 /** Found with word count: a failed move's epoch reused for a different map. */
 const WORD_COUNT_REGRESSIONS = [258];
 /** Found with the etcd control plane (any app); 111 fails with only the fix for 814; 3256: a shrink cut short by its coordinator's loss. */
@@ -42,6 +44,7 @@ describe("cluster simulator", () => {
     expectAllPassed(await simulate(["--app", "sequence-window", "--control", "embedded", "--mode", "overload", ...seeds(OVERLOAD_REGRESSIONS)]), OVERLOAD_REGRESSIONS.length);
     expectAllPassed(await simulate(["--app", "word-count", "--control", "embedded", ...seeds(WORD_COUNT_REGRESSIONS)]), WORD_COUNT_REGRESSIONS.length);
     expectAllPassed(await simulate(["--control", "etcd", ...seeds(ETCD_REGRESSIONS)]), ETCD_REGRESSIONS.length);
+    expectAllPassed(await simulate(["--control", "etcd", "--mode", "overload", ...seeds(ETCD_OVERLOAD_REGRESSIONS)]), ETCD_OVERLOAD_REGRESSIONS.length);
   });
 
   it("overload (more copies lost than the replicas cover) ends in STATE_LOST or a complete run, never a wrong result", async () => {

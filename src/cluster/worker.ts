@@ -209,6 +209,8 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   // The worker holding the coordinator role and the sinks, as the latest map says.
   let coordinatorId = FIRST_WORKER;
   // A joiner owns nothing until a map names it.
+  // The coordinator's map epoch when it last froze slots here (FreezeRequest.epoch).
+  let frozenUnder = 0;
   const placement: Placement = first !== undefined ? { map: equalRanges(slotCount, [FIRST_WORKER], 1), self: 0, frozen: new Uint8Array(slotCount) } : { map: equalRanges(slotCount, ["?"], 0), self: -1, frozen: new Uint8Array(slotCount) };
   let engine: Engine | undefined;
   let coordinator: Coordinator | undefined;
@@ -386,7 +388,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
     const index = map.workers.indexOf(selfId);
     placement.map = map;
     placement.self = index;
-    placement.frozen!.fill(0);
+    // Only a map newer than the one a freeze was made under ends it: a failover's map of that epoch,
+    // reaching this worker after the freeze, must not let the moving slots' records go to their old owner.
+    if (map.epoch > frozenUnder) placement.frozen!.fill(0);
     for (const slot of copyingTo.keys()) if (map.owners[slot] !== index) copyingTo.delete(slot);
     for (const [slot, to] of copyingTo) {
       for (const id of to) if (!newMembers.some((m) => m.id === id) || backupsOf(map, slot).includes(map.workers.indexOf(id))) to.delete(id);
@@ -565,6 +569,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
 
   const workerHandlers: Record<string, UnaryHandler> = {
     Freeze: unary(async (req: FreezeRequest) => {
+      frozenUnder = Math.max(frozenUnder, Number(req.epoch));
       for (const slot of req.slots) placement.frozen![slot] = 1;
       await exchange.drained();
       return create(FreezeResponseSchema, {});
