@@ -7,7 +7,11 @@ import { clusterStatus, steadyLoad } from "./helpers/cluster.ts";
 import { freePort, runKeyway, scratchDir, startKeyway, waitFor, type Running } from "./helpers/process.ts";
 
 const running: Running[] = [];
-afterEach(() => {
+afterEach((context) => {
+  // A failure under a loaded suite is rarely reproduced alone: every process's last log lines go to the report.
+  if (context.task.result?.state === "fail") {
+    for (const r of running) process.stderr.write(`--- ${r.child.spawnargs.slice(2, 4).join(" ")} (pid ${r.child.pid}):\n${r.stderr().slice(-4000)}\n`);
+  }
   for (const r of running.splice(0)) r.child.kill("SIGKILL");
 });
 

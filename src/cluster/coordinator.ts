@@ -407,7 +407,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (entry.holder !== worker.id) continue;
       const [source, stream] = key.split("\u0000") as [string, string];
       const answer = await port.releaseStream(worker, source, stream).catch(() => undefined);
-      if (answer === undefined) continue;
+      // The session may have moved on meanwhile (redirected as the map took the worker's data role),
+      // and its new worker claimed the stream: that claim stands.
+      if (answer === undefined || streams.get(key) !== entry || entry.holder !== worker.id) continue;
       entry.position = answer.position;
       entry.holder = undefined;
     }
