@@ -208,9 +208,9 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   let members: Worker[] = [];
   // The worker holding the coordinator role and the sinks, as the latest map says.
   let coordinatorId = FIRST_WORKER;
-  // A joiner owns nothing until a map names it.
   // The coordinator's map epoch when it last froze slots here (FreezeRequest.epoch).
   let frozenUnder = 0;
+  // A joiner owns nothing until a map names it.
   const placement: Placement = first !== undefined ? { map: equalRanges(slotCount, [FIRST_WORKER], 1), self: 0, frozen: new Uint8Array(slotCount) } : { map: equalRanges(slotCount, ["?"], 0), self: -1, frozen: new Uint8Array(slotCount) };
   let engine: Engine | undefined;
   let coordinator: Coordinator | undefined;
