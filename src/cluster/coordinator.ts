@@ -407,8 +407,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (entry.holder !== worker.id) continue;
       const [source, stream] = key.split("\u0000") as [string, string];
       const answer = await port.releaseStream(worker, source, stream).catch(() => undefined);
-      // The session may have moved on meanwhile (redirected as the map took the worker's data role),
-      // and its new worker claimed the stream: that claim stands.
+      // The session may have moved on meanwhile and its new worker claimed the stream: that claim stands.
       if (answer === undefined || streams.get(key) !== entry || entry.holder !== worker.id) continue;
       entry.position = answer.position;
       entry.holder = undefined;
@@ -668,23 +667,18 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // The coordinator's own process stays; only its data role goes.
         members = members.map((m) => (chosen.includes(m.id) ? { ...m, data: false } : m));
         try {
-          // Every worker learns first that the leaving ones hold no data, so a stream they give up is
-          // not redirected back to them.
-          await publish({ ...map, epoch: nextEpoch() }, undefined, members);
-          // A leaving worker's sources go on elsewhere before its slots move: it stops reading now, and
-          // its slots move while it no longer adds to them.
-          for (const worker of leaving) {
-            const moved = await port.stopSources(worker).catch((err: Error) => {
-              log.warn({ worker: worker.id, err: err.message }, "a leaving worker did not stop its sources cleanly");
-              return [] as SourceAssignment[];
-            });
-            await releaseStreamsOf(worker);
-            const heirs = members.filter((m) => m.data);
-            await Promise.all(moved.map((s, i) => place(heirs[i % heirs.length]!, [s])));
-          }
           await migrate();
         } catch (err) {
           return failMove(`removing ${chosen.join(", ")}`, err, before);
+        }
+        for (const worker of leaving) {
+          const moved = await port.stopSources(worker).catch((err: Error) => {
+            log.warn({ worker: worker.id, err: err.message }, "a leaving worker did not stop its sources cleanly");
+            return [] as SourceAssignment[];
+          });
+          await releaseStreamsOf(worker);
+          const heirs = members.filter((m) => m.data);
+          await Promise.all(moved.map((s, i) => place(heirs[i % heirs.length]!, [s])));
         }
         for (const worker of leaving) {
           const stats = await port.stats(worker).catch(() => undefined);
